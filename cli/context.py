@@ -1,0 +1,77 @@
+"""Settings for the CLI: the same LEADWIRE_* env vars the services read, or, when they
+are not set, the running local stack's ``.leadwire/stack.env``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from cli.output import CliError, fail
+from shared.db import connect
+from shared.settings import CommonSettings
+
+T = TypeVar("T")
+
+
+def _find_stack_env() -> Path | None:
+    explicit = os.environ.get("LEADWIRE_STACK_ENV")
+    if explicit:
+        return Path(explicit)
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        candidate = folder / ".leadwire" / "stack.env"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_settings() -> CommonSettings:
+    """Env vars win; stack.env fills what they leave unset."""
+    values: dict[str, str] = {}
+    path = _find_stack_env()
+    if path and path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, _, value = line.removeprefix("export ").partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    fields: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.removeprefix("LEADWIRE_").lower()
+        if key.startswith("LEADWIRE_") and name in CommonSettings.model_fields and key not in os.environ:
+            fields[name] = value
+    return CommonSettings(**fields)
+
+
+def run_db(
+    work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool
+) -> T:
+    """Run ``work`` on one Postgres connection; connection errors become clear CLI errors."""
+    settings = load_settings()
+
+    async def _main() -> T:
+        try:
+            conn = await connect(settings.database_url, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise CliError(
+                f"cannot connect to Postgres ({type(exc).__name__})",
+                hint="start the stack with `make up`, or set LEADWIRE_DATABASE_URL",
+            ) from exc
+        try:
+            return await work(conn)
+        except asyncpg.UndefinedTableError as exc:
+            raise CliError(
+                "the database has no leadwire schema", hint="run `leadwire db migrate`"
+            ) from exc
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(_main())
+    except CliError as err:
+        fail(err, as_json=as_json)

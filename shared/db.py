@@ -1,0 +1,112 @@
+"""The asyncpg pool and the SQL migration runner.
+
+Migrations are the numbered ``shared/migrations/NNN_name.sql`` files, applied in order,
+each in its own transaction, recorded in ``schema_migrations``. A Postgres advisory lock
+makes concurrent runners (several services starting at once) safe; re-running is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import orjson
+
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+# Arbitrary constant: the advisory lock key that serializes migration runners.
+_MIGRATION_LOCK = 0x1EAD_5173
+
+
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections decode json/jsonb with orjson."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        timeout=10,
+    )
+    assert pool is not None
+    return pool
+
+
+async def wait_for_database(dsn: str, *, deadline_s: float = 60.0) -> None:
+    """Poll ``SELECT 1`` until Postgres answers or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    delay = 0.1
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+            try:
+                await conn.fetchval("SELECT 1")
+                return
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            if loop.time() > end:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration, in order."""
+    folder = resources.files("shared") / "migrations"
+    files = sorted(
+        (f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+    )
+    return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations; returns the versions applied (empty when up to date)."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version text PRIMARY KEY,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", version
+                    )
+                applied.append(version)
+                log.info("migration_applied", version=version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    finally:
+        await conn.close()
+    return applied

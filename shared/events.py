@@ -1,0 +1,246 @@
+"""Versioned event schemas: one discriminated union per topic.
+
+Events are past-tense facts, frozen once made. Consumers ignore fields they do not know
+(``extra="ignore"``), so a producer may add optional fields without a version bump; a
+breaking change bumps ``schema_version`` and the consumers learn both shapes first.
+
+Identity, which is what makes every consumer idempotent:
+
+- ``LeadReceived.request_id`` is the gateway's request id. A vendor retry carrying the same
+  idempotency key gets the *same* request id (:func:`request_id_for`), so it can never make
+  a second lead.
+- Every outcome's ``event_id`` is derived from its request id (:func:`outcome_event_id`):
+  a re-published or replayed outcome carries the same id, so consumers dedupe on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+# Namespace for ids derived from other ids (uuid5). Never change it: ids are stored.
+_NAMESPACE = uuid.UUID("8f0c5a0e-2b7e-4f55-9d2b-6c1b3e5e7a10")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_request_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def request_id_for(webhook_id: uuid.UUID, idempotency_key: str | None) -> uuid.UUID:
+    """A random id, or for a keyed request the same id every time the key comes back."""
+    if idempotency_key is None:
+        return uuid.uuid4()
+    return uuid.uuid5(_NAMESPACE, f"request:{webhook_id}:{idempotency_key}")
+
+
+def outcome_event_id(request_id: uuid.UUID) -> uuid.UUID:
+    """The one outcome event id a request ever gets, however often it is published."""
+    return uuid.uuid5(_NAMESPACE, f"outcome:{request_id}")
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- shared parts -------------------------------------------------------------------
+
+
+class MappedLead(Event):
+    """A lead after field mapping and normalization (phones E.164, emails lowercased)."""
+
+    crm_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    product: str | None = None
+    lead_status: str | None = None
+    # Unmapped fields and mapped fields without a contact column; never dropped.
+    custom: dict[str, Any] = Field(default_factory=dict)
+
+    def field(self, name: str) -> Any:
+        """A mapped field by name, falling back to custom fields (for rules)."""
+        if name in type(self).model_fields and name != "custom":
+            return getattr(self, name)
+        return self.custom.get(name)
+
+
+class RawRequest(Event):
+    """What the vendor sent, with secrets and signatures already removed."""
+
+    method: str = "POST"
+    path: str
+    headers: dict[str, str]
+    content_type: str
+    payload: Any
+
+
+class FieldError(Event):
+    field: str
+    code: str
+    message: str
+
+
+class Processing(Event):
+    """Timings of one request: when it started and ended, and milliseconds per step."""
+
+    start: datetime
+    end: datetime
+    duration_ms: float
+    steps: dict[str, float] = Field(default_factory=dict)
+
+
+class ErrorInfo(Event):
+    type: str
+    message: str
+
+
+class ContactSummary(Event):
+    id: uuid.UUID
+    crm_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    product: str | None = None
+    lead_status: str | None = None
+    board_id: uuid.UUID | None = None
+    board_name: str | None = None
+
+
+# --- raw topic ----------------------------------------------------------------------
+
+
+class LeadReceived(Event):
+    """The gateway accepted a webhook request; Kafka has it (acks=all)."""
+
+    type: Literal["lead.received"] = "lead.received"
+    schema_version: int = SCHEMA_VERSION
+    request_id: uuid.UUID
+    workspace_id: uuid.UUID
+    webhook_id: uuid.UUID
+    received_at: datetime
+    idempotency_key: str | None = None
+    # sha256 of the raw body: the same idempotency key with another body is a conflict.
+    body_sha256: str
+    request: RawRequest
+    lead: MappedLead
+    # Gateway steps in ms: authentication, field_mapping, validation, enqueue.
+    steps: dict[str, float] = Field(default_factory=dict)
+    # Set when this request re-submits an archived one (``leadwire replay``).
+    replay_of: uuid.UUID | None = None
+    source: str = "webhook"
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self.request_id
+
+
+RawEvent = Annotated[LeadReceived, Field(discriminator="type")]
+
+
+# --- outcome topic ------------------------------------------------------------------
+
+
+class _Outcome(Event):
+    schema_version: int = SCHEMA_VERSION
+    event_id: uuid.UUID
+    request_id: uuid.UUID
+    workspace_id: uuid.UUID
+    webhook_id: uuid.UUID
+    occurred_at: datetime
+    received_at: datetime
+    request: RawRequest
+    processing: Processing
+    replay_of: uuid.UUID | None = None
+
+
+class LeadProcessed(_Outcome):
+    """The lead is in Postgres: contact created or updated, lead recorded, board set."""
+
+    type: Literal["lead.processed"] = "lead.processed"
+    status: Literal["processed"] = "processed"
+    lead: MappedLead
+    lead_id: uuid.UUID
+    contact: ContactSummary
+    action: Literal["created", "updated"]
+    match_type: Literal["crm_id", "phone", "email", "new"]
+    is_new_contact: bool
+    rule_applied: bool
+    # Other contacts holding one of this lead's identity keys (a possible duplicate pair).
+    possible_duplicates: list[uuid.UUID] = Field(default_factory=list)
+
+
+class LeadFailed(_Outcome):
+    """The request was accepted but could not be processed (e.g. a poison message)."""
+
+    type: Literal["lead.failed"] = "lead.failed"
+    status: Literal["failed"] = "failed"
+    lead: MappedLead | None = None
+    error: ErrorInfo
+
+
+class LeadRejected(_Outcome):
+    """The gateway refused the request (validation, idempotency conflict, ...)."""
+
+    type: Literal["lead.rejected"] = "lead.rejected"
+    status: Literal["rejected"] = "rejected"
+    status_code: int
+    reason: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+Outcome = Annotated[LeadProcessed | LeadFailed | LeadRejected, Field(discriminator="type")]
+
+
+# --- alerts topic -------------------------------------------------------------------
+
+
+class PerformanceAlert(Event):
+    """A webhook's error rate or p95 time crossed its threshold (or came back under it)."""
+
+    type: Literal["alert.performance"] = "alert.performance"
+    schema_version: int = SCHEMA_VERSION
+    event_id: uuid.UUID
+    workspace_id: uuid.UUID
+    webhook_id: uuid.UUID
+    metric: Literal["error_rate", "p95_processing_time"]
+    value: float
+    threshold: float
+    state: Literal["firing", "resolved"]
+    occurred_at: datetime
+
+
+Alert = Annotated[PerformanceAlert, Field(discriminator="type")]
+
+
+# --- encoding -----------------------------------------------------------------------
+
+_raw_adapter: TypeAdapter[LeadReceived] = TypeAdapter(RawEvent)
+_outcome_adapter: TypeAdapter[LeadProcessed | LeadFailed | LeadRejected] = TypeAdapter(Outcome)
+_alert_adapter: TypeAdapter[PerformanceAlert] = TypeAdapter(Alert)
+
+
+def encode(event: BaseModel) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def decode_raw(data: bytes) -> LeadReceived:
+    return _raw_adapter.validate_json(data)
+
+
+def decode_outcome(data: bytes) -> LeadProcessed | LeadFailed | LeadRejected:
+    return _outcome_adapter.validate_json(data)
+
+
+def decode_alert(data: bytes) -> PerformanceAlert:
+    return _alert_adapter.validate_json(data)

@@ -1,0 +1,64 @@
+"""Health, readiness and Prometheus metrics for every service, and serving an app.
+
+- ``/healthz``: the process is alive and its event loop turns (always 200).
+- ``/readyz``: every named check passes (200), else 503 naming the checks that failed.
+- ``/metrics``: Prometheus text format from the default registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+ReadyCheck = Callable[[], Awaitable[bool] | bool]
+
+
+def add_ops_routes(
+    app: web.Application, *, service: str, checks: Mapping[str, ReadyCheck] | None = None
+) -> None:
+    checks = dict(checks or {})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": service})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        failed = [name for name, check in checks.items() if not await _run_check(check)]
+        if failed:
+            return web.json_response(
+                {"status": "not ready", "service": service, "failed": failed}, status=503
+            )
+        return web.json_response({"status": "ready", "service": service})
+
+    async def metrics(_request: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest())
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def _run_check(check: ReadyCheck) -> bool:
+    try:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await asyncio.wait_for(result, 3.0)
+        return bool(result)
+    except Exception:
+        return False
+
+
+async def serve(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> web.AppRunner:
+    """Start serving ``app``; the caller awaits ``runner.cleanup()`` to stop."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+    await site.start()
+    return runner

@@ -1,0 +1,442 @@
+"""Kafka plumbing: the one producer configuration, a publisher, and a consumer runner.
+
+Delivery guarantees, stated next to the code that gives them:
+
+- Producer: idempotent, ``acks=all`` (:func:`producer_config`; a test fails if these
+  defaults creep back: aiokafka's own defaults are acks=1 without idempotence). Every
+  await on Kafka is bounded by ``kafka_timeout_s`` (aiokafka can hang on a dead broker,
+  aiokafka#1101), so a caller gets :class:`KafkaUnavailable`, never a hang.
+- Consumer runner: at-least-once. Offsets are committed manually, only after the batch
+  handler returned; a crash before that redelivers the batch, so **every handler must be
+  idempotent**. A message that can never be handled (undecodable, or the handler raises
+  :class:`PoisonMessage`) goes to the dead-letter topic with the reason and the runner
+  moves on. Any other exception is treated as transient: the batch is retried with
+  backoff and nothing is committed until it succeeds. On SIGTERM the runner finishes the
+  batch in hand, commits it and stops. On a rebalance it commits what is done before
+  giving partitions up (aiokafka#933/#848), and a failed commit is logged, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel
+
+from shared import topics
+from shared.events import encode, utcnow
+from shared.logs import get_logger
+from shared.settings import CommonSettings
+
+log = get_logger(__name__)
+
+E = TypeVar("E")
+
+PRODUCE_SECONDS = Histogram(
+    "leadwire_kafka_produce_seconds",
+    "Time from send to broker acknowledgement (acks=all)",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMED = Counter("leadwire_consumer_messages_total", "Messages handled", ["topic", "result"])
+BATCH_SIZE = Histogram(
+    "leadwire_consumer_batch_size",
+    "Messages per handled batch",
+    ["topic"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+CONSUMER_LAG = Gauge("leadwire_consumer_lag", "Highwater minus position", ["topic", "partition"])
+DEADLETTERED = Counter("leadwire_deadlettered_total", "Messages sent to the dead-letter topic", ["topic"])
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not acknowledge within the bound; the caller must not claim success."""
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never be handled; it is dead-lettered."""
+
+    def __init__(self, message: Message[Any], reason: str) -> None:
+        super().__init__(reason)
+        self.message = message
+        self.reason = reason
+
+
+def producer_config(settings: CommonSettings) -> dict[str, Any]:
+    """The only producer configuration leadwire uses: idempotent, acks=all."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 1,
+        "request_timeout_ms": int(settings.kafka_timeout_s * 1000),
+        "max_batch_size": 256 * 1024,
+        "max_request_size": 4 * 1024 * 1024,
+    }
+
+
+class Publisher:
+    """An idempotent acks=all producer whose every await is bounded."""
+
+    def __init__(self, settings: CommonSettings, *, client_id: str = "leadwire") -> None:
+        self._settings = settings
+        self._timeout = settings.kafka_timeout_s
+        self._producer = AIOKafkaProducer(client_id=client_id, **producer_config(settings))
+        self._started = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        return self._producer
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._producer.start(), self._timeout)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            await self.stop()
+            raise KafkaUnavailable(f"cannot reach Kafka at {self._settings.kafka_bootstrap}") from exc
+        self._started = True
+
+    async def stop(self) -> None:
+        """Flush what is buffered and close; bounded, never hangs (aiokafka#1101)."""
+        try:
+            await asyncio.wait_for(self._producer.stop(), self._timeout)
+        except (TimeoutError, KafkaError, OSError):
+            log.warning("kafka_producer_stop_timeout", timeout_s=self._timeout)
+        self._started = False
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def publish(
+        self, topic: str, event: BaseModel | bytes, *, key: str | None = None,
+        timeout: float | None = None,
+    ) -> RecordMetadata:
+        """Send one message and wait for the broker's acks=all acknowledgement."""
+        value = event if isinstance(event, bytes) else encode(event)
+        full = self._settings.topic(topic)
+        started = time.perf_counter()
+        try:
+            meta = await asyncio.wait_for(
+                self._producer.send_and_wait(full, value, key=key.encode() if key else None),
+                timeout or self._timeout,
+            )
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise KafkaUnavailable(f"publish to {full} not acknowledged: {type(exc).__name__}") from exc
+        PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
+        return meta
+
+    async def publish_many(
+        self, topic: str, items: Sequence[tuple[str | None, BaseModel | bytes]],
+        *, timeout: float | None = None,
+    ) -> None:
+        """Send many messages, then wait until all are acknowledged (one bound for all)."""
+        if not items:
+            return
+        full = self._settings.topic(topic)
+        started = time.perf_counter()
+
+        async def _send_all() -> None:
+            futures = []
+            for key, event in items:
+                value = event if isinstance(event, bytes) else encode(event)
+                futures.append(
+                    await self._producer.send(full, value, key=key.encode() if key else None)
+                )
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(_send_all(), timeout or self._timeout)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise KafkaUnavailable(f"publish to {full} not acknowledged: {type(exc).__name__}") from exc
+        PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
+
+    async def probe(self, timeout: float = 2.0) -> bool:
+        """True when the cluster answers a metadata request within ``timeout``."""
+        try:
+            return bool(await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout))
+        except (TimeoutError, KafkaError, OSError):
+            return False
+
+
+async def ensure_topics(
+    settings: CommonSettings, names: Iterable[str] = topics.ALL, *, partitions: int = 4
+) -> None:
+    """Create the topics (prefixed) if missing; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(settings.kafka_timeout_s * 1000),
+    )
+    await asyncio.wait_for(admin.start(), settings.kafka_timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(n), num_partitions=partitions, replication_factor=1)
+            for n in names
+            if settings.topic(n) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Generic[E]):
+    """A decoded message and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: E
+    raw: bytes
+    timestamp_ms: int
+
+
+BatchHandler = Callable[[list[Message[E]]], Awaitable[None]]
+
+
+@dataclass
+class _Progress:
+    """Offsets handled but not yet committed, per partition (next offset to read)."""
+
+    pending: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner[Any]) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Let the batch in hand finish, then commit it while we still own the partitions.
+        try:
+            await asyncio.wait_for(self._runner._lock.acquire(), self._runner.revoke_wait_s)
+        except TimeoutError:
+            log.warning("rebalance_batch_still_running", partitions=len(revoked))
+            return
+        try:
+            await self._runner._commit_pending()
+        finally:
+            self._runner._lock.release()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions_assigned", count=len(assigned))
+
+
+class ConsumerRunner(Generic[E]):
+    """Consume topics in batches, hand them to a handler, commit after it succeeds."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        decode: Callable[[bytes], E],
+        handler: BatchHandler[E],
+        publisher: Publisher,
+        max_batch: int = 500,
+        poll_timeout_ms: int = 200,
+        auto_offset_reset: str = "earliest",
+        max_backoff_s: float = 5.0,
+        revoke_wait_s: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._logical = {settings.topic(t): t for t in topics}
+        self._decode = decode
+        self._handler = handler
+        self._publisher = publisher
+        self._max_batch = max_batch
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_backoff_s = max_backoff_s
+        self.revoke_wait_s = revoke_wait_s
+        self._lock = asyncio.Lock()
+        self._progress = _Progress()
+        self._stopping = asyncio.Event()
+        self._last_poll = 0.0
+        self._positions: dict[TopicPartition, int] = {}
+        self._group_id = group_id
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=group_id,
+            client_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            request_timeout_ms=max(int(settings.kafka_timeout_s * 1000), 15_000),
+            isolation_level="read_committed",
+        )
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        return self._consumer
+
+    def healthy(self, stale_after_s: float = 30.0) -> bool:
+        """Ready while the poll loop is turning (a consumer stuck after a broker restart,
+        aiokafka#1154, stops turning and is reported here)."""
+        return self._last_poll > 0 and time.monotonic() - self._last_poll < stale_after_s
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self._start_consumer()
+        try:
+            while not self._stopping.is_set():
+                batch = await self._poll()
+                if batch:
+                    async with self._lock:
+                        await self._handle(batch)
+                        await self._commit_pending()
+                self._update_lag()
+        finally:
+            async with self._lock:
+                await self._commit_pending()
+            try:
+                await asyncio.wait_for(self._consumer.stop(), self._settings.kafka_timeout_s)
+            except (TimeoutError, KafkaError, OSError):
+                log.warning("kafka_consumer_stop_timeout")
+
+    async def _start_consumer(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await asyncio.wait_for(self._consumer.start(), self._settings.kafka_timeout_s)
+                break
+            except (TimeoutError, KafkaError, OSError) as exc:
+                if self._stopping.is_set():
+                    raise KafkaUnavailable("stopped before Kafka became reachable") from exc
+                log.warning("kafka_consumer_start_retry", error=type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+        self._consumer.subscribe(list(self._logical), listener=_Rebalance(self))
+        self._last_poll = time.monotonic()
+
+    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
+        try:
+            fetched = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+            )
+        except KafkaError as exc:
+            log.warning("kafka_poll_error", error=type(exc).__name__)
+            await asyncio.sleep(0.5)
+            return []
+        self._last_poll = time.monotonic()
+        return [record for records in fetched.values() for record in records]
+
+    async def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        messages: list[Message[E]] = []
+        for record in records:
+            try:
+                value = self._decode(record.value)
+            except Exception as exc:  # undecodable: it will never decode; dead-letter it
+                await self._dead_letter(record, f"undecodable: {type(exc).__name__}: {exc}")
+                continue
+            messages.append(
+                Message(
+                    topic=self._logical.get(record.topic, record.topic),
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=value,
+                    raw=record.value,
+                    timestamp_ms=record.timestamp,
+                )
+            )
+        backoff = 0.1
+        attempt = 0
+        while messages:
+            attempt += 1
+            try:
+                await self._handler(messages)
+                break
+            except PoisonMessage as poison:
+                await self._dead_letter(poison.message, poison.reason)
+                messages = [m for m in messages if m is not poison.message]
+            except Exception as exc:
+                # Transient (Postgres down, Kafka down, a deadlock): retry, commit nothing.
+                log.warning(
+                    "batch_retry", attempt=attempt, error=type(exc).__name__, size=len(messages)
+                )
+                if self._stopping.is_set():
+                    # Shutting down: leave the batch uncommitted; it is redelivered.
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._progress.pending[tp] = record.offset + 1
+            self._positions[tp] = record.offset + 1
+        if records:
+            BATCH_SIZE.labels(self._logical.get(records[0].topic, records[0].topic)).observe(len(records))
+        for m in messages:
+            CONSUMED.labels(m.topic, "ok").inc()
+
+    async def _commit_pending(self) -> None:
+        if not self._progress.pending:
+            return
+        offsets = dict(self._progress.pending)
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets), self._settings.kafka_timeout_s)
+            for tp in offsets:
+                if self._progress.pending.get(tp) == offsets[tp]:
+                    del self._progress.pending[tp]
+        except (CommitFailedError, TimeoutError, KafkaError) as exc:
+            # The partitions moved (or the broker is away): the new owner redelivers from
+            # the last commit and the idempotent handlers absorb the repeat.
+            log.warning("commit_failed", error=type(exc).__name__)
+            self._progress.pending.clear()
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes] | Message[Any], reason: str) -> None:
+        topic = self._logical.get(record.topic, record.topic)
+        entry = {
+            "source_topic": topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode(errors="replace") if record.key else None,
+            "reason": reason[:2000],
+            "group_id": self._group_id,
+            "failed_at": utcnow().isoformat(),
+            "payload_b64": base64.b64encode(record.raw if isinstance(record, Message) else record.value).decode(),
+        }
+        # Bounded retry until the dead-letter topic has it: the message must not vanish.
+        backoff = 0.2
+        while True:
+            try:
+                await self._publisher.publish(topics.DEADLETTER, orjson.dumps(entry), key=entry["key"])
+                break
+            except KafkaUnavailable:
+                if self._stopping.is_set():
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+        DEADLETTERED.labels(topic).inc()
+        CONSUMED.labels(topic, "deadlettered").inc()
+        log.warning("message_deadlettered", topic=topic, partition=record.partition, offset=record.offset, reason_code=reason.split(":", 1)[0])
+
+    def _update_lag(self) -> None:
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            pos = self._positions.get(tp)
+            if high is not None and pos is not None:
+                CONSUMER_LAG.labels(self._logical.get(tp.topic, tp.topic), str(tp.partition)).set(max(high - pos, 0))
