@@ -16,7 +16,7 @@ async def container_infra() -> AsyncIterator[dict[str, str]]:
     with (
         PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="leadwire") as pg,
         KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka,
-        DockerContainer("versity/versitygw:v1.0.17")
+        DockerContainer("versity/versitygw:v1.7.0")
         .with_env("ROOT_ACCESS_KEY", "leadwire")
         .with_env("ROOT_SECRET_KEY", "leadwire-secret-key")
         .with_command("--port :7070 posix --nometa /tmp")

@@ -1,0 +1,72 @@
+"""Migrations apply from empty and re-apply as a no-op; the schema's identity backstops hold."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from shared.db import connect, migrate, migration_files
+
+pytestmark = pytest.mark.integration
+
+
+async def test_migrations_apply_from_empty_then_reapply_as_noop(infra_env: dict[str, str]) -> None:
+    admin = infra_env["LEADWIRE_DATABASE_URL"]
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = admin.rsplit("/", 1)[0] + "/" + name
+
+    applied = await migrate(url)
+    assert applied == [v for v, _ in migration_files()]
+    assert await migrate(url) == []
+
+    db = await connect(url)
+    try:
+        tables = {r["tablename"] for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        assert {"workspaces", "webhooks", "boards", "board_rules", "contacts", "leads",
+                "webhook_requests", "possible_duplicates", "notification_settings"} <= tables
+    finally:
+        await db.close()
+
+
+async def test_one_contact_per_identity_key_is_enforced(database_url: str) -> None:
+    db = await connect(database_url)
+    try:
+        ws = uuid.uuid4()
+        await db.execute("INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"w{ws.hex[:6]}")
+        await db.execute(
+            "INSERT INTO contacts (id, workspace_id, phone) VALUES ($1, $2, '+16266633444')", uuid.uuid4(), ws
+        )
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await db.execute(
+                "INSERT INTO contacts (id, workspace_id, phone) VALUES ($1, $2, '+16266633444')", uuid.uuid4(), ws
+            )
+        # many contacts may lack a key
+        for _ in range(2):
+            await db.execute("INSERT INTO contacts (id, workspace_id, email) VALUES ($1, $2, NULL)", uuid.uuid4(), ws)
+    finally:
+        await db.close()
+
+
+async def test_config_changes_are_signalled(database_url: str) -> None:
+    listener = await connect(database_url)
+    got: list[str] = []
+    await listener.add_listener("leadwire_config", lambda *args: got.append(args[3]))
+    db = await connect(database_url)
+    try:
+        ws = uuid.uuid4()
+        await db.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'signal')", ws)
+        from tests.support.polling import eventually
+
+        async def probe() -> list[str]:
+            await listener.execute("SELECT 1")  # lets the connection read notifications
+            return got
+
+        await eventually(probe, until=lambda g: f"workspaces:{ws}" in g, what="notification")
+    finally:
+        await db.close()
+        await listener.close()

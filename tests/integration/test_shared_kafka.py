@@ -1,0 +1,161 @@
+"""The shared producer and consumer runner against a real Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from shared import topics
+from shared.kafka import ConsumerRunner, Message, PoisonMessage, Publisher, ensure_topics
+from shared.settings import CommonSettings
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _decode(raw: bytes) -> dict:
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    return value
+
+
+@contextlib.asynccontextmanager
+async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task]:
+    task = asyncio.create_task(runner.run())
+    try:
+        yield task
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def read_topic(settings: CommonSettings, topic: str, expected: int, deadline_s: float = 20) -> list:
+    consumer = AIOKafkaConsumer(
+        settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+    )
+    await consumer.start()
+    out: list = []
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        while len(out) < expected and loop.time() < end:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_round_trip_through_publisher_and_runner(settings: CommonSettings) -> None:
+    await ensure_topics(settings)
+    seen: list[dict] = []
+
+    async def handle(messages: list[Message[dict]]) -> None:
+        seen.extend(m.value for m in messages)
+
+    async with Publisher(settings) as pub:
+        for i in range(20):
+            await pub.publish(topics.RAW, orjson.dumps({"n": i}), key=f"ws{i % 3}")
+        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-roundtrip",
+                                decode=_decode, handler=handle, publisher=pub)
+        async with running(runner):
+            await eventually(lambda: _ret(len(seen)), until=lambda n: n >= 20, what="20 consumed")
+    assert sorted(v["n"] for v in seen) == list(range(20))
+
+
+async def _ret(value):  # noqa: ANN001, ANN202
+    return value
+
+
+async def test_poison_message_is_dead_lettered_with_reason_and_consumer_goes_on(
+    settings: CommonSettings,
+) -> None:
+    await ensure_topics(settings)
+    handled: list[int] = []
+
+    async def handle(messages: list[Message[dict]]) -> None:
+        for m in messages:
+            if m.value.get("bad"):
+                raise PoisonMessage(m, "unwritable: bad lead")
+        handled.extend(m.value["n"] for m in messages)
+
+    async with Publisher(settings) as pub:
+        await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="k")
+        await pub.publish(topics.RAW, b"\xff not json", key="k")
+        await pub.publish(topics.RAW, orjson.dumps({"n": 2, "bad": True}), key="k")
+        await pub.publish(topics.RAW, orjson.dumps({"n": 3}), key="k")
+        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-poison",
+                                decode=_decode, handler=handle, publisher=pub)
+        async with running(runner):
+            await eventually(lambda: _ret(sorted(set(handled))), until=lambda v: v == [1, 3],
+                             what="good messages handled")
+    dead = await read_topic(settings, topics.DEADLETTER, 2)
+    entries = [orjson.loads(r.value) for r in dead]
+    reasons = sorted(e["reason"].split(":")[0] for e in entries)
+    assert reasons == ["undecodable", "unwritable"]
+    for e in entries:
+        assert e["source_topic"] == topics.RAW and e["group_id"] == "g-poison"
+        assert base64.b64decode(e["payload_b64"])  # the original bytes are kept
+    # nothing poison is retried forever: the group's committed offset is past all four
+    assert sorted(set(handled)) == [1, 3]
+
+
+async def test_consumer_that_dies_before_commit_gets_the_message_again(
+    settings: CommonSettings,
+) -> None:
+    await ensure_topics(settings)
+    first: list[int] = []
+
+    class Crash(BaseException):
+        """Not an Exception: the runner does not retry it, like a process dying."""
+
+    async def crash(messages: list[Message[dict]]) -> None:
+        first.extend(m.value["n"] for m in messages)
+        raise Crash
+
+    async with Publisher(settings) as pub:
+        await pub.publish(topics.RAW, orjson.dumps({"n": 7}), key="k")
+        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-redeliver",
+                                decode=_decode, handler=crash, publisher=pub)
+        with pytest.raises(Crash):
+            await asyncio.wait_for(runner.run(), 30)
+        assert first == [7]
+
+        second: list[int] = []
+
+        async def handle(messages: list[Message[dict]]) -> None:
+            second.extend(m.value["n"] for m in messages)
+
+        runner2 = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-redeliver",
+                                 decode=_decode, handler=handle, publisher=pub)
+        async with running(runner2):
+            await eventually(lambda: _ret(second), until=lambda v: v == [7], what="redelivery")
+
+
+async def test_transient_failure_is_retried_without_commit(settings: CommonSettings) -> None:
+    await ensure_topics(settings)
+    attempts: list[int] = []
+    done: list[int] = []
+
+    async def flaky(messages: list[Message[dict]]) -> None:
+        attempts.append(len(messages))
+        if len(attempts) < 3:
+            raise ConnectionError("database away")
+        done.extend(m.value["n"] for m in messages)
+
+    async with Publisher(settings) as pub:
+        await pub.publish(topics.RAW, orjson.dumps({"n": 9}), key="k")
+        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-flaky",
+                                decode=_decode, handler=flaky, publisher=pub)
+        async with running(runner):
+            await eventually(lambda: _ret(done), until=lambda v: v == [9], what="retried")
+    assert len(attempts) == 3
