@@ -1,0 +1,1 @@
+"""leadwire's services: each a package run as ``python -m services.<name>``."""

@@ -1,0 +1,234 @@
+"""The archive's log record and where it lives: pure functions, no I/O.
+
+One object per request, at a key derived only from the request itself::
+
+    <workspace_id>/<webhook_id>/<yyyy>/<mm>/<dd>/<request_id>.json   (date: received_at, UTC)
+
+so an outcome delivered twice, or the whole topic replayed, overwrites the same object
+instead of adding one. A small pointer object per request,
+``by-request/<request_id>.json``, names the record's key, so ``leadwire archive show``
+finds a request from its id alone.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from shared.events import LeadFailed, LeadProcessed, LeadRejected
+from shared.redact import strip_secret_headers
+
+Outcome = LeadProcessed | LeadFailed | LeadRejected
+
+RECORD_VERSION = 1
+POINTER_PREFIX = "by-request/"
+
+# Defence in depth: the gateway already removed credentials and signatures, but a header
+# whose name says it carries one is never archived, whoever produced the event (custom
+# API-key header names, vendor signature headers, session cookies).
+_SECRET_NAME = re.compile(
+    r"(auth|signature|secret|token|api[-_]?key|apikey|password|passwd|cookie|credential|session)",
+    re.IGNORECASE,
+)
+
+_KEY = re.compile(
+    r"^(?P<workspace>[0-9a-f-]{36})/(?P<webhook>[0-9a-f-]{36})/"
+    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<request>[0-9a-f-]{36})\.json$"
+)
+
+
+def clean_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-cased headers minus every credential, signature or session header."""
+    kept = strip_secret_headers(headers)
+    return {k: v for k, v in kept.items() if not _SECRET_NAME.search(k)}
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def day_prefix(workspace_id: uuid.UUID, webhook_id: uuid.UUID, day: date) -> str:
+    return f"{workspace_id}/{webhook_id}/{day:%Y/%m/%d}/"
+
+
+def record_key(
+    workspace_id: uuid.UUID, webhook_id: uuid.UUID, received_at: datetime, request_id: uuid.UUID
+) -> str:
+    day = received_at.astimezone(UTC).date()
+    return f"{day_prefix(workspace_id, webhook_id, day)}{request_id}.json"
+
+
+def pointer_key(request_id: uuid.UUID) -> str:
+    return f"{POINTER_PREFIX}{request_id}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKey:
+    workspace_id: uuid.UUID
+    webhook_id: uuid.UUID
+    day: date
+    request_id: uuid.UUID
+
+
+def parse_record_key(key: str) -> RecordKey | None:
+    """The parts of a record key, or None for anything else (pointers, strangers)."""
+    m = _KEY.match(key)
+    if not m:
+        return None
+    try:
+        return RecordKey(
+            workspace_id=uuid.UUID(m["workspace"]),
+            webhook_id=uuid.UUID(m["webhook"]),
+            day=date(int(m["y"]), int(m["m"]), int(m["d"])),
+            request_id=uuid.UUID(m["request"]),
+        )
+    except ValueError:
+        return None
+
+
+def days_between(since: datetime, until: datetime) -> Iterator[date]:
+    """Every UTC day touched by [since, until], oldest first."""
+    day = since.astimezone(UTC).date()
+    last = until.astimezone(UTC).date()
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def expired_day(day: date, *, now: datetime, older_than_days: int) -> bool:
+    """True when the whole UTC day ended at least ``older_than_days`` days before now."""
+    day_end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return day_end <= now - timedelta(days=older_than_days)
+
+
+# --- the record ---------------------------------------------------------------------
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_record(outcome: Outcome) -> dict[str, Any]:
+    """The archived log record of one finished request (JSON-ready)."""
+    req = outcome.request
+    proc = outcome.processing
+    record: dict[str, Any] = {
+        "log_id": str(outcome.request_id),
+        "request_id": str(outcome.request_id),
+        "webhook_id": str(outcome.webhook_id),
+        "workspace_id": str(outcome.workspace_id),
+        "timestamp": _iso(outcome.received_at),
+        "status": outcome.status,
+        "replay_of": str(outcome.replay_of) if outcome.replay_of else None,
+        "request": {
+            "method": req.method,
+            "path": req.path,
+            "content_type": req.content_type,
+            "headers": clean_headers(req.headers),
+            "payload": req.payload,
+        },
+        "processing": {
+            "start_time": _ms(proc.start),
+            "end_time": _ms(proc.end),
+            "duration_ms": proc.duration_ms,
+            "steps": dict(proc.steps),
+        },
+        "result": _result(outcome),
+        "error": _error(outcome),
+        "event_id": str(outcome.event_id),
+        "occurred_at": _iso(outcome.occurred_at),
+        "record_version": RECORD_VERSION,
+    }
+    return record
+
+
+def _result(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, LeadProcessed):
+        contact = outcome.contact
+        return {
+            "success": True,
+            "status": "processed",
+            "contact_id": str(contact.id),
+            "action": outcome.action,
+            "match_type": outcome.match_type,
+            "is_new_contact": outcome.is_new_contact,
+            "lead_id": str(outcome.lead_id),
+            "board": (
+                {"id": str(contact.board_id), "name": contact.board_name}
+                if contact.board_id
+                else None
+            ),
+            "rule_applied": outcome.rule_applied,
+            "possible_duplicates": [str(d) for d in outcome.possible_duplicates],
+            "lead": outcome.lead.model_dump(mode="json"),
+        }
+    if isinstance(outcome, LeadFailed):
+        return {
+            "success": False,
+            "status": "failed",
+            "lead": outcome.lead.model_dump(mode="json") if outcome.lead else None,
+        }
+    return {
+        "success": False,
+        "status": "rejected",
+        "status_code": outcome.status_code,
+        "reason": outcome.reason,
+        "errors": [e.model_dump(mode="json") for e in outcome.errors],
+    }
+
+
+def _error(outcome: Outcome) -> dict[str, Any] | None:
+    if isinstance(outcome, LeadFailed):
+        return {"type": outcome.error.type, "message": outcome.error.message}
+    if isinstance(outcome, LeadRejected):
+        return {
+            "type": "rejected",
+            "message": outcome.reason,
+            "status_code": outcome.status_code,
+            "errors": [e.model_dump(mode="json") for e in outcome.errors],
+        }
+    return None
+
+
+def object_metadata(outcome: Outcome) -> dict[str, str]:
+    """User metadata on the object: enough to list and filter without reading bodies."""
+    meta = {"status": outcome.status, "received-at": _iso(outcome.received_at)}
+    if outcome.replay_of:
+        meta["replay-of"] = str(outcome.replay_of)
+    return meta
+
+
+def pointer(outcome: Outcome, key: str) -> dict[str, Any]:
+    return {
+        "request_id": str(outcome.request_id),
+        "key": key,
+        "status": outcome.status,
+        "received_at": _iso(outcome.received_at),
+    }
+
+
+def parse_time(value: str, *, now: datetime | None = None) -> datetime:
+    """An ISO date/time (naive = UTC), ``now``, or an age like ``90m``, ``24h``, ``7d``."""
+    now = now or datetime.now(UTC)
+    text = value.strip()
+    if text.lower() == "now":
+        return now
+    m = re.fullmatch(r"(\d+)\s*([smhdw])", text.lower())
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m[2]]
+        return now - timedelta(seconds=int(m[1]) * unit)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a time: use an ISO date/time (2025-10-25, "
+            "2025-10-25T23:00:00Z), 'now', or an age like 30m, 24h, 7d"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
