@@ -1,0 +1,1 @@
+"""Analytics: exact, durable per-webhook and per-workspace metrics, an API and a live dashboard."""

@@ -1,0 +1,168 @@
+"""Prometheus figures per webhook and workspace, with bounded label cardinality.
+
+A custom collector serves the latest snapshot read from Postgres (refreshed every few
+seconds by the service), so ``/metrics`` never queries the database and label sets never
+grow without bound: the ``max_webhooks`` most recently active webhooks get their own
+labels, every other webhook is summed under ``workspace="other", webhook="other"``.
+Figures come from Postgres, so every replica reports the same (whole-system) numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from services.analytics import repository as repo
+from services.analytics.sketch import LatencySketch
+
+OTHER = "other"
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class Row:
+    workspace: str
+    webhook: str
+    total: int
+    processed: int
+    failed: int
+    rejected: int
+    duration_sum: float
+    quantiles: dict[float, float] = field(default_factory=dict)
+    day_total: int | None = None
+    day_processed: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rows: list[Row]
+    firing: list[tuple[str, str, str]]
+    webhooks: int
+
+
+async def read_snapshot(
+    pool: asyncpg.Pool, *, max_webhooks: int, accuracy: float, since: datetime
+) -> Snapshot:
+    top, rest, alerts = await repo.metrics_rows(pool, max_webhooks, since)
+    rows: list[Row] = []
+    for r in top:
+        sketch = LatencySketch(accuracy).merge_bins(r["sketch"])
+        rows.append(
+            Row(
+                workspace=str(r["workspace_id"]),
+                webhook=str(r["webhook_id"]),
+                total=r["total"],
+                processed=r["processed"],
+                failed=r["failed"],
+                rejected=r["rejected"],
+                duration_sum=r["duration_sum"],
+                quantiles={q: v for q in QUANTILES if (v := sketch.quantile(q)) is not None},
+                day_total=int(r["day_total"]),
+                day_processed=int(r["day_processed"]),
+            )
+        )
+    labelled = {row.webhook for row in rows}
+    others = int(rest["webhooks"]) if rest else 0
+    if rest and others:
+        rows.append(
+            Row(
+                workspace=OTHER,
+                webhook=OTHER,
+                total=int(rest["total"]),
+                processed=int(rest["processed"]),
+                failed=int(rest["failed"]),
+                rejected=int(rest["rejected"]),
+                duration_sum=float(rest["duration_sum"]),
+            )
+        )
+    firing = [
+        (str(a["workspace_id"]), str(a["webhook_id"]), a["metric"])
+        if str(a["webhook_id"]) in labelled
+        else (OTHER, OTHER, a["metric"])
+        for a in alerts
+    ]
+    return Snapshot(rows=rows, firing=firing, webhooks=len(top) + others)
+
+
+class AnalyticsCollector(Collector):
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+
+    def describe(self) -> list[Metric]:
+        # Nothing to pre-declare; collect() is served from the in-memory snapshot.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        if snap is None:
+            return
+        labels = ["workspace", "webhook"]
+        requests = CounterMetricFamily(
+            "leadwire_analytics_requests",
+            "Requests counted per webhook by outcome",
+            labels=[*labels, "status"],
+        )
+        timing = SummaryMetricFamily(
+            "leadwire_analytics_processing_time_ms",
+            "Processing time (processing.duration_ms); quantiles from DDSketch",
+            labels=labels,
+        )
+        success = GaugeMetricFamily(
+            "leadwire_analytics_success_ratio", "processed / total (all time)", labels=labels
+        )
+        errors = GaugeMetricFamily(
+            "leadwire_analytics_error_ratio",
+            "(failed + rejected) / total (all time)",
+            labels=labels,
+        )
+        day = GaugeMetricFamily(
+            "leadwire_analytics_last_24h_requests", "Requests in the last 24 hours", labels=labels
+        )
+        day_success = GaugeMetricFamily(
+            "leadwire_analytics_last_24h_success_ratio",
+            "processed / total, last 24 hours",
+            labels=labels,
+        )
+        for row in snap.rows:
+            lv = [row.workspace, row.webhook]
+            requests.add_metric([*lv, "processed"], row.processed)
+            requests.add_metric([*lv, "failed"], row.failed)
+            requests.add_metric([*lv, "rejected"], row.rejected)
+            timing.add_metric(lv, count_value=row.total, sum_value=row.duration_sum)
+            for q, v in row.quantiles.items():
+                timing.samples.append(
+                    Sample(
+                        timing.name, {"workspace": lv[0], "webhook": lv[1], "quantile": str(q)}, v
+                    )
+                )
+            if row.total:
+                success.add_metric(lv, row.processed / row.total)
+                errors.add_metric(lv, (row.failed + row.rejected) / row.total)
+            if row.day_total is not None:
+                day.add_metric(lv, row.day_total)
+                if row.day_total and row.day_processed is not None:
+                    day_success.add_metric(lv, row.day_processed / row.day_total)
+        firing = GaugeMetricFamily(
+            "leadwire_analytics_alert_firing",
+            "Performance alerts firing",
+            labels=[*labels, "metric"],
+        )
+        counted: dict[tuple[str, str, str], int] = {}
+        for key in snap.firing:
+            counted[key] = counted.get(key, 0) + 1
+        for (ws, wh, metric), n in counted.items():
+            firing.add_metric([ws, wh, metric], n)
+        tracked = GaugeMetricFamily("leadwire_analytics_webhooks", "Webhooks with counted outcomes")
+        tracked.add_metric([], snap.webhooks)
+        yield from (requests, timing, success, errors, day, day_success, firing, tracked)

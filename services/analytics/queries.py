@@ -1,0 +1,183 @@
+"""Read models: the API's and the dashboard's figures, composed from repository reads."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.analytics import repository as repo
+from services.analytics.report import Breakdown, Totals, buckets, build_metrics, window_start
+from services.analytics.schemas import (
+    AlertStatus,
+    RecentError,
+    Timeseries,
+    WebhookAnalytics,
+    WorkspaceAnalytics,
+    WorkspaceList,
+    WorkspaceListItem,
+)
+
+DAY_MINUTES = 24 * 60
+# Longest time series one request may ask for (one week of minutes).
+MAX_SERIES_MINUTES = 7 * DAY_MINUTES
+# Minutes of history each dashboard chart shows.
+DASHBOARD_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    accuracy: float
+    recent_errors: int = 10
+
+
+def _breakdowns(rows: list[asyncpg.Record]) -> dict[uuid.UUID, Breakdown]:
+    out: dict[uuid.UUID, Breakdown] = defaultdict(Breakdown)
+    for r in rows:
+        out[r["webhook_id"]].add(r["dimension"], r["name"], int(r["count"]), float(r["sum_ms"]))
+    return out
+
+
+async def _webhooks(
+    pool: asyncpg.Pool, rows: list[dict[str, Any]], *, cfg: ReadConfig, now: datetime
+) -> tuple[list[WebhookAnalytics], Totals, Totals, Breakdown]:
+    ids = [r["webhook_id"] for r in rows]
+    day = await repo.window_totals(pool, ids, window_start(now, DAY_MINUTES))
+    parts = _breakdowns(await repo.breakdowns(pool, ids))
+    errors: dict[uuid.UUID, list[RecentError]] = defaultdict(list)
+    for e in await repo.recent_errors(pool, ids, cfg.recent_errors):
+        errors[e["webhook_id"]].append(RecentError(**dict(e)))
+    alerts: dict[uuid.UUID, list[AlertStatus]] = defaultdict(list)
+    for a in await repo.alert_states(pool, ids):
+        alerts[a["webhook_id"]].append(
+            AlertStatus(
+                metric=a["metric"],
+                firing=a["firing"],
+                value=a["value"],
+                threshold=a["threshold"],
+                changed_at=a["changed_at"],
+            )
+        )
+    out: list[WebhookAnalytics] = []
+    all_time, last_day, breakdown = Totals(), Totals(), Breakdown()
+    for r in rows:
+        w = r["webhook_id"]
+        totals = Totals.from_row(r)
+        day_totals = Totals.from_row(day.get(w))
+        part = parts.get(w, Breakdown())
+        all_time, last_day = all_time + totals, last_day + day_totals
+        breakdown = breakdown.merge(part)
+        out.append(
+            WebhookAnalytics(
+                webhook_id=w,
+                workspace_id=r["workspace_id"],
+                name=r["name"],
+                last_seen_at=r["last_seen_at"],
+                metrics=build_metrics(totals, day_totals, part, accuracy=cfg.accuracy),
+                alerts=alerts.get(w, []),
+                recent_errors=errors.get(w, []),
+            )
+        )
+    return out, all_time, last_day, breakdown
+
+
+async def webhook_analytics(
+    pool: asyncpg.Pool, webhook_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+) -> WebhookAnalytics | None:
+    row = await repo.webhook_row(pool, webhook_id)
+    if row is None:
+        return None
+    webhooks, *_ = await _webhooks(pool, [row], cfg=cfg, now=now)
+    return webhooks[0]
+
+
+async def workspace_analytics(
+    pool: asyncpg.Pool, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+) -> WorkspaceAnalytics | None:
+    known, name = await repo.workspace_name(pool, workspace_id)
+    if not known:
+        return None
+    rows = await repo.workspace_rows(pool, workspace_id)
+    webhooks, all_time, last_day, breakdown = await _webhooks(pool, rows, cfg=cfg, now=now)
+    webhooks.sort(
+        key=lambda w: (
+            w.last_seen_at is None,
+            -(w.last_seen_at.timestamp() if w.last_seen_at else 0),
+        )
+    )
+    return WorkspaceAnalytics(
+        workspace_id=workspace_id,
+        name=name,
+        metrics=build_metrics(all_time, last_day, breakdown, accuracy=cfg.accuracy),
+        webhooks=webhooks,
+    )
+
+
+async def workspace_list(pool: asyncpg.Pool) -> WorkspaceList:
+    return WorkspaceList(
+        workspaces=[
+            WorkspaceListItem(
+                workspace_id=r["workspace_id"],
+                name=r["name"],
+                webhooks=r["webhooks"],
+                total_requests=r["total"],
+                last_seen_at=r["last_seen_at"],
+            )
+            for r in await repo.workspaces(pool)
+        ]
+    )
+
+
+async def timeseries(
+    pool: asyncpg.Pool,
+    webhook_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    *,
+    cfg: ReadConfig,
+) -> Timeseries:
+    start = start.replace(second=0, microsecond=0)
+    end = end.replace(second=0, microsecond=0)
+    rows = await repo.minutes(pool, webhook_id, start, end)
+    return Timeseries.model_validate(
+        {
+            "webhook_id": webhook_id,
+            "from": start,
+            "to": end,
+            "buckets": buckets(rows, start, end, accuracy=cfg.accuracy),
+        }
+    )
+
+
+async def dashboard_snapshot(
+    pool: asyncpg.Pool, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+) -> dict[str, Any] | None:
+    """The workspace's figures plus each webhook's last hour per minute (for charts)."""
+    ws = await workspace_analytics(pool, workspace_id, cfg=cfg, now=now)
+    if ws is None:
+        return None
+    start = window_start(now, DASHBOARD_MINUTES)
+    series: dict[str, dict[str, list[int]]] = {}
+    for w in ws.webhooks:
+        series[str(w.webhook_id)] = {
+            k: [0] * DASHBOARD_MINUTES for k in ("processed", "failed", "rejected")
+        }
+    for r in await repo.workspace_minutes(pool, workspace_id, start):
+        s = series.get(str(r["webhook_id"]))
+        i = int((r["minute"] - start) / timedelta(minutes=1))
+        if s is None or not 0 <= i < DASHBOARD_MINUTES:
+            continue
+        s["processed"][i] += r["processed"]
+        s["failed"][i] += r["failed"]
+        s["rejected"][i] += r["rejected"]
+    return {
+        "generated_at": now.isoformat(),
+        "series_start": start.isoformat(),
+        "series_minutes": DASHBOARD_MINUTES,
+        "workspace": ws.model_dump(mode="json"),
+        "series": series,
+    }

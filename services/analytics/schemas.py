@@ -1,0 +1,117 @@
+"""The API's response shapes (also the source of its OpenAPI schemas).
+
+Rates are percentages (0-100) and times milliseconds, rounded to 2 decimals; a rate or
+time over no requests is null. ``p50/p95/p99`` come from DDSketch and are within the
+stated ``percentile_relative_accuracy`` of the true value.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Last24h(_Out):
+    requests: int
+    successful_requests: int
+    failed_requests: int
+    rejected_requests: int
+    success_rate: float | None
+    avg_processing_time: float | None
+
+
+class Metrics(_Out):
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    rejected_requests: int
+    success_rate: float | None = Field(description="processed / total, percent")
+    error_rate: float | None = Field(description="(failed + rejected) / total, percent")
+    average_processing_time: float | None = Field(description="ms, exact mean")
+    p50_processing_time: float | None = Field(description="ms, DDSketch")
+    p95_processing_time: float | None
+    p99_processing_time: float | None
+    percentile_relative_accuracy: float
+    last_24h: Last24h
+    by_error_type: dict[str, int] = Field(description="failed: error.type; rejected: reason")
+    by_match_type: dict[str, int]
+    step_averages: dict[str, float] = Field(description="average ms per processing step")
+
+
+class RecentError(_Out):
+    event_id: uuid.UUID
+    request_id: uuid.UUID
+    webhook_id: uuid.UUID
+    occurred_at: datetime
+    status: str
+    error_type: str
+    message: str
+
+
+class AlertStatus(_Out):
+    metric: str
+    firing: bool
+    value: float | None
+    threshold: float | None
+    changed_at: datetime
+
+
+class WebhookAnalytics(_Out):
+    webhook_id: uuid.UUID
+    workspace_id: uuid.UUID | None
+    name: str | None
+    last_seen_at: datetime | None
+    metrics: Metrics
+    alerts: list[AlertStatus] = Field(default_factory=list)
+    recent_errors: list[RecentError] = Field(default_factory=list)
+
+
+class WorkspaceAnalytics(_Out):
+    workspace_id: uuid.UUID
+    name: str | None
+    metrics: Metrics
+    webhooks: list[WebhookAnalytics]
+
+
+class WorkspaceListItem(_Out):
+    workspace_id: uuid.UUID
+    name: str | None
+    webhooks: int
+    total_requests: int
+    last_seen_at: datetime | None
+
+
+class WorkspaceList(_Out):
+    workspaces: list[WorkspaceListItem]
+
+
+class Bucket(_Out):
+    minute: datetime
+    requests: int
+    successful_requests: int
+    failed_requests: int
+    rejected_requests: int
+    success_rate: float | None
+    avg_processing_time: float | None
+    p95_processing_time: float | None
+
+
+class Timeseries(_Out):
+    webhook_id: uuid.UUID
+    from_: datetime = Field(alias="from")
+    to: datetime
+    interval: str = "1m"
+    buckets: list[Bucket]
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+class Problem(_Out):
+    error: str
+    detail: str | None = None
