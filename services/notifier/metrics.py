@@ -1,0 +1,36 @@
+"""The notifier's Prometheus metrics (served on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SENT = Counter(
+    "leadwire_notifications_sent_total", "Notifications the provider accepted (or pushed)", ["channel"]
+)
+MESSAGES = Counter(
+    "leadwire_notification_messages_total", "Provider messages sent (a digest counts once)", ["channel"]
+)
+RETRIED = Counter(
+    "leadwire_notifications_retried_total", "Notifications scheduled for another attempt", ["channel"]
+)
+DEADLETTERED = Counter(
+    "leadwire_notifications_deadlettered_total", "Notifications given up on and dead-lettered",
+    ["channel", "reason"],
+)
+QUEUE_DEPTH = Gauge(
+    "leadwire_notification_queue_depth", "Notifications waiting to be sent (pending or sending)",
+    ["channel"],
+)
+DELAY = Histogram(
+    "leadwire_notification_delay_seconds",
+    "From the lead accepted by the gateway (an alert: fired) to the notification sent",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600),
+)
+EVENTS = Counter(
+    "leadwire_notifier_events_total", "Events consumed, by what came of them", ["result"]
+)
+REALTIME_CLIENTS = Gauge("leadwire_notifier_realtime_clients", "Connected Socket.IO clients")
+REALTIME_REFUSED = Counter(
+    "leadwire_notifier_realtime_refused_total", "Socket.IO connections refused", ["reason"]
+)

@@ -1,0 +1,384 @@
+"""All of the notifier's SQL, in one place.
+
+The send ledger (``notification_sends``, migration 030) is the notifier's queue and its
+memory: a row per (event, channel, recipient), unique, so inserting the rows of a
+redelivered or replayed event does nothing (``ON CONFLICT DO NOTHING``), and a row once
+'sent' or 'dead' is never claimed again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+# pg_notify channel carrying real-time pushes to every notifier instance.
+REALTIME_CHANNEL = "leadwire_notifier_realtime"
+# pg_notify payloads must stay under 8000 bytes.
+_MAX_NOTIFY_BYTES = 7900
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceConfig:
+    workspace_id: uuid.UUID
+    name: str | None
+    settings: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSend:
+    event_id: uuid.UUID
+    workspace_id: uuid.UUID
+    channel: str
+    recipient: str
+    kinds: Sequence[str]
+    summary: dict[str, Any]
+    event_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedSend:
+    id: uuid.UUID
+    event_id: uuid.UUID
+    workspace_id: uuid.UUID
+    channel: str
+    recipient: str
+    kinds: tuple[str, ...]
+    summary: dict[str, Any]
+    attempts: int
+    event_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadSend:
+    id: uuid.UUID
+    event_id: uuid.UUID
+    workspace_id: uuid.UUID
+    channel: str
+    recipient: str
+    kinds: tuple[str, ...]
+    attempts: int
+    last_error: str | None
+    claim_id: uuid.UUID | None
+
+
+def realtime_notice(send: NewSend, *, event: str, data: dict[str, Any]) -> str:
+    """The pg_notify payload of one real-time push (ids only if the summary is too big)."""
+    doc = {"workspace_id": str(send.workspace_id), "event": event, "data": data,
+           "event_at": send.event_at.isoformat()}
+    text = orjson.dumps(doc, default=str).decode()
+    if len(text.encode()) > _MAX_NOTIFY_BYTES:
+        slim: dict[str, Any] = {k: data[k] for k in ("type", "event_id", "workspace_id", "webhook_id", "kinds",
+                                     "lead_id", "action", "occurred_at") if k in data}
+        if "contact" in data:
+            slim["contact"] = {"id": data["contact"].get("id")}
+        slim["truncated"] = True
+        text = orjson.dumps({**doc, "data": slim}, default=str).decode()
+    return text
+
+
+class Repository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def ping(self) -> bool:
+        return bool(await self._pool.fetchval("SELECT 1"))
+
+    # --- configuration ----------------------------------------------------------------
+
+    async def workspace_configs(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WorkspaceConfig]:
+        rows = await self._pool.fetch(
+            """SELECT w.id, w.name, ns.settings
+               FROM unnest($1::uuid[]) AS q(id)
+               LEFT JOIN workspaces w ON w.id = q.id
+               LEFT JOIN notification_settings ns ON ns.workspace_id = q.id
+               WHERE w.id IS NOT NULL""",
+            list(ids),
+        )
+        return {r["id"]: WorkspaceConfig(r["id"], r["name"], r["settings"]) for r in rows}
+
+    async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None:
+        value = await self._pool.fetchval(
+            "SELECT realtime_token_hash FROM notification_settings WHERE workspace_id = $1",
+            workspace_id,
+        )
+        return str(value) if value else None
+
+    # --- recording (consumer side) ----------------------------------------------------
+
+    async def record(self, sends: Sequence[NewSend], realtime_notices: dict[tuple[uuid.UUID, str], str]) -> int:
+        """Insert every send in one transaction; publish the real-time notices of the
+        real-time rows that are new (a repeat of an event publishes nothing).
+
+        Idempotent: the unique (event_id, channel, recipient) key turns a repeat into a
+        no-op. Email and SMS rows start 'pending'; real-time rows are 'sent' at once, and
+        their pg_notify is delivered only if this transaction commits. Returns the number
+        of new email/SMS rows.
+        """
+        if not sends:
+            return 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetch(
+                """INSERT INTO notification_sends
+                       (id, event_id, workspace_id, channel, recipient, kinds, summary,
+                        event_at, status, sent_at)
+                   SELECT i, e, w, c, r, k, s::jsonb, t,
+                          CASE WHEN c = 'realtime' THEN 'sent' ELSE 'pending' END,
+                          CASE WHEN c = 'realtime' THEN now() END
+                   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                               $6::text[], $7::text[], $8::timestamptz[])
+                        AS x(i, e, w, c, r, k, s, t)
+                   ON CONFLICT (event_id, channel, recipient) DO NOTHING
+                   RETURNING event_id, channel, recipient""",
+                [uuid.uuid4() for _ in sends],
+                [s.event_id for s in sends],
+                [s.workspace_id for s in sends],
+                [s.channel for s in sends],
+                [s.recipient for s in sends],
+                [",".join(s.kinds) for s in sends],
+                [orjson.dumps(s.summary, default=str).decode() for s in sends],
+                [s.event_at for s in sends],
+            )
+            notices = [
+                realtime_notices[(r["event_id"], r["recipient"])]
+                for r in inserted
+                if r["channel"] == "realtime" and (r["event_id"], r["recipient"]) in realtime_notices
+            ]
+            if notices:
+                await conn.execute(
+                    "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+                    REALTIME_CHANNEL,
+                    notices,
+                )
+        return sum(1 for r in inserted if r["channel"] != "realtime")
+
+    # --- dispatching ------------------------------------------------------------------
+
+    async def claim_batches(
+        self, *, claim_id: uuid.UUID, batch_size: int, window_s: float, lease_s: float,
+        max_batches: int, scan: int = 1000,
+    ) -> list[ClaimedSend]:
+        """Claim the rows of every batch that is ready to go, at most ``batch_size`` per
+        (workspace, channel, recipient), oldest first.
+
+        A batch is ready when it is full, when its oldest row has waited ``window_s``, or
+        when it holds a retry that is due; at most ``max_batches`` batches. Claimed rows are 'sending' under ``claim_id``
+        with a lease; the attempt is counted here, before the provider is called.
+        ``SKIP LOCKED`` lets several notifiers share the queue.
+        """
+        rows = await self._pool.fetch(
+            """WITH due AS (
+                   SELECT id, workspace_id, channel, recipient, attempts, created_at, event_at
+                   FROM notification_sends
+                   WHERE status = 'pending' AND next_attempt_at <= now()
+                   ORDER BY next_attempt_at
+                   LIMIT $5
+                   FOR UPDATE SKIP LOCKED
+               ), ranked AS (
+                   SELECT id,
+                          row_number() OVER (PARTITION BY workspace_id, channel, recipient
+                                             ORDER BY attempts DESC, created_at, event_at, id) AS rn,
+                          count(*) OVER g AS n,
+                          bool_or(attempts > 0) OVER g AS retrying,
+                          min(created_at) OVER g AS oldest
+                   FROM due
+                   WINDOW g AS (PARTITION BY workspace_id, channel, recipient)
+               ), ready AS (
+                   SELECT id,
+                          dense_rank() OVER (ORDER BY oldest, workspace_id, channel, recipient) AS grp
+                   FROM ranked
+                   WHERE rn <= $2
+                     AND (n >= $2 OR retrying OR oldest <= now() - make_interval(secs => $3))
+               )
+               UPDATE notification_sends s
+               SET status = 'sending', attempts = s.attempts + 1, claim_id = $1,
+                   claimed_until = now() + make_interval(secs => $4)
+               FROM ready r
+               WHERE s.id = r.id AND r.grp <= $6
+               RETURNING s.id, s.event_id, s.workspace_id, s.channel, s.recipient, s.kinds,
+                         s.summary, s.attempts, s.event_at""",
+            claim_id, batch_size, float(window_s), float(lease_s), scan, max_batches,
+        )
+        return [
+            ClaimedSend(
+                id=r["id"], event_id=r["event_id"], workspace_id=r["workspace_id"],
+                channel=r["channel"], recipient=r["recipient"],
+                kinds=tuple(k for k in r["kinds"].split(",") if k), summary=r["summary"],
+                attempts=r["attempts"], event_at=r["event_at"],
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(
+        self, ids: Sequence[uuid.UUID], *, claim_id: uuid.UUID, provider_ref: str | None
+    ) -> list[tuple[uuid.UUID, datetime, datetime]]:
+        """Mark claimed rows sent; returns (id, event_at, sent_at) of the rows marked.
+
+        Guarded by the claim: a row whose lease ran out and was recovered by another
+        dispatcher is not touched (it is already dead-lettered as interrupted).
+        """
+        rows = await self._pool.fetch(
+            """UPDATE notification_sends
+               SET status = 'sent', sent_at = now(), provider_ref = $3, last_error = NULL,
+                   claim_id = NULL, claimed_until = NULL
+               WHERE id = ANY($1::uuid[]) AND claim_id = $2 AND status = 'sending'
+               RETURNING id, event_at, sent_at""",
+            list(ids), claim_id, provider_ref,
+        )
+        return [(r["id"], r["event_at"], r["sent_at"]) for r in rows]
+
+    async def mark_retry(
+        self, ids: Sequence[uuid.UUID], *, claim_id: uuid.UUID, error: str, delay_s: float
+    ) -> int:
+        result = await self._pool.execute(
+            """UPDATE notification_sends
+               SET status = 'pending', last_error = $3,
+                   next_attempt_at = now() + make_interval(secs => $4),
+                   claim_id = NULL, claimed_until = NULL
+               WHERE id = ANY($1::uuid[]) AND claim_id = $2 AND status = 'sending'""",
+            list(ids), claim_id, error, float(delay_s),
+        )
+        return int(result.split()[-1])
+
+    async def mark_dead(
+        self, ids: Sequence[uuid.UUID], *, claim_id: uuid.UUID, error: str, reason: str,
+        failed_at: datetime,
+    ) -> dict[str, Any] | None:
+        """Mark claimed rows dead and, in the same transaction, write their dead-letter
+        entry to the outbox. Returns the entry (None if the claim was lost)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """UPDATE notification_sends
+                   SET status = 'dead', dead_at = now(), last_error = $3,
+                       claim_id = NULL, claimed_until = NULL
+                   WHERE id = ANY($1::uuid[]) AND claim_id = $2 AND status = 'sending'
+                   RETURNING id, event_id, workspace_id, channel, recipient, kinds, attempts,
+                             last_error, $2::uuid AS claim_id""",
+                list(ids), claim_id, error,
+            )
+            if not rows:
+                return None
+            entry = deadletter_entry([_dead(r) for r in rows], reason=reason, failed_at=failed_at)
+            await self._insert_deadletter(conn, entry)
+            return entry
+
+    async def recover_interrupted(self, *, failed_at: datetime) -> list[dict[str, Any]]:
+        """Dead-letter rows whose dispatcher died mid-send (lease ran out).
+
+        The provider may or may not have accepted them, so they are not sent again
+        (that could send twice); their dead-letter entry says 'interrupted' and carries
+        what an operator needs to re-drive them.
+        """
+        error = "interrupted: the notifier stopped during the send; delivery unknown"
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """WITH stale AS (
+                       SELECT id, claim_id FROM notification_sends
+                       WHERE status = 'sending' AND claimed_until < now()
+                       FOR UPDATE SKIP LOCKED
+                   )
+                   UPDATE notification_sends s
+                   SET status = 'dead', dead_at = now(),
+                       last_error = coalesce(s.last_error || '; ', '') || $1,
+                       claim_id = NULL, claimed_until = NULL
+                   FROM stale
+                   WHERE s.id = stale.id
+                   RETURNING s.id, s.event_id, s.workspace_id, s.channel, s.recipient, s.kinds,
+                             s.attempts, s.last_error, stale.claim_id""",
+                error,
+            )
+            # One entry per former batch: same claim, workspace, channel and recipient.
+            groups: dict[tuple[Any, ...], list[DeadSend]] = {}
+            for r in rows:
+                key = (r["claim_id"], r["workspace_id"], r["channel"], r["recipient"])
+                groups.setdefault(key, []).append(_dead(r))
+            entries = []
+            for dead in groups.values():
+                entry = deadletter_entry(dead, reason="interrupted", failed_at=failed_at)
+                await self._insert_deadletter(conn, entry)
+                entries.append(entry)
+            return entries
+
+    @staticmethod
+    async def _insert_deadletter(conn: asyncpg.Connection, entry: dict[str, Any]) -> None:
+        await conn.execute(
+            "INSERT INTO notification_deadletters (id, entry) VALUES ($1, $2::jsonb)",
+            uuid.UUID(entry["deadletter_id"]),
+            orjson.dumps(entry).decode(),
+        )
+
+    async def unpublished_deadletters(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            """SELECT entry FROM notification_deadletters WHERE published_at IS NULL
+               ORDER BY created_at LIMIT $1""",
+            limit,
+        )
+        return [r["entry"] for r in rows]
+
+    async def mark_deadletters_published(self, ids: Sequence[uuid.UUID]) -> None:
+        await self._pool.execute(
+            "UPDATE notification_deadletters SET published_at = now() WHERE id = ANY($1::uuid[])",
+            list(ids),
+        )
+
+    async def queue_depth(self) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            """SELECT channel, count(*) AS n FROM notification_sends
+               WHERE status IN ('pending', 'sending') GROUP BY channel"""
+        )
+        return {r["channel"]: int(r["n"]) for r in rows}
+
+    async def prune(self, *, older_than_s: float, limit: int = 5000) -> int:
+        """Forget finished sends (and their contact details) past the retention period."""
+        result = await self._pool.execute(
+            """DELETE FROM notification_sends WHERE id IN (
+                   SELECT id FROM notification_sends
+                   WHERE created_at < now() - make_interval(secs => $1)
+                     AND status IN ('sent', 'dead')
+                   LIMIT $2)""",
+            float(older_than_s), limit,
+        )
+        await self._pool.execute(
+            """DELETE FROM notification_deadletters
+               WHERE published_at IS NOT NULL AND created_at < now() - make_interval(secs => $1)""",
+            float(older_than_s),
+        )
+        return int(result.split()[-1])
+
+
+def _dead(r: asyncpg.Record) -> DeadSend:
+    return DeadSend(
+        id=r["id"], event_id=r["event_id"], workspace_id=r["workspace_id"], channel=r["channel"],
+        recipient=r["recipient"], kinds=tuple(k for k in r["kinds"].split(",") if k),
+        attempts=r["attempts"], last_error=r["last_error"], claim_id=r["claim_id"],
+    )
+
+
+def deadletter_entry(dead: Sequence[DeadSend], *, reason: str, failed_at: datetime) -> dict[str, Any]:
+    """One dead-letter entry for a batch that gave up: enough to re-drive it (the
+    recipient is included for that, so the topic is as sensitive as the database), no
+    message content."""
+    first = dead[0]
+    attempts = max(d.attempts for d in dead)
+    kinds: dict[str, None] = {}
+    for d in dead:
+        kinds.update(dict.fromkeys(d.kinds))
+    return {
+        "deadletter_id": str(uuid.uuid4()),
+        "reason": reason,
+        "channel": first.channel,
+        "workspace_id": str(first.workspace_id),
+        "recipient": first.recipient,
+        "event_ids": [str(d.event_id) for d in dead],
+        "send_ids": [str(d.id) for d in dead],
+        "kinds": list(kinds),
+        "attempts": attempts,
+        "retries": max(attempts - 1, 0),
+        "last_error": (first.last_error or "")[:2000],
+        "failed_at": failed_at.isoformat(),
+    }

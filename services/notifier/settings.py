@@ -1,0 +1,53 @@
+"""Notifier settings (env prefix ``LEADWIRE_``), read once in ``__main__``."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from shared.settings import CommonSettings
+
+
+class NotifierSettings(CommonSettings):
+    # Consumer group of the outcome and alert consumer. A new group replays from offset 0;
+    # the send table keeps that from sending anything twice.
+    notify_group_id: str = "leadwire-notifier"
+
+    # Queue semantics: a batch per (workspace, channel, recipient) is sent when it holds
+    # notify_batch_size notifications or its oldest one waited notify_batch_window_s.
+    notify_batch_size: int = Field(default=5, ge=1, le=100)
+    notify_batch_window_s: float = Field(default=10.0, ge=0)
+    # After the first attempt: at most this many retries, backoff base * 2**(n-1).
+    notify_max_retries: int = Field(default=2, ge=0, le=10)
+    notify_retry_base_s: float = Field(default=2.0, ge=0)
+    # How often the dispatcher looks for due batches when nothing wakes it earlier.
+    notify_poll_interval_s: float = Field(default=0.5, gt=0)
+    # Bound on one provider call (SMTP transaction or SMS request).
+    notify_send_timeout_s: float = Field(default=20.0, gt=0)
+    # Batches sent at the same time by one dispatcher.
+    notify_concurrency: int = Field(default=8, ge=1, le=256)
+    # Send rows (and the contact details they carry) are kept this long, and events
+    # older than this are not notified (their send rows may be gone, so a replay of them
+    # could not be deduplicated).
+    notify_retention_days: float = Field(default=30.0, gt=0)
+    # Origins allowed to open a Socket.IO connection ("*" for any; the token is the guard).
+    notify_cors_origins: str = "*"
+
+    # Email over SMTP. Without a host, email notifications are dead-lettered
+    # ("not configured") rather than silently dropped.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # STARTTLS: true = required, false = never, unset = when the server offers it.
+    smtp_starttls: bool | None = None
+    # Implicit TLS from the first byte (usually port 465).
+    smtp_tls: bool = False
+    smtp_validate_certs: bool = True
+    smtp_from: str = "leadwire <notifications@leadwire.localhost>"
+
+    # SMS through a Twilio-compatible Messages API:
+    # POST {base}/2010-04-01/Accounts/{sid}/Messages.json (To, From, Body), basic auth.
+    sms_base_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None
