@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 # --- plumbing -------------------------------------------------------------------------
 
 
-def _run(work: Callable[[CommonSettings], Awaitable[T]], *, as_json: bool) -> T:
+def _run(work: Callable[[CommonSettings], Coroutine[Any, Any, T]], *, as_json: bool) -> T:
     settings = load_settings()
     try:
         return asyncio.run(work(settings))

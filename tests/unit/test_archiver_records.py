@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 import pytest
@@ -38,7 +39,7 @@ def test_pointers_and_strangers_are_not_record_keys() -> None:
 
 
 @pytest.mark.parametrize("make", [processed, failed, rejected])
-def test_record_has_the_seed_fields_and_no_secret(make) -> None:  # type: ignore[no-untyped-def]
+def test_record_has_the_seed_fields_and_no_secret(make: Any) -> None:
     event = make(WS, WH, payload={"phone": "4155550100", "note": "hi"})
     record = records.build_record(event)
     assert SEED_FIELDS <= set(record)
