@@ -1,0 +1,1 @@
+"""The ingest gateway: authenticate, limit, map, validate, enqueue, and answer fast."""
