@@ -1,0 +1,25 @@
+"""Processor settings (env prefix ``LEADWIRE_``), read once in ``__main__``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class ProcessorSettings(CommonSettings):
+    # Consumer group of the raw topic; every processor replica uses the same one.
+    processor_group: str = "leadwire-processor"
+    # Most messages handed to one batch (one poll).
+    processor_batch_max: int = Field(default=500, ge=1, le=5000)
+    # Most leads written in one Postgres transaction; a larger batch is split. Each lead
+    # takes up to three advisory locks, so this also bounds locks per transaction.
+    processor_tx_max_leads: int = Field(default=500, ge=1)
+    # Immediate attempts of one transaction on a lock conflict (unique violation,
+    # serialization failure, deadlock) before the batch goes back to the runner's backoff.
+    processor_tx_attempts: int = Field(default=6, ge=1)
+    # Fault injection for tests, off in production:
+    # exit the process (status 137) right after the first commit, before publishing.
+    processor_crash_after_commit: bool = False
+    # hold every batch this long inside its transaction (a slow handler).
+    processor_slow_batch_ms: int = Field(default=0, ge=0)
