@@ -423,3 +423,48 @@ class FakeS3:
         for obj in Delete["Objects"]:
             self.objects.pop(obj["Key"], None)
         return {"Deleted": Delete["Objects"]}
+
+
+# --- Kafka positions and the CLI --------------------------------------------------------
+
+
+async def group_caught_up(settings: CommonSettings, group: str, topic: str = topics.OUTCOMES) -> bool:
+    """True when ``group`` has committed the end offset of every partition of ``topic``."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    full = settings.topic(topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = consumer.partitions_for_topic(full) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(full) or set()
+        tps = [TopicPartition(full, p) for p in partitions]
+        ends = await consumer.end_offsets(tps)
+        return bool(tps) and all(
+            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def run_cli(env: dict[str, str], *args: str, timeout_s: float = 60) -> tuple[int, str, str]:
+    """``leadwire ARGS`` as a subprocess; (exit code, stdout, stderr)."""
+    import sys
+
+    from tests.support.processes import ROOT
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", *args,
+        cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

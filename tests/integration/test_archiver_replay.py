@@ -1,0 +1,123 @@
+"""Replay: archive requests a wrong mapping rejected, fix the mapping, replay them through
+the raw topic as new requests linked to the originals; --dry-run changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from shared.db import connect
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings
+from tests.support.archiver import (
+    archiver_settings,
+    bucket_objects,
+    create_webhook,
+    processed,
+    publish_outcomes,
+    read_raw,
+    record_keys,
+    rejected,
+    run_cli,
+    running_archiver,
+)
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+WRONG = [
+    {"source": "phone", "target": "phone", "transform": "e164"},
+    {"source": "email", "target": "email", "transform": "lowercase"},
+]
+FIXED = [
+    {"source": "phone_number", "target": "phone", "transform": "e164"},
+    {"source": "mail", "target": "email", "transform": "lowercase"},
+    {"source": "fname", "target": "first_name"},
+]
+
+
+def payload(i: int) -> dict[str, str]:
+    return {"phone_number": f"(415) 555-01{i:02d}", "mail": f"Lead{i}@Example.COM", "fname": f"Lead{i}"}
+
+
+async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env: dict[str, str]) -> None:
+    await ensure_topics(settings)
+    conn = await connect(settings.database_url)
+    try:
+        ws, wh = await create_webhook(conn, mapping=WRONG)
+        received = datetime.now(UTC) - timedelta(minutes=30)
+        # Rejected by the wrong mapping (as the gateway would have), plus one processed
+        # request and one that no mapping can save.
+        originals = [rejected(ws, wh, received_at=received + timedelta(seconds=i), payload=payload(i)) for i in range(4)]
+        hopeless = rejected(ws, wh, received_at=received + timedelta(seconds=10), payload={"fname": "Nobody"})
+        fine = processed(ws, wh, received_at=received + timedelta(seconds=11), payload=payload(9))
+        await publish_outcomes(settings, [*originals, hopeless, fine])
+        async with running_archiver(archiver_settings(settings)):
+            await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 6, deadline_s=30, what="6 records")
+            before = await bucket_objects(settings)
+
+            await conn.execute("UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", orjson.dumps(FIXED).decode(), wh)
+
+            # Dry run: per request, the archive next to the current mapping; nothing published.
+            rc, out, err = await run_cli(
+                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--dry-run", "--json"
+            )
+            assert rc == 0, err
+            dry = orjson.loads(out)
+            assert dry["dry_run"] is True
+            assert dry["summary"] == {"found": 5, "replayed": 4, "rejected": 1, "skipped": 0}
+            first = next(r for r in dry["requests"] if r["request_id"] == str(originals[0].request_id))
+            assert first["archived"]["status"] == "rejected"
+            assert first["current"]["lead"]["phone"] == "+14155550100"
+            assert first["current"]["lead"]["email"] == "lead0@example.com"
+            assert await read_raw(settings, idle_s=1.5) == []
+            assert await bucket_objects(settings) == before
+
+            # The replay: new requests on the raw topic, linked to the originals.
+            rc, out, err = await run_cli(
+                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--json"
+            )
+            assert rc == 0, err
+            done = orjson.loads(out)
+            assert done["summary"] == {"found": 5, "replayed": 4, "rejected": 1, "skipped": 0}
+            raw = await read_raw(settings, expect=4)
+            assert len(raw) == 4
+            by_original = {e.replay_of: e for e in raw}
+            assert set(by_original) == {o.request_id for o in originals}
+            for i, o in enumerate(originals):
+                event = by_original[o.request_id]
+                assert event.request_id != o.request_id
+                assert event.webhook_id == wh and event.workspace_id == ws
+                assert event.source == "replay"
+                assert event.lead.phone == f"+141555501{i:02d}"
+                assert event.lead.email == f"lead{i}@example.com"
+                assert event.lead.first_name == f"Lead{i}"
+                assert event.request.payload == payload(i)
+            # The hopeless one is rejected again, as a new request linked to its original,
+            # and archived like any rejection.
+            await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 7, deadline_s=30, what="7 records")
+            objects = await bucket_objects(settings)
+            new = [orjson.loads(v) for k, v in objects.items() if k not in before and "by-request" not in k]
+            assert len(new) == 1 and new[0]["replay_of"] == str(hopeless.request_id)
+            assert new[0]["status"] == "rejected"
+
+            # Replaying again with the same mapping creates no new request ids.
+            rc, out, err = await run_cli(
+                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--json"
+            )
+            assert rc == 0, err
+            again = await read_raw(settings, expect=8)
+            assert len(again) == 8
+            assert {e.request_id for e in again} == {e.request_id for e in raw}
+    finally:
+        await conn.close()
+
+
+async def test_replay_errors_are_clear(settings_env: dict[str, str]) -> None:
+    rc, _, err = await run_cli(settings_env, "replay", "--webhook", str(uuid.uuid4()), "--since", "1h", "--json")
+    assert rc != 0 and "no webhook" in orjson.loads(err)["error"]
+    rc, _, err = await run_cli(settings_env, "replay", "--webhook", "x", "--since", "soon", "--json")
+    assert rc != 0 and "--since" in orjson.loads(err)["error"]

@@ -1,0 +1,106 @@
+"""N3: S3 down for a while under load. The archiver pauses (nothing committed, readyz
+says so) and resumes when S3 is back; every request is archived exactly once.
+
+S3 here is a private versitygw started for this test only (the shared test stack's S3
+is used by every other test and must not be stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+
+import aiohttp
+import orjson
+import pytest
+
+from infra.config import StackConfig
+from infra.s3 import S3
+from services.archiver import records
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings
+from tests.support.archiver import (
+    archiver_settings,
+    bucket_objects,
+    free_port,
+    group_caught_up,
+    mixed_outcomes,
+    publish_outcomes,
+    record_keys,
+    running_archiver,
+)
+from tests.support.polling import eventually
+from tests.support.processes import ROOT
+from tests.support.s3 import create_bucket
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOTAL = 300
+CHUNK = 20
+OUTAGE_S = 12.0
+
+
+async def _readyz(port: int) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.get(f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                return r.status, await r.json()
+        except (aiohttp.ClientError, TimeoutError):
+            return 0, {}
+
+
+async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
+    settings: CommonSettings, unique: str
+) -> None:
+    private = S3(StackConfig.for_name(f"arch-n3-{unique}", ROOT, s3_port=free_port()))
+    await private.start()
+    try:
+        await ensure_topics(settings)
+        cfg = archiver_settings(
+            settings,
+            s3_endpoint=private.endpoint,
+            s3_bucket=f"n3-{unique}",
+            archive_max_batch=CHUNK,
+            archive_upload_concurrency=8,
+        )
+        await create_bucket(cfg)
+        ws, wh = uuid.uuid4(), uuid.uuid4()
+        events = mixed_outcomes(TOTAL, ws, wh)
+
+        async def load() -> None:
+            # Paced so that the outage lands in the middle of the stream; every tenth chunk
+            # is published twice (a redelivery).
+            for i, start in enumerate(range(0, TOTAL, CHUNK)):
+                chunk = events[start : start + CHUNK]
+                await publish_outcomes(settings, chunk + (chunk if i % 10 == 0 else []))
+                await asyncio.sleep(0.2)
+
+        async with running_archiver(cfg):
+            producing = asyncio.create_task(load())
+            await eventually(lambda: record_keys(cfg), until=lambda k: len(k) >= 40, deadline_s=30, what="40 records")
+            await private.stop()
+            down_at = time.monotonic()
+            _, body = await eventually(
+                lambda: _readyz(cfg.archiver_port), until=lambda r: r[0] == 503, deadline_s=15, what="not ready"
+            )
+            assert "s3" in body["failed"]  # type: ignore[operator]
+            # The fault lasts OUTAGE_S while the load keeps coming.
+            await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+            assert not await group_caught_up(settings, cfg.archiver_group)
+            await private.start()
+            await producing
+            await eventually(
+                lambda: record_keys(cfg), until=lambda k: len(k) >= TOTAL, deadline_s=60, what="every record"
+            )
+            await eventually(lambda: group_caught_up(settings, cfg.archiver_group), deadline_s=30, what="committed")
+            await eventually(lambda: _readyz(cfg.archiver_port), until=lambda r: r[0] == 200, deadline_s=30, what="ready")
+
+        objects = await bucket_objects(cfg)
+        recs = [orjson.loads(v) for k, v in objects.items() if records.parse_record_key(k)]
+        assert len(recs) == TOTAL
+        assert sorted(r["log_id"] for r in recs) == sorted(str(e.request_id) for e in events)
+        assert len(objects) == 2 * TOTAL  # a pointer each, nothing else
+    finally:
+        await private.stop()
+        shutil.rmtree(private.config.state_dir, ignore_errors=True)
