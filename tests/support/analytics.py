@@ -238,3 +238,119 @@ async def wait_total(
         deadline_s=deadline_s,
         what=f"webhook {webhook_id} total >= {total}",
     )
+
+
+# --- headless Chromium over the DevTools protocol ------------------------------------
+
+
+def chromium_binary() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Chromium:
+    """Debian's chromium, headless, driven over CDP (aiohttp websockets, no extra deps)."""
+
+    def __init__(self, binary: str, user_data_dir: str) -> None:
+        self.binary = binary
+        self.user_data_dir = user_data_dir
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._next_id = 0
+
+    async def __aenter__(self) -> Chromium:
+        self.proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--remote-allow-origins=*",
+            f"--user-data-dir={self.user_data_dir}",
+            f"--remote-debugging-port={self.port}",
+            "--window-size=1280,1600",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        self._http = aiohttp.ClientSession()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        targets: list[dict[str, Any]] = []
+        while True:
+            try:
+                async with self._http.get(f"http://127.0.0.1:{self.port}/json/list") as resp:
+                    targets = [t for t in await resp.json() if t.get("type") == "page"]
+                if targets:
+                    break
+            except (aiohttp.ClientError, OSError):
+                pass
+            if loop.time() > end or self.proc.returncode is not None:
+                raise RuntimeError("chromium did not open its DevTools port")
+            await asyncio.sleep(0.1)
+        self._ws = await self._http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0)
+        await self.send("Page.enable")
+        await self.send("Runtime.enable")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        assert self._ws is not None
+        self._next_id += 1
+        my_id = self._next_id
+        await self._ws.send_json({"id": my_id, "method": method, "params": params})
+        while True:
+            msg = await asyncio.wait_for(self._ws.receive_json(), 30)
+            if msg.get("id") == my_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return dict(msg.get("result", {}))
+
+    async def navigate(self, url: str) -> None:
+        await self.send("Page.navigate", url=url)
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(str(result["exceptionDetails"]))
+        return result.get("result", {}).get("value")
+
+    async def screenshot(self, path: str) -> None:
+        import base64
+        from pathlib import Path
+
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280,
+            height=1400,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        data = base64.b64decode(shot["data"])
+
+        def _write() -> None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(data)
+
+        await asyncio.to_thread(_write)

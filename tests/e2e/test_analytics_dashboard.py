@@ -1,0 +1,121 @@
+"""The dashboard in headless Chromium: shows a webhook's numbers, updates live without a
+reload when a new outcome arrives, and leaves a screenshot in test-output/."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+
+import asyncpg
+import pytest
+
+from shared.settings import CommonSettings
+from tests.support.analytics import (
+    Chromium,
+    chromium_binary,
+    failed,
+    free_port,
+    processed,
+    publish_outcomes,
+    rejected,
+)
+from tests.support.polling import eventually
+from tests.support.processes import ROOT, ServiceProcess, env_for
+
+pytestmark = pytest.mark.e2e
+
+OUTPUT = ROOT / "test-output"
+
+
+def _metric(webhook_id: uuid.UUID, key: str) -> str:
+    return (
+        f'(document.querySelector(\'[data-webhook-id="{webhook_id}"] [data-metric="{key}"]\')'
+        " || {}).textContent || null"
+    )
+
+
+async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettings) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        reason = "chromium is not installed (apt-get install -y chromium); dashboard test skipped"
+        print(reason)
+        pytest.skip(reason)
+    ws, a, b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'Acme Solar')", ws)
+        await conn.execute(
+            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, 'LeadConduit'), ($3, $2, 'Facebook Lead Ads')",
+            a,
+            ws,
+            b,
+        )
+    finally:
+        await conn.close()
+    events = (
+        [
+            processed(ws, a, duration_ms=30.0 + i, match_type=("phone" if i % 2 else "new"))
+            for i in range(9)
+        ]
+        + [failed(ws, a, error_type="database_error"), failed(ws, a, error_type="timeout")]
+        + [rejected(ws, a)]
+        + [processed(ws, b, duration_ms=80.0, match_type="email") for _ in range(5)]
+    )
+    await publish_outcomes(settings, events)
+
+    port = free_port()
+    env = env_for(
+        settings,
+        LEADWIRE_ANALYTICS_PORT=str(port),
+        LEADWIRE_ANALYTICS_STREAM_MIN_INTERVAL_S="0.1",
+    )
+    svc = ServiceProcess("analytics", env, OUTPUT / "logs").start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await svc.wait_ready(f"{base}/readyz")
+        with tempfile.TemporaryDirectory(prefix="lw-chromium-") as profile:
+            async with Chromium(binary, profile) as browser:
+                await browser.navigate(f"{base}/dashboard")
+                listed = await eventually(
+                    lambda: browser.evaluate(
+                        "document.querySelector('ul.workspaces a')?.textContent || null"
+                    ),
+                    until=lambda t: t == "Acme Solar",
+                    deadline_s=30,
+                    what="workspace listed",
+                )
+                assert listed == "Acme Solar"
+
+                await browser.navigate(f"{base}/dashboard/{ws}")
+                await eventually(
+                    lambda: browser.evaluate(_metric(a, "total_requests")),
+                    until=lambda t: t == "12",
+                    deadline_s=30,
+                    what="webhook total on the page",
+                )
+                assert await browser.evaluate(_metric(a, "success_rate")) == "75.00 %"
+                assert await browser.evaluate(_metric(b, "total_requests")) == "5"
+                p95 = await browser.evaluate(_metric(a, "p95_processing_time"))
+                assert p95 and p95.endswith("ms")
+                page = await browser.evaluate("document.body.innerText")
+                assert "LeadConduit" in page and "database_error" in page and "phone" in page
+                bars = await browser.evaluate(
+                    f"document.querySelectorAll('[data-webhook-id=\"{a}\"] svg.chart rect').length"
+                )
+                assert bars >= 1
+
+                # A new lead arrives: the page updates without a reload.
+                await browser.evaluate("window.__noReload = 1")
+                await publish_outcomes(settings, [processed(ws, a, duration_ms=40.0)])
+                await eventually(
+                    lambda: browser.evaluate(_metric(a, "total_requests")),
+                    until=lambda t: t == "13",
+                    deadline_s=30,
+                    what="live update to 13",
+                )
+                assert await browser.evaluate("window.__noReload") == 1
+                shot = OUTPUT / "analytics-dashboard.png"
+                await browser.screenshot(str(shot))
+    finally:
+        svc.stop()
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,159 @@
+"""Performance alerts against real Kafka and Postgres: one event per crossing, none while
+above, one on recovery, per-webhook overrides, and none again on a replay."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.analytics.alerts import alert_event_id
+from shared import topics
+from shared.events import PerformanceAlert, decode_alert
+from shared.settings import CommonSettings
+from tests.support.analytics import (
+    analytics_settings,
+    failed,
+    processed,
+    publish_outcomes,
+    running_analytics,
+    wait_total,
+)
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def read_alerts(settings: CommonSettings) -> list[PerformanceAlert]:
+    """Every event on the test's alerts topic, in partition order."""
+    topic = settings.topic(topics.ALERTS)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[PerformanceAlert] = []
+        while any(await consumer.position(tp) < end[tp] for tp in tps):
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(decode_alert(r.value) for r in records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, unique: str) -> None:
+    ws, noisy, slow = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        # Per-webhook override: p95 above 500 ms over at least 5 requests.
+        await conn.execute(
+            "INSERT INTO analytics_alert_thresholds (webhook_id, p95_ms, min_requests) VALUES ($1, 500, 5)",
+            slow,
+        )
+    finally:
+        await conn.close()
+    offset = [timedelta(0)]
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + offset[0]
+
+    s = analytics_settings(settings, analytics_alert_sweep_s=0.2)
+
+    async def outbox_rows() -> int:
+        c = await asyncpg.connect(settings.database_url)
+        try:
+            return int(await c.fetchval("SELECT count(*) FROM analytics_alert_outbox"))
+        finally:
+            await c.close()
+
+    async def alerts_for(webhook: uuid.UUID, n: int) -> list[PerformanceAlert]:
+        async def probe() -> list[PerformanceAlert]:
+            return [a for a in await read_alerts(settings) if a.webhook_id == webhook]
+
+        return await eventually(probe, until=lambda a: len(a) >= n, what=f"{n} alert(s)")
+
+    async with running_analytics(s, clock=clock) as svc:
+        # 20 good requests: at the minimum, 0 % errors.
+        await publish_outcomes(settings, [processed(ws, noisy, duration_ms=10) for _ in range(20)])
+        await wait_total(svc, noisy, 20)
+        assert await outbox_rows() == 0
+
+        # 5 failures: 20 % > 10 % over 25 requests -> one firing alert.
+        await publish_outcomes(settings, [failed(ws, noisy) for _ in range(5)])
+        await wait_total(svc, noisy, 25)
+        [fired] = await alerts_for(noisy, 1)
+        assert (fired.metric, fired.state, fired.value, fired.threshold) == (
+            "error_rate",
+            "firing",
+            20.0,
+            10.0,
+        )
+        assert fired.event_id == alert_event_id(noisy, "error_rate", 1, "firing")
+        assert fired.workspace_id == ws
+
+        # Staying above (5 more failures, 33 %): nothing more.
+        await publish_outcomes(settings, [failed(ws, noisy) for _ in range(5)])
+        body = await wait_total(svc, noisy, 30)
+        assert await outbox_rows() == 1  # recorded in the same transaction as the counts
+        assert [a["firing"] for a in body["alerts"] if a["metric"] == "error_rate"] == [True]
+
+        # Recovery: 70 good ones bring it to 10 / 100 = 10 %, not above -> resolved.
+        await publish_outcomes(settings, [processed(ws, noisy, duration_ms=10) for _ in range(70)])
+        await wait_total(svc, noisy, 100)
+        alerts = await alerts_for(noisy, 2)
+        assert [(a.metric, a.state) for a in alerts] == [
+            ("error_rate", "firing"),
+            ("error_rate", "resolved"),
+        ]
+        assert alerts[1].event_id == alert_event_id(noisy, "error_rate", 1, "resolved")
+
+        # The override: 5 slow requests cross the webhook's own p95 threshold.
+        await publish_outcomes(settings, [processed(ws, slow, duration_ms=800) for _ in range(5)])
+        [slow_fired] = await alerts_for(slow, 1)
+        assert (slow_fired.metric, slow_fired.state, slow_fired.threshold) == (
+            "p95_processing_time",
+            "firing",
+            500.0,
+        )
+        assert abs(slow_fired.value - 800) <= 8
+
+        # No new requests, and the window moves past them: the sweep resolves it.
+        offset[0] = timedelta(minutes=10)
+        slow_alerts = await alerts_for(slow, 2)
+        assert [a.state for a in slow_alerts] == ["firing", "resolved"]
+    published = await read_alerts(settings)
+    assert len(published) == 4
+
+    # Replaying the whole outcome topic with a new group fires nothing again.
+    replay = analytics_settings(
+        settings, analytics_group=f"replay-{unique}", analytics_alert_sweep_s=0.2
+    )
+    async with running_analytics(replay) as svc:
+        status, body = await svc.get(f"/analytics/webhooks/{noisy}")
+        assert status == 200 and body["metrics"]["total_requests"] == 100
+        await publish_outcomes(settings, [processed(ws, uuid.uuid4(), duration_ms=5)])  # a marker
+        marker_seen = await eventually(
+            lambda: svc.get("/analytics/workspaces/" + str(ws)),
+            until=lambda r: r[0] == 200 and len(r[1]["webhooks"]) == 3,
+            what="replay reached the marker",
+        )
+        assert marker_seen[1]["metrics"]["total_requests"] == 106
+    assert len(await read_alerts(settings)) == 4
+    assert await outbox_rows() == 4
