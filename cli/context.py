@@ -43,14 +43,16 @@ def load_settings() -> CommonSettings:
     fields: dict[str, Any] = {}
     for key, value in values.items():
         name = key.removeprefix("LEADWIRE_").lower()
-        if key.startswith("LEADWIRE_") and name in CommonSettings.model_fields and key not in os.environ:
+        if (
+            key.startswith("LEADWIRE_")
+            and name in CommonSettings.model_fields
+            and key not in os.environ
+        ):
             fields[name] = value
     return CommonSettings(**fields)
 
 
-def run_db(
-    work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool
-) -> T:
+def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool) -> T:
     """Run ``work`` on one Postgres connection; connection errors become clear CLI errors."""
     settings = load_settings()
 
@@ -67,6 +69,11 @@ def run_db(
         except asyncpg.UndefinedTableError as exc:
             raise CliError(
                 "the database has no leadwire schema", hint="run `leadwire db migrate`"
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            # Constraint checks the CLI did not catch first (the row stays unchanged).
+            raise CliError(
+                f"the database refused the change ({type(exc).__name__}: {exc})"
             ) from exc
         finally:
             await conn.close()

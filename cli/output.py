@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
+
+T = TypeVar("T")
+
+# Every command's ``--json`` flag: then it prints exactly one JSON document on stdout.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
 
 
 class CliError(Exception):
@@ -27,7 +32,9 @@ class CliError(Exception):
 def emit(data: Any, *, as_json: bool, text: Callable[[Any], str] | str | None = None) -> None:
     """Print a command's result: JSON (one document) or text."""
     if as_json:
-        sys.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
         return
     if callable(text):
         typer.echo(text(data))
@@ -57,3 +64,11 @@ def fail(error: CliError, *, as_json: bool) -> NoReturn:
         if error.hint:
             sys.stderr.write(f"hint: {error.hint}\n")
     raise typer.Exit(error.exit_code)
+
+
+def attempt(work: Callable[[], T], *, as_json: bool) -> T:
+    """Run ``work`` (local checks, file reads); a CliError becomes the command's error."""
+    try:
+        return work()
+    except CliError as err:
+        fail(err, as_json=as_json)

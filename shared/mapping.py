@@ -110,12 +110,13 @@ class Mapping(BaseModel):
     # Body fields no entry consumed go to custom fields (False drops them).
     keep_unmapped: bool = True
 
-    def to_json(self) -> dict[str, Any]:
-        """The stored form (``webhooks.mapping``): entries without unset keys."""
-        return {
-            "entries": [e.model_dump(exclude_none=True) for e in self.entries],
-            "keep_unmapped": self.keep_unmapped,
-        }
+    def to_stored(self) -> list[dict[str, Any]] | dict[str, Any]:
+        """The form kept in ``webhooks.mapping``: the list of entries, or
+        ``{"entries": [...], "keep_unmapped": false}`` when unmapped fields are dropped."""
+        entries = [e.model_dump(exclude_none=True) for e in self.entries]
+        if self.keep_unmapped:
+            return entries
+        return {"entries": entries, "keep_unmapped": False}
 
 
 # --- paths ------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([.\[\]\\])", r"\1", text)
 
 
-_SELECTOR = re.compile(r"\[([^\[\]=]+)=([^\[\]]*)\]")
+_SELECTOR = re.compile(r"\[([^\[\]=]+)(=([^\[\]]*))?\]")
 
 
 def _parse_part(part: str) -> list[_Segment]:
@@ -202,7 +203,7 @@ def _parse_part(part: str) -> list[_Segment]:
     segments: list[_Segment] = []
     if head_raw:
         head = _unescape(head_raw)
-        if head.isdigit() and head_raw == head:
+        if head.isdecimal() and head.isascii() and head_raw == head:
             segments.append(_Index(int(head), head))
         else:
             segments.append(_Key(head))
@@ -213,13 +214,21 @@ def _parse_part(part: str) -> list[_Segment]:
         match = _SELECTOR.match(rest_plain, pos)
         if not match:
             raise ValueError(
-                "a bracket must be a selector like [name=email] (escape a literal bracket as \\[)"
+                "a bracket holds a key, an index or a selector: [email], [0], [name=email] "
+                "(escape a literal bracket as \\[)"
             )
         key = _unescape(rest_raw[match.start(1) : match.end(1)]).strip()
-        value = _unescape(rest_raw[match.start(2) : match.end(2)]).strip()
         if not key:
-            raise ValueError("a selector needs a key before '=', like [name=email]")
-        segments.append(_Select(key, value))
+            raise ValueError("empty brackets: write [key], [0] or [name=email]")
+        if match.group(2) is None:
+            # [key] / [0]: the same as .key / .0 (a flat form key such as lead[email]
+            # still wins when the body has it verbatim).
+            segments.append(
+                _Index(int(key), key) if key.isdecimal() and key.isascii() else _Key(key)
+            )
+        else:
+            value = _unescape(rest_raw[match.start(3) : match.end(3)]).strip()
+            segments.append(_Select(key, value))
         pos = match.end()
     return segments
 
@@ -438,7 +447,7 @@ def _to_date(value: Any, fmt: str | None) -> str:
             ) from None
         has_time = any(d in fmt for d in ("%H", "%I", "%M", "%S", "%p", "%z", "%f"))
         return _date_out(parsed if has_time else parsed.date())
-    if text.isdigit() and len(text) >= 9:
+    if text.isascii() and text.isdigit() and len(text) >= 9:
         return _to_date(int(text), None)
     try:
         if len(text) == 10 and text[4] == "-":

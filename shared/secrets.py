@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 AUTH_MODES = ("none", "standard", "github", "basic", "api-key")
@@ -94,3 +95,18 @@ def check_imported_secret(auth_mode: str, plain: str) -> str | None:
 def generate_verify_token() -> str:
     """A Facebook Lead Ads subscription verify token (echoed in ``hub.verify_token``)."""
     return secrets.token_urlsafe(24)
+
+
+def current_secrets(
+    secret: str | None,
+    previous: str | None,
+    previous_expires_at: datetime | None,
+    now: datetime | None = None,
+) -> list[str]:
+    """The stored secrets that verify at ``now``: the current one, and the one before the
+    last rotation until its grace period ends (``webhook rotate-secret --grace``)."""
+    out = [secret] if secret else []
+    if previous and previous_expires_at is not None:
+        if (now or datetime.now(UTC)) < previous_expires_at:
+            out.append(previous)
+    return out

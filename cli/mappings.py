@@ -1,0 +1,285 @@
+"""``leadwire mapping set|show|test`` and ``leadwire template list|show``.
+
+A mapping file is YAML or JSON: a list of entries, or ``{entries: [...], keep_unmapped:
+bool}``. It is validated before it is stored; errors name the entry and its line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import orjson
+import typer
+import yaml
+
+from cli import repository as repo
+from cli.context import run_db
+from cli.output import CliError, JsonFlag, attempt, emit, fail, table
+from cli.webhooks import WorkspaceOpt, read_mapping
+from shared.mapping import (
+    Mapping,
+    MappingError,
+    compile_mapping,
+    compile_stored,
+    describe_transforms,
+    load_mapping_text,
+    map_and_validate,
+    parse_form,
+)
+from shared.templates import TEMPLATES, Template, get_template
+
+mapping_app = typer.Typer(
+    name="mapping",
+    help="Field mappings: how a webhook's body becomes a lead.",
+    no_args_is_help=True,
+)
+template_app = typer.Typer(
+    name="template",
+    help="Vendor templates: a mapping plus auth defaults (use with `webhook create --template`).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(mapping_app, name="mapping")
+    app.add_typer(template_app, name="template")
+
+
+def _entries_doc(mapping: Mapping) -> dict[str, Any]:
+    return {
+        "entries": [e.model_dump(exclude_none=True) for e in mapping.entries],
+        "keep_unmapped": mapping.keep_unmapped,
+    }
+
+
+def _as_yaml(mapping: Mapping) -> str:
+    doc: Any = _entries_doc(mapping)
+    if mapping.keep_unmapped:
+        doc = doc["entries"]
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip()
+
+
+def _read_stdin_mapping() -> Mapping:
+    text = sys.stdin.read()
+    kind = "json" if text.lstrip()[:1] in ("[", "{") else "yaml"
+    try:
+        mapping = load_mapping_text(text, kind=kind)
+        compile_mapping(mapping)
+    except MappingError as exc:
+        raise CliError("stdin is not a valid mapping:\n  " + "\n  ".join(exc.problems)) from None
+    return mapping
+
+
+@mapping_app.command("set")
+def set_(
+    webhook: Annotated[str, typer.Argument(help="Webhook id, or its name.")],
+    file: Annotated[
+        str | None, typer.Argument(help="Mapping file (.yaml, .yml or .json; - for stdin).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    template: Annotated[
+        str | None,
+        typer.Option("--template", "-t", help="Use this template's mapping instead of a file."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate a mapping and store it on a webhook (gateways pick it up at once)."""
+    if (file is None) == (template is None):
+        fail(
+            CliError("give a mapping FILE or --template NAME (one of them)", exit_code=2),
+            as_json=as_json,
+        )
+
+    def load() -> Mapping:
+        if template is not None:
+            try:
+                return get_template(template).mapping
+            except KeyError:
+                raise CliError(
+                    f"no template named {template!r}",
+                    hint=f"valid: {', '.join(TEMPLATES)}",
+                    exit_code=2,
+                ) from None
+        if file == "-":
+            return _read_stdin_mapping()
+        assert file is not None
+        if not Path(file).is_file():
+            raise CliError(f"no such file: {file}", exit_code=2)
+        return read_mapping(file)
+
+    mapping = attempt(load, as_json=as_json)
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        row = await repo.get_webhook(conn, webhook, workspace)
+        await repo.update_webhook(conn, row["id"], {"mapping": mapping.to_stored()})
+        return {
+            "webhook_id": row["id"],
+            "webhook": row["name"],
+            "workspace": row["workspace"],
+            "mapping": _entries_doc(mapping),
+        }
+
+    data = run_db(work, as_json=as_json)
+    emit(
+        data,
+        as_json=as_json,
+        text=lambda d: (
+            f"mapping of webhook {d['webhook']} set: {len(d['mapping']['entries'])} entries"
+        ),
+    )
+
+
+@mapping_app.command("show")
+def show(
+    webhook: Annotated[str, typer.Argument(help="Webhook id, or its name.")],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print a webhook's mapping (the text form is a YAML file `mapping set` accepts)."""
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        row = await repo.get_webhook(conn, webhook, workspace)
+        try:
+            mapping = compile_stored(row["mapping"]).mapping
+        except MappingError as exc:
+            raise CliError(
+                "the stored mapping is invalid: " + "; ".join(exc.problems),
+                hint="replace it with `leadwire mapping set`",
+            ) from None
+        return {
+            "webhook_id": row["id"],
+            "webhook": row["name"],
+            "workspace": row["workspace"],
+            "template": row["template"],
+            "mapping": _entries_doc(mapping),
+            "_yaml": _as_yaml(mapping),
+        }
+
+    data = run_db(work, as_json=as_json)
+    text = data.pop("_yaml")
+    emit(data, as_json=as_json, text=f"# webhook {data['webhook']} ({data['webhook_id']})\n{text}")
+
+
+@mapping_app.command("test")
+def test(
+    webhook: Annotated[str, typer.Argument(help="Webhook id, or its name.")],
+    payload: Annotated[
+        str, typer.Argument(help="A sample body: a JSON file, a form-encoded file, or -.")
+    ],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Map a sample body with a webhook's mapping and show the lead and any field errors."""
+
+    body = attempt(
+        lambda: sys.stdin.buffer.read() if payload == "-" else _read_bytes(payload),
+        as_json=as_json,
+    )
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        row = await repo.get_webhook(conn, webhook, workspace)
+        ws = await repo.get_workspace(conn, str(row["workspace_id"]))
+        data: Any
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            try:
+                data = parse_form(body)
+            except ValueError as exc:
+                raise CliError(f"cannot read the sample body: {exc}") from None
+        lead, errors = map_and_validate(
+            data, compile_stored(row["mapping"]), default_region=ws["default_region"]
+        )
+        return {
+            "valid": not errors,
+            "lead": lead.model_dump(mode="json"),
+            "errors": [e.model_dump() for e in errors],
+        }
+
+    def text(d: dict[str, Any]) -> str:
+        lines = ["valid lead" if d["valid"] else "INVALID lead"]
+        for key, value in d["lead"].items():
+            if value not in (None, {}):
+                lines.append(
+                    f"  {key}: {orjson.dumps(value).decode() if key == 'custom' else value}"
+                )
+        for err in d["errors"]:
+            lines.append(f"  error {err['field']} ({err['code']}): {err['message']}")
+        return "\n".join(lines)
+
+    emit(run_db(work, as_json=as_json), as_json=as_json, text=text)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", exit_code=2) from None
+
+
+# --- templates ----------------------------------------------------------------------
+
+
+def _template_doc(t: Template) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "description": t.description,
+        "auth_mode": t.auth_mode,
+        "idempotency_field": t.idempotency_field,
+        "content_type": t.content_type,
+        "mapping": _entries_doc(t.mapping),
+        "example_payload": t.example_payload,
+        "reference": t.reference or None,
+        "notes": list(t.notes),
+    }
+
+
+@template_app.command("list")
+def template_list(as_json: JsonFlag = False) -> None:
+    """List vendor templates."""
+    rows = [_template_doc(t) for t in TEMPLATES.values()]
+    if as_json:
+        emit(rows, as_json=True)
+        return
+    emit(
+        rows,
+        as_json=False,
+        text=table(rows, ["name", "auth_mode", "idempotency_field", "description"]),
+    )
+
+
+@template_app.command("show")
+def template_show(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(TEMPLATES)}.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a template: its mapping (YAML), auth default and an example payload."""
+    try:
+        tpl = get_template(name)
+    except KeyError:
+        fail(
+            CliError(f"no template named {name!r}", hint=f"valid: {', '.join(TEMPLATES)}"),
+            as_json=as_json,
+        )
+    doc = _template_doc(tpl)
+    lines = [
+        f"# {tpl.name}: {tpl.description}",
+        f"# auth: {tpl.auth_mode}; idempotency field: {tpl.idempotency_field or '-'}; "
+        f"content type: {tpl.content_type}",
+        *(f"# note: {n}" for n in tpl.notes),
+        _as_yaml(tpl.mapping),
+        "",
+        "# example payload:",
+        *(
+            "# " + line
+            for line in orjson.dumps(tpl.example_payload, option=orjson.OPT_INDENT_2)
+            .decode()
+            .splitlines()
+        ),
+        "",
+        "# transforms: " + ", ".join(name for name, _ in describe_transforms()),
+    ]
+    emit(doc, as_json=as_json, text="\n".join(lines))

@@ -1,0 +1,132 @@
+"""``leadwire workspace create|list|show|disable|enable``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import asyncpg
+import phonenumbers
+import typer
+
+from cli import repository as repo
+from cli.context import run_db
+from cli.output import CliError, JsonFlag, emit, table
+
+workspace_app = typer.Typer(
+    name="workspace",
+    help="Workspaces: a customer's leads, contacts, boards and webhooks.",
+    no_args_is_help=True,
+)
+
+MAX_NAME = 200
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(workspace_app, name="workspace")
+
+
+def check_name(kind: str, name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise CliError(f"a {kind} name cannot be empty", exit_code=2)
+    if len(name) > MAX_NAME:
+        raise CliError(f"a {kind} name has at most {MAX_NAME} characters", exit_code=2)
+    return name
+
+
+def check_region(region: str) -> str:
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise CliError(
+            f"unknown region {region!r}",
+            hint="use a two-letter ISO 3166-1 country code such as US, GB or DE",
+            exit_code=2,
+        )
+    return code
+
+
+def _describe(ws: dict[str, Any]) -> str:
+    lines = [
+        f"workspace {ws['name']} ({ws['id']})",
+        f"  status:         {ws['status']}",
+        f"  default region: {ws['default_region']}",
+    ]
+    for key in ("webhooks", "boards", "rules"):
+        if key in ws:
+            lines.append(f"  {key + ':':<15} {ws[key]}")
+    lines.append(f"  created:        {ws['created_at']:%Y-%m-%d %H:%M:%S %Z}")
+    return "\n".join(lines)
+
+
+@workspace_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A unique workspace name.")],
+    default_region: Annotated[
+        str,
+        typer.Option(
+            "--default-region",
+            help="Country whose national phone numbers leads may send (ISO code).",
+        ),
+    ] = "US",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a workspace."""
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        return await repo.create_workspace(
+            conn, check_name("workspace", name), check_region(default_region)
+        )
+
+    ws = run_db(work, as_json=as_json)
+    emit(ws, as_json=as_json, text=lambda w: f"created {_describe(w)}")
+
+
+@workspace_app.command("list")
+def list_(as_json: JsonFlag = False) -> None:
+    """List workspaces."""
+    rows = run_db(repo.list_workspaces, as_json=as_json)
+    emit(
+        rows,
+        as_json=as_json,
+        text=lambda r: table(r, ["name", "id", "status", "default_region", "webhooks", "boards"]),
+    )
+
+
+@workspace_app.command("show")
+def show(
+    workspace: Annotated[str, typer.Argument(help="Workspace name or id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one workspace."""
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        ws = await repo.get_workspace(conn, workspace)
+        return {**ws, **await repo.workspace_counts(conn, ws["id"])}
+
+    emit(run_db(work, as_json=as_json), as_json=as_json, text=_describe)
+
+
+def _set_status(workspace: str, status: str, as_json: bool) -> None:
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        return await repo.set_workspace_status(conn, workspace, status)
+
+    ws = run_db(work, as_json=as_json)
+    emit(ws, as_json=as_json, text=lambda w: f"workspace {w['name']} is {w['status']}")
+
+
+@workspace_app.command("disable")
+def disable(
+    workspace: Annotated[str, typer.Argument(help="Workspace name or id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop accepting leads for every webhook of a workspace (they answer 403/404)."""
+    _set_status(workspace, "disabled", as_json)
+
+
+@workspace_app.command("enable")
+def enable(
+    workspace: Annotated[str, typer.Argument(help="Workspace name or id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Accept leads for a workspace again."""
+    _set_status(workspace, "active", as_json)
