@@ -76,7 +76,8 @@ class Dispatcher:
         self._publisher = publisher
         self._s = settings
         # Longer than any send can take (bounded by the send timeout) plus marking it.
-        self._lease_s = settings.notify_send_timeout_s * 2 + 30
+        self._lease_s = settings.claim_lease_s
+        self._recover_every_s = min(5.0, self._lease_s / 3)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -125,7 +126,7 @@ class Dispatcher:
     async def cycle(self) -> None:
         now = time.monotonic()
         if now >= self._next_recover:
-            self._next_recover = now + 5.0
+            self._next_recover = now + self._recover_every_s
             entries = await self._repo.recover_interrupted(failed_at=utcnow())
             for entry in entries:
                 metrics.DEADLETTERED.labels(entry["channel"], "interrupted").inc(len(entry["send_ids"]))
@@ -250,7 +251,7 @@ class Dispatcher:
 
     async def _db(self, work: Callable[[], Awaitable[T]]) -> T:
         """Retry a bookkeeping write while Postgres is away, within the claim's lease."""
-        end = time.monotonic() + self._lease_s - 5
+        end = time.monotonic() + max(self._lease_s - 5, 1.0)
         backoff = 0.1
         while True:
             try:

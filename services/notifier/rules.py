@@ -213,10 +213,10 @@ def _unique(recipients: Iterable[str]) -> list[str]:
 def parse_condition(text: str) -> Condition:
     """``field=value`` (eq) or ``field=a,b`` (in), as the CLI's ``--when`` takes it."""
     name, sep, value = text.partition("=")
-    name, value = name.strip(), value.strip()
-    if not sep or not name or not value:
-        raise ValueError(f"condition {text!r} is not field=value (e.g. product=Solar)")
     values = [v.strip() for v in value.split(",") if v.strip()]
+    name = name.strip()
+    if not sep or not name or not values:
+        raise ValueError(f"condition {text!r} is not field=value (e.g. product=Solar)")
     if len(values) > 1:
         return Condition(field=name, op="in", value=tuple(values))
     return Condition(field=name, op="eq", value=values[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from shared.settings import CommonSettings
 
@@ -23,6 +23,9 @@ class NotifierSettings(CommonSettings):
     notify_poll_interval_s: float = Field(default=0.5, gt=0)
     # Bound on one provider call (SMTP transaction or SMS request).
     notify_send_timeout_s: float = Field(default=20.0, gt=0)
+    # How long a claimed batch may stay 'sending' before it counts as interrupted (its
+    # dispatcher died); unset = 2 x send timeout + 30 s. Must exceed the send timeout.
+    notify_claim_lease_s: float | None = Field(default=None, gt=0)
     # Batches sent at the same time by one dispatcher.
     notify_concurrency: int = Field(default=8, ge=1, le=256)
     # Send rows (and the contact details they carry) are kept this long, and events
@@ -51,3 +54,13 @@ class NotifierSettings(CommonSettings):
     sms_account_sid: str | None = None
     sms_auth_token: SecretStr | None = None
     sms_from: str | None = None
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifierSettings:
+        if self.notify_claim_lease_s is not None and self.notify_claim_lease_s <= self.notify_send_timeout_s + 1:
+            raise ValueError("LEADWIRE_NOTIFY_CLAIM_LEASE_S must exceed LEADWIRE_NOTIFY_SEND_TIMEOUT_S + 1")
+        return self
+
+    @property
+    def claim_lease_s(self) -> float:
+        return self.notify_claim_lease_s or self.notify_send_timeout_s * 2 + 30

@@ -1,0 +1,127 @@
+"""Real-time push over Socket.IO: one room per workspace, joined with its token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+import socketio
+
+from services.notifier.settings import NotifierSettings
+from shared.settings import CommonSettings
+from tests.support.notifier import (
+    notifier_settings,
+    processed,
+    publish,
+    run_cli,
+    running_notifier,
+    seed_workspace,
+)
+from tests.support.polling import eventually
+from tests.support.processes import env_for
+
+pytestmark = pytest.mark.integration
+
+
+class Client:
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.leads: list[tuple[float, dict[str, Any]]] = []
+        self.sio.on("lead", self._on_lead)
+
+    async def _on_lead(self, data: dict[str, Any]) -> None:
+        self.leads.append((time.monotonic(), data))
+
+    def event_ids(self) -> list[str]:
+        return [d["event_id"] for _, d in self.leads]
+
+
+@asynccontextmanager
+async def connected(s: NotifierSettings, workspace_id: str, token: str) -> AsyncIterator[Client]:
+    client = Client()
+    await client.sio.connect(
+        f"http://127.0.0.1:{s.notifier_port}", auth={"workspace_id": workspace_id, "token": token},
+        transports=["websocket"], wait_timeout=5,
+    )
+    try:
+        yield client
+    finally:
+        await client.sio.disconnect()
+
+
+async def _token(settings: CommonSettings, workspace: str) -> str:
+    code, out, err = await asyncio.to_thread(
+        run_cli, env_for(settings), "notify", "token", "--workspace", workspace, "--json"
+    )
+    assert code == 0, err
+    return str(orjson.loads(out)["token"])
+
+
+async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(settings: CommonSettings) -> None:
+    # Default rules: every lead is pushed in real time. Tokens come from the CLI.
+    ws_a = await seed_workspace(settings.database_url, name="rt-a")
+    ws_b = await seed_workspace(settings.database_url, name="rt-b")
+    token_a, token_b = await _token(settings, "rt-a"), await _token(settings, "rt-b")
+    s = notifier_settings(settings)
+    async with running_notifier(s):
+        url = f"http://127.0.0.1:{s.notifier_port}"
+        # A wrong token, another workspace's token, no auth: refused.
+        for auth in ({"workspace_id": str(ws_a), "token": token_b},
+                     {"workspace_id": str(ws_a), "token": token_a + "x"},
+                     {"workspace_id": "not-a-uuid", "token": token_a}, None):
+            intruder = socketio.AsyncClient(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await intruder.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+            await intruder.disconnect()
+
+        async with connected(s, str(ws_a), token_a) as a, connected(s, str(ws_b), token_b) as b:
+            # Warm up: the consumer has its partitions once the first push arrives.
+            warm = processed(ws_a)
+            await publish(settings, warm)
+            await eventually(lambda: _ids(a), until=lambda ids: str(warm.event_id) in ids, deadline_s=30)
+
+            lead = processed(ws_a, first_name="Jane", last_name="Doe", product="Solar")
+            await publish(settings, lead)
+            published = time.monotonic()
+            await eventually(lambda: _ids(a), until=lambda ids: str(lead.event_id) in ids, deadline_s=5)
+            received_at, data = next((t, d) for t, d in a.leads if d["event_id"] == str(lead.event_id))
+            assert received_at - published < 1.0, f"push took {received_at - published:.3f}s"
+            assert data["contact"]["first_name"] == "Jane" and data["contact"]["product"] == "Solar"
+            assert data["contact"]["id"] == str(lead.contact.id)
+            assert data["action"] == "created" and data["kinds"] == ["lead_created"]
+
+            # The same event again (redelivery) is not pushed again; B sees only its own.
+            own = processed(ws_b)
+            await publish(settings, lead, own)
+            await eventually(lambda: _ids(b), until=lambda ids: str(own.event_id) in ids)
+            sentinel = processed(ws_a)
+            await publish(settings, sentinel)
+            await eventually(lambda: _ids(a), until=lambda ids: str(sentinel.event_id) in ids)
+            assert a.event_ids() == [str(warm.event_id), str(lead.event_id), str(sentinel.event_id)]
+            assert b.event_ids() == [str(own.event_id)]
+
+
+async def _ids(client: Client) -> list[str]:
+    return client.event_ids()
+
+
+async def test_rotating_the_token_locks_the_old_one_out(settings: CommonSettings) -> None:
+    ws = await seed_workspace(settings.database_url, name="rt-rotate")
+    old = await _token(settings, "rt-rotate")
+    code, out, err = await asyncio.to_thread(
+        run_cli, env_for(settings), "notify", "token", "-w", "rt-rotate", "--rotate", "--json"
+    )
+    assert code == 0, err
+    new = orjson.loads(out)["token"]
+    s = notifier_settings(settings)
+    async with running_notifier(s):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with connected(s, str(ws), old):
+                pass
+        async with connected(s, str(ws), new) as client:
+            assert client.sio.connected
