@@ -163,13 +163,22 @@ async def prepare_topics(settings: CommonSettings, partitions: int = 4) -> None:
     await ensure_topics(settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER), partitions=partitions)
 
 
-async def publish(settings: CommonSettings, events: Iterable[LeadReceived | bytes], *, key: str | None = None) -> None:
-    """Publish raw events (keyed by workspace, as the gateway does) and wait for acks."""
+async def publish(
+    settings: CommonSettings,
+    events: Iterable[LeadReceived | bytes | tuple[str, LeadReceived]],
+    *,
+    key: str | None = None,
+) -> None:
+    """Publish raw events and wait for acks. Keyed by workspace as the gateway does, or by
+    ``key`` (bytes), or by the key paired with the event (to spread one workspace's leads
+    over partitions, so several processors race on them)."""
     async with Publisher(settings, client_id="test-gateway") as pub:
         items: list[tuple[str | None, bytes]] = []
         for ev in events:
             if isinstance(ev, bytes):
                 items.append((key, ev))
+            elif isinstance(ev, tuple):
+                items.append((ev[0], encode(ev[1])))
             else:
                 items.append((str(ev.workspace_id), encode(ev)))
         await pub.publish_many(topics.RAW, items, timeout=30)
@@ -188,9 +197,9 @@ class InProcess:
             run_processor(settings, self.stop_event, serve_http=False, after_commit=after_commit)
         )
 
-    async def stop(self, timeout: float = 30) -> None:
+    async def stop(self, deadline_s: float = 30) -> None:
         self.stop_event.set()
-        await asyncio.wait_for(self.task, timeout)
+        await asyncio.wait_for(self.task, deadline_s)
 
 
 @contextlib.asynccontextmanager
@@ -210,14 +219,14 @@ async def processors(
 # --- observing ----------------------------------------------------------------------
 
 
-async def read_topic(settings: CommonSettings, logical: str, *, timeout: float = 15) -> list[bytes]:
+async def read_topic(settings: CommonSettings, logical: str, *, deadline_s: float = 15) -> list[bytes]:
     """Every message on a topic from offset 0 up to its current end (no consumer group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 isolation_level="read_committed")
     await consumer.start()
     try:
         name = settings.topic(logical)
-        await asyncio.wait_for(consumer.topics(), timeout)  # refreshes the metadata
+        await asyncio.wait_for(consumer.topics(), deadline_s)  # refreshes the metadata
         partitions = consumer.partitions_for_topic(name) or set()
         tps = [TopicPartition(name, p) for p in partitions]
         if not tps:
@@ -227,14 +236,35 @@ async def read_topic(settings: CommonSettings, logical: str, *, timeout: float =
         ends = await consumer.end_offsets(tps)
         out: list[bytes] = []
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        deadline = loop.time() + deadline_s
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
             if loop.time() > deadline:
                 raise TimeoutError(f"reading {name}")
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 out += [r.value for r in records if r.value is not None]
         return out
+    finally:
+        await consumer.stop()
+
+
+async def group_caught_up(settings: ProcessorSettings, *, logical: str = topics.RAW) -> bool:
+    """The processor group's committed offsets reached the end of every partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=settings.processor_group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        name = settings.topic(logical)
+        tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            if ends[tp] and (await consumer.committed(tp) or 0) < ends[tp]:
+                return False
+        return bool(tps)
     finally:
         await consumer.stop()
 

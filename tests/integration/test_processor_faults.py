@@ -1,0 +1,388 @@
+"""Faults around the processor (D3 kill -9 / SIGTERM, D4 rebalance, D6 Postgres restart,
+D7 redelivery and replay, D8 crash between commit and publish). Each prints its lost /
+duplicate / unseen counts; all must end at lost = 0 and duplicates = 0."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from services.processor import metrics
+from services.processor.settings import ProcessorSettings
+from shared import topics
+from shared.db import connect, migrate
+from shared.events import LeadProcessed, LeadReceived, outcome_event_id
+from shared.settings import CommonSettings
+from tests.support.polling import eventually
+from tests.support.processes import ServiceProcess, env_for
+from tests.support.processor import (
+    InProcess,
+    Tenant,
+    add_rule,
+    free_port,
+    group_caught_up,
+    outcomes,
+    phone_of,
+    prepare_topics,
+    processor_settings,
+    processors,
+    publish,
+    read_topic,
+    received,
+    seed_tenant,
+    tally,
+    wait_processed,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def workload(t: Tenant, n: int, *, base: int = 0) -> tuple[list[LeadReceived], int]:
+    """``n`` leads where every tenth is another lead of an earlier person (10 % duplicates);
+    returns the events and the number of distinct people."""
+    events = []
+    people = 0
+    for i in range(n):
+        person = i - 1 if i % 10 == 9 else i
+        people += person == i
+        events.append(
+            received(
+                t, phone=phone_of(base + person), email=f"p{base + person}@x.io",
+                product="Kitchen" if person % 2 else "Bath", first_name=f"F{i}",
+            )
+        )
+    return events, people
+
+
+def spread(events: Sequence[LeadReceived]) -> list[tuple[str, LeadReceived]]:
+    """Random keys: the events land on every partition of the raw topic."""
+    return [(str(uuid.uuid4()), e) for e in events]
+
+
+async def committed_count(url: str, ids: Sequence[uuid.UUID]) -> int:
+    conn = await connect(url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM webhook_requests WHERE request_id = ANY($1::uuid[])", list(ids)
+        ))
+    finally:
+        await conn.close()
+
+
+async def scrape(port: int, name: str) -> float:
+    """Sum of a metric's samples on a processor's /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(\{{[^}}]*\}})? ([0-9.e+-]+)$", line)
+        if m and ('topic="webhooks.raw"' in (m.group(1) or "") or "topic=" not in (m.group(1) or "")):
+            if 'result="ok"' in (m.group(1) or "") or "result=" not in (m.group(1) or ""):
+                total += float(m.group(2))
+    return total
+
+
+async def check_outcomes(s: CommonSettings, events: Sequence[LeadReceived], name: str) -> tuple[int, int]:
+    """Every request has exactly one distinct outcome event id; returns (messages, distinct)."""
+    got = await outcomes(s)
+    ids = {e.request_id for e in events}
+    by_request: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for o in got:
+        by_request.setdefault(o.request_id, set()).add(o.event_id)
+    missing = [r for r in ids if r not in by_request]
+    multi = [r for r, v in by_request.items() if len(v) != 1]
+    distinct = len({o.event_id for o in got})
+    print(f"[{name}] outcome messages={len(got)} distinct={distinct} requests={len(ids)} "
+          f"missing={len(missing)} republished={len(got) - distinct}")
+    assert not missing and not multi
+    assert all(by_request[r] == {outcome_event_id(r)} for r in ids)
+    return len(got), distinct
+
+
+def service(s: ProcessorSettings, tmp_path: Path, port: int, **extra: str) -> ServiceProcess:
+    env = env_for(s, LEADWIRE_PROCESSOR_PORT=str(port), LEADWIRE_LOG_LEVEL="WARNING", **extra)
+    return ServiceProcess("processor", env, tmp_path)
+
+
+# --- D3 -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_d3_processor_killed_mid_batch(
+    settings: CommonSettings, db: asyncpg.Connection, tmp_path: Path, sig: signal.Signals
+) -> None:
+    s = processor_settings(settings, processor_batch_max=20, processor_slow_batch_ms=120)
+    await prepare_topics(s)
+    t = await seed_tenant(db)
+    events, people = workload(t, 300)
+    ids = [e.request_id for e in events]
+    await publish(s, spread(events))
+
+    port = free_port()
+    first = service(s, tmp_path, port).start()
+    try:
+        await first.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        await eventually(lambda: committed_count(s.database_url, ids), until=lambda n: n >= 60,
+                         deadline_s=60, what="60 leads committed")
+        first.kill(sig)
+        code = await asyncio.to_thread(first.wait, 30)
+    finally:
+        first.kill(signal.SIGKILL)
+    at_stop = await committed_count(s.database_url, ids)
+    if sig == signal.SIGTERM:
+        # Graceful: the batch in hand finished and its outcomes went out before exit 0.
+        assert code == 0, first.logs()[-2000:]
+        published = {o.request_id for o in await outcomes(s)}
+        assert len(published & set(ids)) == at_stop
+    else:
+        assert code == -signal.SIGKILL
+    midway = await tally(s.database_url, events, people=people, final=False)
+    midway.report(f"D3 {sig.name} at stop")
+
+    port2 = free_port()
+    second = service(s, tmp_path, port2).start()
+    try:
+        await second.wait_ready(f"http://127.0.0.1:{port2}/readyz")
+        await wait_processed(s.database_url, ids, deadline_s=90)
+        await eventually(lambda: group_caught_up(s), deadline_s=30, what="offsets committed")
+        handled = await scrape(port2, "leadwire_consumer_messages_total")
+        republished = await scrape(port2, "leadwire_processor_republished_total")
+    finally:
+        second.stop()
+    counts = await tally(s.database_url, events, people=people)
+    # Messages the second processor handled beyond those never handled before the stop.
+    counts.extra["redelivered"] = int(handled - (len(events) - at_stop))
+    counts.extra["republished_from_store"] = int(republished)
+    counts.report(f"D3 {sig.name}")
+    assert (counts.lost, counts.duplicates, counts.unseen, counts.delivered) == (0, 0, 0, len(events))
+    await check_outcomes(s, events, f"D3 {sig.name}")
+
+
+# --- D4 -----------------------------------------------------------------------------
+
+
+def _republished() -> float:
+    return sum(s.value for m in metrics.REPUBLISHED.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def test_d4_rebalance_while_processing(settings: CommonSettings, db: asyncpg.Connection) -> None:
+    slow = processor_settings(settings, processor_batch_max=10, processor_slow_batch_ms=80)
+    fast = processor_settings(settings, processor_batch_max=10)
+    await prepare_topics(slow)
+    t = await seed_tenant(db)
+    events, people = workload(t, 400)
+    ids = [e.request_id for e in events]
+    before = _republished()
+
+    async def feed() -> None:
+        for i in range(0, len(events), 20):
+            await publish(slow, spread(events[i : i + 20]))
+            await asyncio.sleep(0.05)
+
+    first = InProcess(slow)
+    second: InProcess | None = None
+    feeder = asyncio.create_task(feed())
+    try:
+        await eventually(lambda: committed_count(slow.database_url, ids), until=lambda n: n >= 80,
+                         deadline_s=60, what="80 committed")
+        second = InProcess(fast)  # joins the group: partitions are revoked mid-stream
+        await eventually(lambda: committed_count(slow.database_url, ids), until=lambda n: n >= 200,
+                         deadline_s=60, what="200 committed")
+        await first.stop()  # leaves: its partitions move to the second processor
+        await feeder
+        await wait_processed(slow.database_url, ids, deadline_s=90)
+        assert first.task.exception() is None
+        assert not second.task.done(), "the remaining processor stopped"
+    finally:
+        feeder.cancel()
+        for p in (first, second):
+            if p is not None and not p.task.done():
+                await p.stop()
+    counts = await tally(slow.database_url, events, people=people)
+    counts.extra["redelivered_already_stored"] = int(_republished() - before)
+    counts.report("D4")
+    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    assert second is not None and second.task.exception() is None
+    await check_outcomes(slow, events, "D4")
+
+
+# --- D6 -----------------------------------------------------------------------------
+
+
+async def test_d6_postgres_restart_under_load(
+    settings: CommonSettings, unique: str, tmp_path: Path
+) -> None:
+    from infra import Stack
+
+    stack = Stack.for_name(f"proc-d6-{unique}", pg_port=free_port(), pg_fsync=False)
+    await stack.start(components=["postgres"], timeout_s=120)
+    try:
+        url = stack.settings_env()["LEADWIRE_DATABASE_URL"]
+        await migrate(url)
+        s = processor_settings(settings, database_url=url, processor_batch_max=25)
+        await prepare_topics(s)
+        conn = await connect(url)
+        try:
+            t = await seed_tenant(conn)
+        finally:
+            await conn.close()
+        events, people = workload(t, 400)
+        ids = [e.request_id for e in events]
+
+        async def feed() -> None:
+            for i in range(0, len(events), 20):
+                await publish(s, spread(events[i : i + 20]))
+                await asyncio.sleep(0.05)
+
+        async with processors(s) as running:
+            feeder = asyncio.create_task(feed())
+            await eventually(lambda: committed_count(url, ids), until=lambda n: n >= 60,
+                             deadline_s=60, what="60 committed")
+            await stack.postgres.stop()
+            await asyncio.sleep(1.0)  # the fault's length: down while leads keep arriving
+            await stack.postgres.start()
+            await feeder
+            await wait_processed(url, ids, deadline_s=120)
+            assert not running[0].task.done(), "the processor gave up"
+        counts = await tally(url, events, people=people)
+        counts.report("D6")
+        assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+        await check_outcomes(s, events, "D6")
+    finally:
+        await stack.destroy()
+
+
+# --- D7 -----------------------------------------------------------------------------
+
+
+async def _snapshot(conn: asyncpg.Connection, t: Tenant) -> dict[str, Any]:
+    return {
+        "leads": sorted(tuple(r) for r in await conn.fetch(
+            "SELECT id, request_id, contact_id FROM leads WHERE workspace_id = $1", t.workspace_id)),
+        "contacts": sorted(tuple(r) for r in await conn.fetch(
+            """SELECT id, crm_id, phone, email, first_name, board_id, updated_at
+                 FROM contacts WHERE workspace_id = $1""", t.workspace_id)),
+        "requests": sorted(tuple(r) for r in await conn.fetch(
+            "SELECT request_id, status, result::text FROM webhook_requests WHERE workspace_id = $1",
+            t.workspace_id)),
+        "pairs": await conn.fetchval(
+            "SELECT count(*) FROM possible_duplicates WHERE workspace_id = $1", t.workspace_id),
+    }
+
+
+async def test_d7_every_message_twice_then_replay_from_zero(
+    settings: CommonSettings, db: asyncpg.Connection
+) -> None:
+    s = processor_settings(settings, processor_batch_max=50)
+    await prepare_topics(s)
+    t = await seed_tenant(db, boards=["kitchen"])
+    await add_rule(db, t, "kitchen", conditions=[{"field": "product", "op": "eq", "value": "kitchen"}])
+    events, people = workload(t, 120)
+    # Every message delivered twice: each is on the topic two times (different offsets).
+    await publish(s, spread(events) + spread(events))
+    async with processors(s):
+        await wait_processed(s.database_url, [e.request_id for e in events])
+        await eventually(lambda: group_caught_up(s), deadline_s=30, what="first pass committed")
+    first = await _snapshot(db, t)
+    got = await outcomes(s)
+    firings = sum(1 for o in {o.event_id: o for o in got}.values() if isinstance(o, LeadProcessed) and o.rule_applied)
+
+    replay = processor_settings(settings, processor_batch_max=50, processor_group=f"replay-{uuid.uuid4().hex[:8]}")
+    async with processors(replay):
+        await eventually(lambda: group_caught_up(replay), deadline_s=60, what="replay from offset 0")
+    second = await _snapshot(db, t)
+    counts = await tally(s.database_url, events, people=people)
+    counts.report("D7")
+    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    assert second == first, "replay changed leads, contacts, results or possible duplicates"
+    _messages, distinct = await check_outcomes(s, events, "D7")
+    assert distinct == len(events)
+    after = {o.event_id: o for o in await outcomes(s)}
+    refirings = sum(1 for o in after.values() if isinstance(o, LeadProcessed) and o.rule_applied)
+    print(f"[D7] rule firings first={firings} after replay={refirings}")
+    assert firings == refirings == sum(1 for e in events if e.lead.product == "Kitchen")
+
+
+# --- D8 -----------------------------------------------------------------------------
+
+
+async def test_d8_failure_between_commit_and_publish_in_process(
+    settings: CommonSettings, db: asyncpg.Connection
+) -> None:
+    s = processor_settings(settings, processor_batch_max=50)
+    await prepare_topics(s)
+    t = await seed_tenant(db)
+    events, people = workload(t, 100)
+    crashes = 0
+
+    def crash_once(_finished: object) -> None:
+        nonlocal crashes
+        if crashes == 0:
+            crashes += 1
+            raise RuntimeError("fault: after commit, before publish")
+
+    await publish(s, spread(events))
+    async with processors(s, after_commit=crash_once):
+        await wait_processed(s.database_url, [e.request_id for e in events])
+        await eventually(lambda: group_caught_up(s), deadline_s=30, what="offsets committed")
+    counts = await tally(s.database_url, events, people=people)
+    counts.report("D8 in-process")
+    assert crashes == 1
+    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    await check_outcomes(s, events, "D8 in-process")
+
+
+async def test_d8_process_exits_between_commit_and_publish(
+    settings: CommonSettings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    s = processor_settings(settings, processor_batch_max=50)
+    await prepare_topics(s)
+    t = await seed_tenant(db)
+    events, people = workload(t, 100)
+    ids = [e.request_id for e in events]
+    await publish(s, spread(events))
+
+    crashing = service(s, tmp_path, free_port(), LEADWIRE_PROCESSOR_CRASH_AFTER_COMMIT="1").start()
+    try:
+        code = await asyncio.to_thread(crashing.wait, 60)
+    finally:
+        crashing.kill()
+    assert code == 137, crashing.logs()[-2000:]
+    stored = await committed_count(s.database_url, ids)
+    before = await read_topic(s, topics.OUTCOMES)
+    print(f"[D8] exited {code} after committing {stored} requests; outcomes published={len(before)}")
+    assert stored > 0 and before == []
+
+    port = free_port()
+    survivor = service(s, tmp_path, port).start()
+    try:
+        await survivor.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        await wait_processed(s.database_url, ids, deadline_s=60)
+        await eventually(lambda: group_caught_up(s), deadline_s=30, what="offsets committed")
+        republished = await scrape(port, "leadwire_processor_republished_total")
+    finally:
+        survivor.stop()
+    counts = await tally(s.database_url, events, people=people)
+    counts.extra["republished_from_store"] = int(republished)
+    counts.report("D8")
+    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    assert republished >= stored
+    await check_outcomes(s, events, "D8")
