@@ -180,7 +180,7 @@ class Repository:
                    LIMIT $5
                    FOR UPDATE SKIP LOCKED
                ), ranked AS (
-                   SELECT id,
+                   SELECT id, workspace_id, channel, recipient,
                           row_number() OVER (PARTITION BY workspace_id, channel, recipient
                                              ORDER BY attempts DESC, created_at, event_at, id) AS rn,
                           count(*) OVER g AS n,
