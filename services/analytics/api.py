@@ -40,7 +40,7 @@ def _uuid(request: web.Request, name: str) -> uuid.UUID:
         return uuid.UUID(request.match_info[name])
     except ValueError:
         raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": f"invalid {name}", "detail": "expected a UUID"}),
+            text=orjson.dumps({"error": f"invalid {name}", "detail": "expected a UUID"}).decode(),
             content_type="application/json",
         ) from None
 
@@ -53,9 +53,9 @@ def _time(request: web.Request, name: str, default: datetime) -> datetime:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
         raise web.HTTPBadRequest(
-            body=orjson.dumps(
+            text=orjson.dumps(
                 {"error": f"invalid {name}", "detail": "expected an ISO 8601 date-time"}
-            ),
+            ).decode(),
             content_type="application/json",
         ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
