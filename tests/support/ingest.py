@@ -1,0 +1,270 @@
+"""Helpers for gateway tests: webhooks in SQL, an in-process gateway on a free port,
+signing requests, and reading what reached a topic."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.ingest import auth
+from services.ingest.app import DEPS, create_app, serve
+from services.ingest.handlers import Deps
+from services.ingest.settings import IngestSettings
+from shared.db import connect
+from shared.kafka import ensure_topics
+from shared.mapping import compile_mapping, map_and_validate
+from shared.secrets import hash_secret
+from shared.settings import CommonSettings
+from shared.templates import get_template
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ingest_settings(settings: CommonSettings, **overrides: Any) -> IngestSettings:
+    values = settings.model_dump()
+    values.update(overrides)
+    return IngestSettings(**values)
+
+
+# --- webhooks -----------------------------------------------------------------------
+
+
+@dataclass
+class Hook:
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    auth_mode: str
+    # What a vendor holds: the whsec_/github secret, the basic password or the API key.
+    secret: str | None = None
+    username: str | None = None
+    api_key_header: str = "X-API-Key"
+    verify_token: str | None = None
+
+
+async def create_webhook(
+    database_url: str,
+    *,
+    auth_mode: str = "none",
+    secret: str | None = None,
+    template: str = "generic",
+    region: str = "US",
+    workspace_id: uuid.UUID | None = None,
+    **columns: Any,
+) -> Hook:
+    """A workspace (unless given) and a webhook, straight into the tables."""
+    conn = await connect(database_url)
+    try:
+        return await insert_webhook(
+            conn, auth_mode=auth_mode, secret=secret, template=template, region=region,
+            workspace_id=workspace_id, **columns,
+        )
+    finally:
+        await conn.close()
+
+
+async def insert_webhook(
+    conn: asyncpg.Connection,
+    *,
+    auth_mode: str = "none",
+    secret: str | None = None,
+    template: str = "generic",
+    region: str = "US",
+    workspace_id: uuid.UUID | None = None,
+    **columns: Any,
+) -> Hook:
+    if workspace_id is None:
+        workspace_id = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO workspaces (id, name, default_region) VALUES ($1, $2, $3)",
+            workspace_id, f"ws-{workspace_id.hex[:10]}", region,
+        )
+    hook_id = uuid.uuid4()
+    if auth_mode == "standard" and secret is None:
+        secret = "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+    elif auth_mode in ("github", "basic", "api-key") and secret is None:
+        secret = f"s3cret-{uuid.uuid4().hex}"
+    stored = secret
+    if auth_mode in ("basic", "api-key") and secret is not None:
+        stored = hash_secret(secret)
+    if auth_mode == "basic":
+        columns.setdefault("basic_username", "lw_test")
+    values = {
+        "id": hook_id,
+        "workspace_id": workspace_id,
+        "name": f"hook-{hook_id.hex[:10]}",
+        "template": template,
+        "auth_mode": auth_mode,
+        "secret": stored if auth_mode != "none" else None,
+        **columns,
+    }
+    names = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    await conn.execute(f"INSERT INTO webhooks ({names}) VALUES ({params})", *values.values())
+    return Hook(
+        id=hook_id,
+        workspace_id=workspace_id,
+        auth_mode=auth_mode,
+        secret=secret,
+        username=columns.get("basic_username"),
+        api_key_header=columns.get("api_key_header", "X-API-Key"),
+        verify_token=columns.get("verify_token"),
+    )
+
+
+def auth_headers(
+    hook: Hook, body: bytes, *, msg_id: str | None = None, now: float | None = None
+) -> dict[str, str]:
+    """Headers that authenticate ``body`` for ``hook`` (a fresh webhook-id if none given)."""
+    if hook.auth_mode == "standard":
+        assert hook.secret is not None
+        ts = str(int(now if now is not None else time.time()))
+        mid = msg_id or f"msg_{uuid.uuid4().hex}"
+        return {
+            "webhook-id": mid,
+            "webhook-timestamp": ts,
+            "webhook-signature": auth.sign_standard(auth.standard_key(hook.secret), mid, ts, body),
+        }
+    if hook.auth_mode == "github":
+        assert hook.secret is not None
+        return {"X-Hub-Signature-256": auth.sign_github(hook.secret.encode(), body)}
+    if hook.auth_mode == "basic":
+        token = base64.b64encode(f"{hook.username}:{hook.secret}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if hook.auth_mode == "api-key":
+        assert hook.secret is not None
+        return {hook.api_key_header: hook.secret}
+    return {}
+
+
+def expected_lead(template: str, payload: dict[str, Any], region: str = "US") -> dict[str, Any]:
+    """What the gateway should publish as the lead for a template's payload."""
+    lead, errors = map_and_validate(
+        payload, compile_mapping(get_template(template).mapping), default_region=region
+    )
+    assert not errors, errors
+    return lead.model_dump(mode="json")
+
+
+# --- a gateway in this process --------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: web.Application
+    settings: IngestSettings
+
+    @property
+    def deps(self) -> Deps:
+        return self.app[DEPS]
+
+    def hook_url(self, hook: Hook | uuid.UUID | str) -> str:
+        hook_id = hook.id if isinstance(hook, Hook) else hook
+        return f"{self.url}/webhooks/{hook_id}"
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: CommonSettings,
+    *,
+    clock: Callable[[], float] | None = None,
+    wait_ready: bool = True,
+    create_topics: bool = True,
+    **overrides: Any,
+) -> AsyncIterator[Gateway]:
+    """The gateway app served on a free port (the real runner: 431s, limits and all)."""
+    port = free_port()
+    overrides.setdefault("ingest_port", port)
+    overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
+    cfg = ingest_settings(settings, **overrides)
+    if create_topics:
+        await ensure_topics(cfg)
+    kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    app = create_app(cfg, **kwargs)
+    runner = await serve(app, "127.0.0.1", cfg.ingest_port, shutdown_timeout=2)
+    gateway = Gateway(url=f"http://127.0.0.1:{cfg.ingest_port}", app=app, settings=cfg)
+    try:
+        if wait_ready:
+            await wait_until_ready(gateway.url)
+        yield gateway
+    finally:
+        await runner.cleanup()
+
+
+async def wait_until_ready(url: str, deadline_s: float = 30.0) -> None:
+    end = time.monotonic() + deadline_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+                    last = await resp.text()
+            except aiohttp.ClientError as exc:
+                last = repr(exc)
+            if time.monotonic() > end:
+                raise TimeoutError(f"gateway at {url} not ready: {last}")
+            await asyncio.sleep(0.05)
+
+
+# --- topics -------------------------------------------------------------------------
+
+
+async def read_topic(settings: CommonSettings, topic: str, *, bootstrap: str | None = None) -> list[bytes]:
+    """Every message now in a (logical) topic, read from the beginning to the end offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap or settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        request_timeout_ms=10_000,
+    )
+    await consumer.start()
+    try:
+        full = settings.topic(topic)
+        partitions: set[int] = set()
+        for _ in range(50):  # a just-created topic may take a moment to show its partitions
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(full) or set()
+            if partitions and all(cluster.leader_for_partition(TopicPartition(full, p)) not in (None, -1) for p in partitions):
+                break
+            await asyncio.sleep(0.1)
+        tps = [TopicPartition(full, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        begin = await consumer.beginning_offsets(tps)
+        for tp in tps:  # (seek_to_beginning does not reliably reset position() here)
+            consumer.seek(tp, begin[tp])
+        out: list[bytes] = []
+        deadline = time.monotonic() + 30
+        async def behind() -> bool:
+            for tp in tps:
+                if await consumer.position(tp) < end[tp]:
+                    return True
+            return False
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(r.value for r in records if r.value is not None)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {full} to its end")
+        return out
+    finally:
+        await consumer.stop()
