@@ -64,7 +64,7 @@ def test_s3_each_header_missing(missing: str) -> None:
     assert failure is not None and failure.code == "missing_signature"
 
 
-@pytest.mark.parametrize("timestamp", ["abc", "-5", "1614265330.5", "", "１６１４２６５３３０", "9" * 20])
+@pytest.mark.parametrize("timestamp", ["abc", "-5", "1614265330.5", "", "\uff11\uff16\uff11\uff14\uff12\uff16\uff15\uff13\uff13\uff10", "9" * 20])
 def test_s3_bad_timestamp(timestamp: str) -> None:
     failure = verify_std(std_headers(**{"webhook-timestamp": timestamp}))
     assert failure is not None
