@@ -347,7 +347,10 @@ def _undecodable(batch: _Batch, message: Message[Incoming], bad: Undecodable, no
     webhook_id = _parse_uuid(fields.get("webhook_id"))
     if request_id is None or workspace_id is None or webhook_id is None:
         # Nothing identifies the request: there is no outcome to give, only the dead letter.
-        return Finished(message, None, None, "failed", None, fresh=True, poison=bad.error)
+        return Finished(
+            message, None, None, "failed", None, fresh=True,
+            poison=_dlq_reason(ErrorInfo(type="SchemaError", message=bad.error[:500])),
+        )
     if request_id in batch.stored:
         return _republish(message, batch.stored[request_id], workspace_id)
     try:
@@ -386,7 +389,7 @@ def _undecodable(batch: _Batch, message: Message[Incoming], bad: Undecodable, no
         status="failed",
         idempotency_key=key if isinstance(key, str) else None,
         body_sha256=body if isinstance(body, str) else None,
-        poison=bad.error,
+        poison=_dlq_reason(error),
     )
 
 

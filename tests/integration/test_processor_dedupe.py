@@ -277,7 +277,7 @@ async def test_poison_messages_fail_alone_and_are_dead_lettered(
     reasons = sorted(e["reason"].split(":", 1)[0] for e in entries)
     print(f"[poison] dead letters={len(entries)} reasons={reasons}")
     assert len(entries) == 4
-    assert reasons == sorted(["UnknownWebhook", "schema", "schema", "CharacterNotInRepertoireError"])
+    assert reasons == sorted(["UnknownWebhook", "SchemaError", "SchemaError", "CharacterNotInRepertoireError"])
     assert all("15550400" not in e["reason"] for e in entries)
     failed = {o.request_id: o for o in await outcomes(psettings) if isinstance(o, LeadFailed)}
     assert set(failed) == {unknown_hook.request_id, uuid.UUID(bad_schema["request_id"]), nul.request_id}

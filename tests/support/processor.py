@@ -226,8 +226,8 @@ async def read_topic(settings: CommonSettings, logical: str, *, deadline_s: floa
     await consumer.start()
     try:
         name = settings.topic(logical)
-        await asyncio.wait_for(consumer.topics(), deadline_s)  # refreshes the metadata
-        partitions = consumer.partitions_for_topic(name) or set()
+        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), deadline_s)
+        partitions = cluster.partitions_for_topic(name) or set()
         tps = [TopicPartition(name, p) for p in partitions]
         if not tps:
             return []
@@ -257,9 +257,9 @@ async def group_caught_up(settings: ProcessorSettings, *, logical: str = topics.
                                 group_id=settings.processor_group, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
         name = settings.topic(logical)
-        tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(name, p) for p in cluster.partitions_for_topic(name) or ()]
         ends = await consumer.end_offsets(tps)
         for tp in tps:
             if ends[tp] and (await consumer.committed(tp) or 0) < ends[tp]:
