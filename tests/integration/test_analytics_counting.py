@@ -3,10 +3,12 @@ and replays from offset 0, the API's edges and the Prometheus figures."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
@@ -20,6 +22,7 @@ from tests.support.analytics import (
     Outcome,
     analytics_settings,
     failed,
+    free_port,
     processed,
     publish_outcomes,
     rejected,
@@ -27,6 +30,7 @@ from tests.support.analytics import (
     wait_total,
 )
 from tests.support.polling import eventually
+from tests.support.processes import ROOT, ServiceProcess, env_for
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +275,63 @@ async def test_restart_redelivery_and_replay_from_zero_change_nothing(
 
 async def _async(value: float) -> float:
     return value
+
+
+async def test_kill_9_mid_stream_counts_every_outcome_once(settings: CommonSettings) -> None:
+    """SIGKILL the service (a subprocess) while it counts; the restarted one gets the
+    uncommitted batches again and the dedupe gate absorbs them: exact totals."""
+    ws, wh = uuid.uuid4(), uuid.uuid4()
+    events: list[Outcome] = [
+        failed(ws, wh) if i % 7 == 0 else processed(ws, wh, duration_ms=10.0 + i % 50)
+        for i in range(600)
+    ]
+    port = free_port()
+    env = env_for(
+        settings,
+        LEADWIRE_ANALYTICS_PORT=str(port),
+        LEADWIRE_ANALYTICS_MAX_BATCH="20",  # many small transactions: a kill lands mid-stream
+    )
+    base = f"http://127.0.0.1:{port}"
+    logs = ROOT / "test-output" / "logs"
+
+    async def total() -> int:
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with http.get(f"{base}/analytics/webhooks/{wh}") as resp:
+                    if resp.status != 200:
+                        return 0
+                    return int((await resp.json())["metrics"]["total_requests"])
+            except aiohttp.ClientError:
+                return 0
+
+    first = ServiceProcess("analytics", env, logs).start()
+    try:
+        await first.wait_ready(f"{base}/readyz")
+        await publish_outcomes(settings, events)
+        counted = await eventually(total, until=lambda n: n >= 40, what="some counted")
+        first.kill(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.stop()
+    assert counted < 600, "the kill should land mid-stream"
+    second = ServiceProcess("analytics", env, logs).start()
+    try:
+        await second.wait_ready(f"{base}/readyz")
+        await eventually(total, until=lambda n: n >= 600, what="all counted")
+        status_body = await total()
+        assert status_body == 600
+        pool = await create_pool(settings.database_url)
+        try:
+            row = await pool.fetchrow(
+                "SELECT total, failed, (SELECT count(*) FROM analytics_counted_events) AS ids"
+                " FROM analytics_webhooks WHERE webhook_id = $1",
+                wh,
+            )
+            minutes = await pool.fetchval(
+                "SELECT sum(total) FROM analytics_minutes WHERE webhook_id = $1", wh
+            )
+        finally:
+            await pool.close()
+        assert (row["total"], row["failed"], row["ids"], minutes) == (600, 86, 600, 600)
+    finally:
+        second.stop()
