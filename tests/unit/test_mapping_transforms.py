@@ -248,7 +248,7 @@ def test_object_in_a_text_field_is_invalid_type() -> None:
 
 
 def test_phone_or_email_is_required() -> None:
-    lead, errors = run([{"source": "f", "target": "first_name"}], {"f": "Ben"})
+    _, errors = run([{"source": "f", "target": "first_name"}], {"f": "Ben"})
     assert [(e.field, e.code) for e in errors] == [("phone", "required")]
     _, errors = run([{"source": "phone", "target": "phone"}], {"phone": "   "})
     assert [e.code for e in errors] == ["required"]
