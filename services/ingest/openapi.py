@@ -154,8 +154,20 @@ SPEC: dict[str, Any] = {
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": {"type": "object"}},
-                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                        "application/json": {
+                            "schema": {"type": "object"},
+                            "example": {
+                                "firstname": "Benjie",
+                                "lastname": "Malinao",
+                                "phone_number": "+16266633444",
+                                "email": "benjie@example.com",
+                                "product": "Bath Remodel",
+                            },
+                        },
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"type": "object"},
+                            "example": {"first_name": "Ann", "phone": "626-663-3444"},
+                        },
                     },
                 },
                 "responses": {
@@ -193,9 +205,9 @@ SPEC: dict[str, Any] = {
                 "description": "Echoes `hub.challenge` when `hub.verify_token` matches (facebook webhooks).",
                 "parameters": [
                     _WEBHOOK_ID,
-                    {"name": "hub.mode", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {"name": "hub.verify_token", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {"name": "hub.challenge", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "hub.mode", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "hub.challenge", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
                 "responses": {
                     "200": {"description": "The challenge", "content": {"text/plain": {"schema": {"type": "string"}}}},
