@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +61,20 @@ def _time(request: web.Request, name: str, default: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@web.middleware
+async def _database_unavailable(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Postgres away (restart, network): 503 with a reason, not a 500 and a traceback."""
+    try:
+        return await handler(request)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        log.warning("analytics_request_db_unavailable", path=request.path, error=type(exc).__name__)
+        resp = _problem(503, "database unavailable", "retry shortly")
+        resp.headers["Retry-After"] = "2"
+        return resp
+
+
 def create_app(
     *,
     pool: asyncpg.Pool,
@@ -71,7 +85,7 @@ def create_app(
     stream_min_interval_s: float = 0.5,
     stream_refresh_s: float = 15.0,
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[_database_unavailable])
 
     async def get_webhook(request: web.Request) -> web.Response:
         webhook_id = _uuid(request, "webhook_id")
@@ -129,9 +143,14 @@ def create_app(
                 # Coalesce a burst of batches into one read.
                 await asyncio.sleep(stream_min_interval_s)
                 sub.changed.clear()
-                snapshot = await queries.dashboard_snapshot(
-                    pool, workspace_id, cfg=read, now=clock()
-                )
+                try:
+                    snapshot = await queries.dashboard_snapshot(
+                        pool, workspace_id, cfg=read, now=clock()
+                    )
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    snapshot = None  # Postgres away: keep the stream, retry on the next wake
+                    sub.changed.set()
+                    await asyncio.sleep(1.0)
         except ConnectionResetError:
             pass  # the browser went away
         finally:
