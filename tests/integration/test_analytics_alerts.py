@@ -157,3 +157,42 @@ async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, u
         assert marker_seen[1]["metrics"]["total_requests"] == 106
     assert len(await read_alerts(settings)) == 4
     assert await outbox_rows() == 4
+
+
+async def test_alert_outbox_survives_kafka_outage(settings: CommonSettings) -> None:
+    """The transition commits with the counts; publishing waits for Kafka, same event id."""
+    from collections.abc import Sequence
+
+    from services.analytics.handlers import count_outcomes, flush_alert_outbox
+    from services.analytics.service import handler_config
+    from shared.db import create_pool
+    from shared.kafka import KafkaUnavailable
+
+    ws, wh = uuid.uuid4(), uuid.uuid4()
+    cfg = handler_config(analytics_settings(settings))
+    pool = await create_pool(settings.database_url)
+    try:
+        events = [failed(ws, wh) for _ in range(25)]
+        result = await count_outcomes(events, pool=pool, config=cfg, now=datetime.now(UTC))
+        assert (result.counted, result.transitions) == (25, 1)
+
+        async def kafka_down(_events: Sequence[PerformanceAlert]) -> None:
+            raise KafkaUnavailable("test: broker away")
+
+        assert await flush_alert_outbox(pool, publish=kafka_down) == 0
+        sent: list[PerformanceAlert] = []
+
+        async def kafka_up(batch: Sequence[PerformanceAlert]) -> None:
+            sent.extend(batch)
+
+        assert await flush_alert_outbox(pool, publish=kafka_up) == 1
+        assert await flush_alert_outbox(pool, publish=kafka_up) == 0  # published once
+        assert [(a.event_id, a.state) for a in sent] == [
+            (alert_event_id(wh, "error_rate", 1, "firing"), "firing")
+        ]
+        # Redelivering the same batch changes nothing and queues nothing.
+        again = await count_outcomes(events, pool=pool, config=cfg, now=datetime.now(UTC))
+        assert (again.counted, again.transitions) == (0, 0)
+        assert await flush_alert_outbox(pool, publish=kafka_up) == 0
+    finally:
+        await pool.close()
