@@ -781,6 +781,7 @@ class BatchHandler:
 
     async def __call__(self, messages: list[Message[Incoming]]) -> None:
         started = time.perf_counter()
+        metrics.RECEIVED.inc(len(messages))
         size = self._settings.processor_tx_max_leads
         finished: list[Finished] = []
         for i in range(0, len(messages), size):

@@ -9,6 +9,10 @@ _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 )
 
+RECEIVED = Counter(
+    "leadwire_processor_messages_received_total",
+    "Raw messages handed to the processor (a redelivered message counts again)",
+)
 OUTCOMES = Counter(
     "leadwire_processor_outcomes_total", "Requests finished, by outcome status", ["status"]
 )

@@ -136,3 +136,32 @@ async def test_u2_cross_key_race(psettings: ProcessorSettings, db: asyncpg.Conne
     counts.report("U2")
     assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(sent))
     assert await read_topic(psettings, topics.DEADLETTER) == []
+
+
+async def test_u1_backstop_without_advisory_locks(
+    psettings: ProcessorSettings, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the advisory locks switched off, the unique indexes and the transaction retry
+    alone still keep one contact per identity, and no conflict escapes."""
+    from services.processor import repository
+
+    async def no_locks(_conn: object, _keys: object) -> None:
+        return None
+
+    monkeypatch.setattr(repository, "lock_identities", no_locks)
+    t = await seed_tenant(db)
+    retries_before = _retries()
+    sent = []
+    async with processors(psettings, 2) as running:
+        for round_no in range(4):
+            phone = f"+1555080{round_no:04d}"
+            events = [received(t, phone=phone, first_name=f"N{i}") for i in range(30)]
+            await publish(psettings, [(str(uuid.uuid4()), e) for e in events])
+            await wait_processed(psettings.database_url, [e.request_id for e in events], deadline_s=60)
+            sent += events
+        assert not any(p.task.done() for p in running)
+    counts = await tally(psettings.database_url, sent, people=4)
+    counts.extra["tx_retries"] = _retries() - retries_before
+    counts.report("U1 backstop")
+    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(sent))
+    assert await read_topic(psettings, topics.DEADLETTER) == []

@@ -275,23 +275,31 @@ async def outcomes(settings: CommonSettings) -> list[Any]:
 
 async def wait_processed(
     database_url: str, request_ids: Iterable[uuid.UUID], *, deadline_s: float = 60
-) -> None:
-    """Until every request has its webhook_requests row (or the deadline passes)."""
+) -> int:
+    """Until every request has its webhook_requests row or the deadline passes; returns how
+    many have one. Reconnects if the connection drops (a test may restart Postgres)."""
     ids = list(set(request_ids))
-    conn = await connect(database_url)
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline_s
-        while True:
-            done = await conn.fetchval(
-                "SELECT count(*) FROM webhook_requests WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL",
-                ids,
-            )
-            if done == len(ids) or loop.time() > end:
-                return
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    done = 0
+    while True:
+        try:
+            conn = await connect(database_url)
+            try:
+                while True:
+                    done = await conn.fetchval(
+                        "SELECT count(*) FROM webhook_requests WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL",
+                        ids,
+                    )
+                    if done == len(ids) or loop.time() > end:
+                        return int(done)
+                    await asyncio.sleep(0.1)
+            finally:
+                conn.terminate()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if loop.time() > end:
+                return int(done)
+            await asyncio.sleep(0.2)
 
 
 @dataclass
