@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help install infra run up down status test test-unit test-integration test-e2e bench soak lint fmt clean
+.PHONY: help install infra browser run up down status test test-unit test-integration test-e2e bench soak lint fmt clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -32,6 +32,10 @@ install: $(STAMP)
 infra: install
 	$(PY) -m infra install
 
+# Debian's headless Chromium, for the analytics dashboard test (installed when root).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium missing and not root: the dashboard browser test will say it is skipped"; }
+
 run: infra
 	$(PY) -m infra.launch run
 
@@ -44,7 +48,7 @@ down:
 status: install
 	$(PY) -m infra.launch status
 
-test: infra
+test: infra browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -53,7 +57,7 @@ test-unit: install
 test-integration: infra
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-test-e2e: infra
+test-e2e: infra browser
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 bench: infra
