@@ -13,6 +13,7 @@ import asyncpg
 
 from cli.output import CliError, fail
 from shared.db import connect
+from shared.logs import configure_logging
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
@@ -29,8 +30,21 @@ def _find_stack_env() -> Path | None:
     return None
 
 
+_logging_ready = False
+
+
+def configure_cli_logging() -> None:
+    """Library logs (migrations, Kafka clients) go to stderr, warnings and up only: stdout
+    is the command's result (one JSON document with --json)."""
+    global _logging_ready
+    if not _logging_ready:
+        configure_logging("cli", level=os.environ.get("LEADWIRE_CLI_LOG_LEVEL", "WARNING"))
+        _logging_ready = True
+
+
 def load_settings() -> CommonSettings:
     """Env vars win; stack.env fills what they leave unset."""
+    configure_cli_logging()
     values: dict[str, str] = {}
     path = _find_stack_env()
     if path and path.exists():

@@ -24,6 +24,28 @@ async def test_db_migrate_is_idempotent(settings_env: dict[str, str]) -> None:
     assert "up to date" in text.stdout
 
 
+async def test_db_migrate_a_fresh_database(
+    infra_env: dict[str, str], settings_env: dict[str, str], unique: str
+) -> None:
+    """Logs go to stderr: stdout stays one JSON document even when migrations run."""
+    admin = infra_env["LEADWIRE_DATABASE_URL"]
+    name = f"fresh_{unique}"
+    conn = await connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        env = {**settings_env, "LEADWIRE_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + name}
+        result = await asyncio.to_thread(cli, env, "db", "migrate")
+        assert result.code == 0, result.stderr
+        doc = result.json()
+        assert doc["applied"][0] == "001_initial"
+        assert doc["current"] == doc["applied"][-1]
+        again = await asyncio.to_thread(cli, env, "db", "migrate")
+        assert again.json()["applied"] == []
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.close()
+
+
 async def test_workspace_lifecycle(settings_env: dict[str, str], unique: str) -> None:
     name = f"acme-{unique}"
     created = await cli_inprocess(
