@@ -1,0 +1,249 @@
+"""Stack configuration: names, ports, credentials and where state and caches live.
+
+Layout::
+
+    <project>/.leadwire/<stack>/        state of one stack (git-ignored by its own .gitignore)
+        stack.json                      ports the stack was last started with
+        run/<name>.pid                  pidfiles (infra and service processes), locks
+        logs/<name>.log                 stdout/stderr of every process; kafka-server.log (log4j2)
+        kafka/                          server.properties, cluster.id, data/
+        postgres/                       data/, run/ (socket), postgres.log; owned by `postgres`
+                                        (a symlink to /var/tmp/leadwire/<hash>/<stack> when the
+                                        project is not reachable by that user)
+        s3/data/                        versitygw posix backend (s3/sidecar/ without xattrs)
+
+    ~/.cache/leadwire/                  caches shared by all clones on the machine
+        kafka-<version>/libs/           broker runtime jars (from Maven Central)
+        bin/versitygw                   S3 gateway (go install)
+        go/                             Go toolchain, only when no usable `go` was found
+        logs/                           build logs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_PROJECT_ROOT = PACKAGE_DIR.parent
+
+KAFKA_VERSION = "4.1.1"
+VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
+VERSITYGW_VERSION = "v1.7.0"
+
+ENV_PROJECT_ROOT = "LEADWIRE_PROJECT_ROOT"
+ENV_CACHE_DIR = "LEADWIRE_CACHE_DIR"
+ENV_KAFKA_PORT = "LEADWIRE_INFRA_KAFKA_PORT"
+ENV_KAFKA_CONTROLLER_PORT = "LEADWIRE_INFRA_KAFKA_CONTROLLER_PORT"
+ENV_PG_PORT = "LEADWIRE_INFRA_PG_PORT"
+ENV_S3_PORT = "LEADWIRE_INFRA_S3_PORT"
+ENV_PG_FSYNC = "LEADWIRE_INFRA_PG_FSYNC"
+
+HOST = "127.0.0.1"
+INFRA_COMPONENTS = ("kafka", "postgres", "s3")
+
+_STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int
+    kafka_controller: int
+    postgres: int
+    s3: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "kafka": self.kafka,
+            "kafka_controller": self.kafka_controller,
+            "postgres": self.postgres,
+            "s3": self.s3,
+        }
+
+
+DEFAULT_PORTS: dict[str, Ports] = {
+    "dev": Ports(kafka=19092, kafka_controller=19093, postgres=55432, s3=7070),
+    "test": Ports(kafka=29092, kafka_controller=29093, postgres=56432, s3=7170),
+}
+
+
+def _derived_ports(name: str) -> Ports:
+    """Deterministic ports for stacks other than dev/test, so two of them rarely collide."""
+    slot = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 200
+    return Ports(
+        kafka=31000 + 4 * slot,
+        kafka_controller=31001 + 4 * slot,
+        postgres=58000 + slot,
+        s3=7300 + slot,
+    )
+
+
+def default_cache_dir() -> Path:
+    explicit = os.environ.get(ENV_CACHE_DIR)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "leadwire"
+
+
+def default_project_root() -> Path:
+    explicit = os.environ.get(ENV_PROJECT_ROOT)
+    return Path(explicit).expanduser().resolve() if explicit else DEFAULT_PROJECT_ROOT
+
+
+def state_dir_of(name: str, project_root: Path | None = None) -> Path:
+    validate_stack_name(name)
+    return (project_root or default_project_root()) / ".leadwire" / name
+
+
+def validate_stack_name(name: str) -> None:
+    if not _STACK_NAME.match(name):
+        from infra.errors import InfraError
+
+        raise InfraError(
+            f"invalid stack name {name!r}: use lowercase letters, digits, '-' or '_' (max 40)"
+        )
+
+
+def _env_port(var: str) -> int | None:
+    raw = os.environ.get(var)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        from infra.errors import InfraError
+
+        raise InfraError(f"{var}={raw!r} is not a TCP port (1-65535)")
+    return port
+
+
+def _env_bool(var: str) -> bool | None:
+    raw = os.environ.get(var)
+    if raw is None or raw.strip() == "":
+        return None
+    return raw.strip().lower() in ("1", "on", "true", "yes")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything that identifies one stack. Build it with :meth:`for_name`."""
+
+    name: str
+    project_root: Path
+    ports: Ports
+    # fsync/synchronous_commit/full_page_writes; off by default for every stack but dev.
+    pg_fsync: bool
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    s3_bucket: str = "leadwire-archive"
+    s3_access_key: str = "leadwire"
+    s3_secret_key: str = field(default="leadwire-secret-key", repr=False)
+    s3_region: str = "us-east-1"
+    kafka_heap_min: str = "256m"
+    kafka_heap_max: str = "512m"
+    database: str = "leadwire"
+
+    @classmethod
+    def for_name(
+        cls,
+        name: str = "dev",
+        project_root: Path | str | None = None,
+        *,
+        kafka_port: int | None = None,
+        kafka_controller_port: int | None = None,
+        pg_port: int | None = None,
+        s3_port: int | None = None,
+        pg_fsync: bool | None = None,
+        **overrides: Any,
+    ) -> StackConfig:
+        """Ports: explicit argument > LEADWIRE_INFRA_*_PORT > ports of the running stack > defaults."""
+        validate_stack_name(name)
+        root = Path(project_root).expanduser().resolve() if project_root else default_project_root()
+        base = DEFAULT_PORTS.get(name) or _derived_ports(name)
+        recorded = _recorded_ports_if_running(root / ".leadwire" / name)
+        if recorded is not None:
+            base = recorded
+        kafka = kafka_port or _env_port(ENV_KAFKA_PORT)
+        controller = kafka_controller_port or _env_port(ENV_KAFKA_CONTROLLER_PORT)
+        if kafka is not None and controller is None:
+            controller = kafka + 1
+        ports = Ports(
+            kafka=kafka or base.kafka,
+            kafka_controller=controller or base.kafka_controller,
+            postgres=pg_port or _env_port(ENV_PG_PORT) or base.postgres,
+            s3=s3_port or _env_port(ENV_S3_PORT) or base.s3,
+        )
+        fsync = pg_fsync if pg_fsync is not None else _env_bool(ENV_PG_FSYNC)
+        if fsync is None:
+            fsync = name == "dev"
+        return cls(name=name, project_root=root, ports=ports, pg_fsync=fsync, **overrides)
+
+    def with_ports(self, **ports: int) -> StackConfig:
+        return replace(self, ports=replace(self.ports, **ports))
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.project_root / ".leadwire" / self.name
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def project_hash(self) -> str:
+        return hashlib.sha256(str(self.project_root).encode()).hexdigest()[:12]
+
+    def ensure_dirs(self) -> None:
+        leadwire = self.project_root / ".leadwire"
+        leadwire.mkdir(parents=True, exist_ok=True)
+        ignore = leadwire / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# local infra state (python -m infra); never commit\n*\n")
+        for d in (self.state_dir, self.run_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def record_ports(self) -> None:
+        data = {"name": self.name, "ports": self.ports.as_dict(), "pg_fsync": self.pg_fsync}
+        tmp = self.state_dir / "stack.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.state_dir / "stack.json")
+
+    # -- what services need -------------------------------------------------------------------
+    def settings_env(self) -> dict[str, str]:
+        return {
+            "LEADWIRE_DATABASE_URL": f"postgresql://postgres@{HOST}:{self.ports.postgres}/{self.database}",
+            "LEADWIRE_KAFKA_BOOTSTRAP": f"{HOST}:{self.ports.kafka}",
+            "LEADWIRE_S3_ENDPOINT": f"http://{HOST}:{self.ports.s3}",
+            "LEADWIRE_S3_BUCKET": self.s3_bucket,
+            "LEADWIRE_S3_ACCESS_KEY": self.s3_access_key,
+            "LEADWIRE_S3_SECRET_KEY": self.s3_secret_key,
+            "LEADWIRE_S3_REGION": self.s3_region,
+        }
+
+
+def _recorded_ports_if_running(state_dir: Path) -> Ports | None:
+    """The ports in stack.json, but only while some infra process of that stack is alive."""
+    try:
+        data = json.loads((state_dir / "stack.json").read_text())
+        ports = Ports(**data["ports"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from infra.processes import read_pidfile
+
+    for name in INFRA_COMPONENTS:
+        if read_pidfile(state_dir / "run", name) is not None:
+            return ports
+    return None
