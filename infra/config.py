@@ -73,12 +73,16 @@ DEFAULT_PORTS: dict[str, Ports] = {
 
 
 def _derived_ports(name: str) -> Ports:
-    """Deterministic ports for stacks other than dev/test, so two of them rarely collide."""
+    """Deterministic ports for stacks other than dev/test, so two of them rarely collide.
+
+    All below the kernel's ephemeral range (32768-60999), where an outgoing connection could
+    be holding the port as its local port.
+    """
     slot = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 200
     return Ports(
         kafka=31000 + 4 * slot,
         kafka_controller=31001 + 4 * slot,
-        postgres=58000 + slot,
+        postgres=26000 + slot,
         s3=7300 + slot,
     )
 
