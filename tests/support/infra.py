@@ -48,12 +48,14 @@ async def provide_infra(root: Path) -> AsyncIterator[dict[str, str]]:
         from infra import Stack
 
         stack = Stack.for_name("test", root)
-        await stack.start()
-        try:
+        if os.environ.get("LEADWIRE_KEEP_STACK") == "1":
+            # Left running after the session (quick re-runs while developing).
+            await stack.start()
             yield stack.settings_env()
-        finally:
-            if os.environ.get("LEADWIRE_KEEP_STACK") != "1":
-                await stack.stop()
+        else:
+            # Stopped when the last concurrent session using it ends.
+            async with stack.lease():
+                yield stack.settings_env()
     elif provider == "testcontainers":
         from tests.support.containers import container_infra
 
