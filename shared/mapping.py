@@ -321,14 +321,25 @@ def _normalize_phone(raw: Any, region: str) -> tuple[str, str | None]:
     if len(text) > MAX_PHONE_INPUT:
         raise ValueError("too_long")
     region_code = region.upper() if isinstance(region, str) and region.upper() in _REGIONS else None
+    result = _parse_phone(text, region_code)
+    if isinstance(result, str):
+        raise ValueError(result)
+    return result
+
+
+# Parsing and validating is most of a lead's mapping time; vendors retry and resend the
+# same numbers, so recent answers (valid or not) are remembered. Pure, so safe to share.
+@lru_cache(maxsize=16384)
+def _parse_phone(text: str, region_code: str | None) -> tuple[str, str | None] | str:
+    """(E.164, extension) or an error code."""
     if text.startswith("00") and region_code is None:
         text = "+" + text[2:]
     try:
         number = phonenumbers.parse(text, region_code)
     except phonenumbers.NumberParseException:
-        raise ValueError("invalid_phone") from None
+        return "invalid_phone"
     if not phonenumbers.is_valid_number(number):
-        raise ValueError("invalid_phone")
+        return "invalid_phone"
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return e164, (number.extension or None)
 
@@ -350,12 +361,20 @@ def normalize_email(raw: Any) -> str:
         raise ValueError("required")
     if len(text) > MAX_FIELD_LENGTH["email"]:
         raise ValueError("too_long")
+    normalized = _check_email(text)
+    if normalized is None:
+        raise ValueError("invalid_email")
+    return normalized
+
+
+@lru_cache(maxsize=16384)
+def _check_email(text: str) -> str | None:
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
-        raise ValueError("invalid_email") from None
+        return None
     except Exception:  # the library's own edge cases (odd unicode): still just invalid
-        raise ValueError("invalid_email") from None
+        return None
     return str(result.normalized).lower()
 
 
@@ -915,7 +934,7 @@ def map_and_validate(
     consumed: list[CompiledPath] = []
     phone_region: str | None = None
     for entry in compiled.entries:
-        if all(t in values for t in entry.targets):
+        if entry.targets[0] in values and (len(entry.targets) == 1 or entry.targets[1] in values):
             continue  # first entry with a value wins
         raw = resolve(payload, entry.path) if entry.path is not None else _MISSING
         written = _apply(entry, raw, default_region, errors)
