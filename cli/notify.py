@@ -80,7 +80,7 @@ def _split(values: str) -> list[str]:
 def check_email(address: str) -> str:
     try:
         return email_validator.validate_email(
-            address, check_deliverability=False
+            address, check_deliverability=False, test_environment=True
         ).normalized.lower()
     except email_validator.EmailNotValidError as exc:
         raise CliError(f"{address!r} is not a valid email address: {exc}", exit_code=2) from None

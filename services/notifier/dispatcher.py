@@ -26,7 +26,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -234,20 +234,17 @@ class Dispatcher:
 
     async def publish_deadletters(self) -> int:
         """Publish dead-letter entries from the outbox until Kafka has them."""
-        entries = await self._repo.unpublished_deadletters()
-        done: list[uuid.UUID] = []
+
+        async def publish(entry: dict[str, Any]) -> None:
+            await self._publisher.publish(
+                topics.NOTIFY_DEADLETTER, orjson.dumps(entry), key=entry["workspace_id"]
+            )
+
         try:
-            for entry in entries:
-                await self._publisher.publish(
-                    topics.NOTIFY_DEADLETTER, orjson.dumps(entry), key=entry["workspace_id"]
-                )
-                done.append(uuid.UUID(entry["deadletter_id"]))
+            return await self._repo.publish_deadletters(publish)
         except KafkaUnavailable:
-            log.warning("deadletter_publish_failed", pending=len(entries) - len(done))
-        finally:
-            if done:
-                await self._repo.mark_deadletters_published(done)
-        return len(done)
+            log.warning("deadletter_publish_failed")
+            return 0
 
     async def _db(self, work: Callable[[], Awaitable[T]]) -> T:
         """Retry a bookkeeping write while Postgres is away, within the claim's lease."""

@@ -9,7 +9,7 @@ redelivered or replayed event does nothing (``ON CONFLICT DO NOTHING``), and a r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -307,24 +307,38 @@ class Repository:
     @staticmethod
     async def _insert_deadletter(conn: asyncpg.Connection, entry: dict[str, Any]) -> None:
         await conn.execute(
-            "INSERT INTO notification_deadletters (id, entry) VALUES ($1, $2::jsonb)",
+            "INSERT INTO notification_deadletters (id, entry) VALUES ($1, $2)",
             uuid.UUID(entry["deadletter_id"]),
-            orjson.dumps(entry).decode(),
+            entry,  # the pool's jsonb codec encodes it
         )
 
-    async def unpublished_deadletters(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = await self._pool.fetch(
-            """SELECT entry FROM notification_deadletters WHERE published_at IS NULL
-               ORDER BY created_at LIMIT $1""",
-            limit,
-        )
-        return [r["entry"] for r in rows]
+    async def publish_deadletters(
+        self, publish: Callable[[dict[str, Any]], Awaitable[None]], *, limit: int = 100
+    ) -> int:
+        """Publish unpublished dead-letter entries with ``publish`` and mark them.
 
-    async def mark_deadletters_published(self, ids: Sequence[uuid.UUID]) -> None:
-        await self._pool.execute(
-            "UPDATE notification_deadletters SET published_at = now() WHERE id = ANY($1::uuid[])",
-            list(ids),
-        )
+        The rows are locked while they are published (``SKIP LOCKED``), so two dispatchers
+        (or two tasks of one) never publish the same entry. ``publish`` raising stops the
+        round; what was published before is still marked.
+        """
+        done: list[uuid.UUID] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, entry FROM notification_deadletters WHERE published_at IS NULL
+                   ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                limit,
+            )
+            try:
+                for r in rows:
+                    await publish(r["entry"])
+                    done.append(r["id"])
+            finally:
+                if done:
+                    await conn.execute(
+                        "UPDATE notification_deadletters SET published_at = now() WHERE id = ANY($1::uuid[])",
+                        done,
+                    )
+        return len(done)
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self._pool.fetch(

@@ -98,7 +98,9 @@ class SmsSender:
             async with self._http.post(
                 url,
                 data=form,
-                auth=aiohttp.BasicAuth(s.sms_account_sid, s.sms_auth_token.get_secret_value()),
+                headers={"Authorization": aiohttp.encode_basic_auth(
+                    s.sms_account_sid, s.sms_auth_token.get_secret_value()
+                )},
                 timeout=aiohttp.ClientTimeout(total=s.notify_send_timeout_s),
             ) as resp:
                 if 200 <= resp.status < 300:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 async def _cli(settings: CommonSettings, *args: str) -> tuple[int, Any, str]:
     code, out, err = await asyncio.to_thread(run_cli, env_for(settings), "notify", *args)
-    return code, (orjson.loads(out) if code == 0 and "--json" in args else out), err
+    return code, (orjson.loads(out) if code == 0 and "--json" in args else out or err), err
 
 
 async def _stored(database_url: str) -> asyncpg.Record:

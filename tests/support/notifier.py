@@ -123,7 +123,8 @@ class Received:
     @property
     def event_ids(self) -> list[str]:
         value = self.message.get("X-Leadwire-Event-Ids", "")
-        return [v for v in str(value).split(",") if v]
+        # A long header is folded on the wire: strip the folding whitespace.
+        return [v.strip() for v in str(value).split(",") if v.strip()]
 
     @property
     def body(self) -> str:

@@ -68,8 +68,8 @@ class FakeRepo:
         self.dead += ids
         return {"send_ids": [str(i) for i in ids], "attempts": 3, "deadletter_id": "d", "channel": "email"}
 
-    async def unpublished_deadletters(self) -> list[Any]:
-        return []
+    async def publish_deadletters(self, publish: Any) -> int:
+        return 0
 
 
 class FailingSender:
