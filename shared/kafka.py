@@ -284,6 +284,8 @@ class ConsumerRunner(Generic[E]):
             heartbeat_interval_ms=1_000,
             request_timeout_ms=max(int(settings.kafka_timeout_s * 1000), 15_000),
             isolation_level="read_committed",
+            # A topic created after subscribe() is noticed within seconds, not minutes.
+            metadata_max_age_ms=5_000,
         )
 
     @property
@@ -321,6 +323,8 @@ class ConsumerRunner(Generic[E]):
         backoff = 0.2
         while True:
             try:
+                # Subscribing to a missing topic assigns nothing until metadata refreshes.
+                await ensure_topics(self._settings, self._logical.values())
                 await asyncio.wait_for(self._consumer.start(), self._settings.kafka_timeout_s)
                 break
             except (TimeoutError, KafkaError, OSError) as exc:

@@ -1,0 +1,269 @@
+"""``make up`` / ``make run`` / ``make down``: the whole system on this machine.
+
+    python -m infra.launch up       # infra, migrations, topics, five services, demo webhook
+    python -m infra.launch run      # the same in the foreground; Ctrl-C stops everything
+    python -m infra.launch down     # stop every process `up` started (no process, no port left)
+    python -m infra.launch status
+
+``up`` returns only when every service answers ``/readyz`` with 200, and writes the running
+stack's connection settings to ``.leadwire/stack.env`` (shell-sourceable). Any
+``LEADWIRE_*`` variable set in the environment (SMTP and SMS provider settings, worker
+counts, ports) is passed through to the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from infra.errors import InfraError
+from infra.stack import Stack, stop_all
+from shared.db import migrate
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = "dev"
+SERVICES = ("processor", "notifier", "analytics", "archiver", "ingest")
+DEMO_WORKSPACE = "demo"
+DEMO_WEBHOOK = "demo-form"
+READY_DEADLINE_S = 120.0
+
+
+def _say(message: str) -> None:
+    print(f"[leadwire] {message}", file=sys.stderr, flush=True)
+
+
+def _stack_env_path() -> Path:
+    return ROOT / ".leadwire" / "stack.env"
+
+
+def _settings_env(stack: Stack) -> dict[str, str]:
+    """Infra settings, overridden by LEADWIRE_* variables the operator set."""
+    env = stack.settings_env()
+    for key, value in os.environ.items():
+        if key.startswith("LEADWIRE_") and not key.startswith("LEADWIRE_INFRA_"):
+            env[key] = value
+    return env
+
+
+def _service_urls(settings: CommonSettings) -> dict[str, str]:
+    host = settings.http_host
+    return {
+        name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in SERVICES
+    }
+
+
+async def _wait_ready(stack: Stack, urls: dict[str, str]) -> None:
+    pending = dict(urls)
+    deadline = time.monotonic() + READY_DEADLINE_S
+    async with aiohttp.ClientSession() as http:
+        while pending:
+            for name, url in list(pending.items()):
+                try:
+                    async with http.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        if r.status == 200:
+                            _say(f"{name}: ready at {url}")
+                            del pending[name]
+                            continue
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                alive = {p.name for p in stack.services()}
+                if name not in alive:
+                    raise InfraError(
+                        f"{name} exited during start; last log lines:\n{_tail(stack.log_path(name))}"
+                    )
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(pending)
+                tails = "\n".join(f"--- {n}\n{_tail(stack.log_path(n))}" for n in pending)
+                raise InfraError(f"not ready after {READY_DEADLINE_S:.0f} s: {names}\n{tails}")
+            if pending:
+                await asyncio.sleep(0.2)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _cli(env: dict[str, str], *args: str) -> tuple[int, dict | list | None, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "--json"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    doc = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
+    return proc.returncode, doc, proc.stderr
+
+
+def _demo_webhook(env: dict[str, str]) -> dict:
+    """The demo workspace and its unsigned webhook, created once and reused after."""
+    code, _, err = _cli(env, "workspace", "show", DEMO_WORKSPACE)
+    if code != 0:
+        code, _, err = _cli(env, "workspace", "create", DEMO_WORKSPACE)
+        if code != 0:
+            raise InfraError(f"could not create the demo workspace: {err.strip()}")
+    code, doc, _ = _cli(env, "webhook", "show", DEMO_WEBHOOK, "--workspace", DEMO_WORKSPACE)
+    if code != 0:
+        code, doc, err = _cli(
+            env, "webhook", "create", "--workspace", DEMO_WORKSPACE, "--name", DEMO_WEBHOOK,
+            "--template", "generic", "--auth", "none",
+        )
+        if code != 0:
+            raise InfraError(f"could not create the demo webhook: {err.strip()}")
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _write_stack_env(env: dict[str, str], urls: dict[str, str], webhook: dict) -> Path:
+    path = _stack_env_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# The running leadwire stack (make up). Source it: set -a; . .leadwire/stack.env"]
+    keys = sorted(k for k in env if k.startswith("LEADWIRE_"))
+    lines += [f"{k}={shlex.quote(env[k])}" for k in keys]
+    lines += [f"LEADWIRE_{name.upper()}_URL={url}" for name, url in urls.items()]
+    lines.append(f"LEADWIRE_DEMO_WEBHOOK_URL={webhook['url']}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _curl(webhook: dict) -> str:
+    body = (
+        '{"firstname": "Benjie", "lastname": "Malinao", "phone_number": "(626) 663-3444", '
+        '"email": "Benjie@Example.com", "external_crm_id": "crm_12345", '
+        '"product": "Bath Remodel", "lead_status": "new"}'
+    )
+    return (
+        f"curl -sS -X POST '{webhook['url']}' \\\n"
+        "  -H 'Content-Type: application/json' -H 'Prefer: wait=5' \\\n"
+        f"  -d '{body}'"
+    )
+
+
+async def up() -> dict:
+    started = time.monotonic()
+    stack = Stack.for_name(STACK, ROOT)
+    await stack.start()
+    env = _settings_env(stack)
+    env.setdefault("LEADWIRE_LOG_FORMAT", "json")
+    settings = CommonSettings(
+        **{
+            k.removeprefix("LEADWIRE_").lower(): v
+            for k, v in env.items()
+            if k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields
+        }
+    )
+    applied = await migrate(settings.database_url)
+    _say(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
+    await ensure_topics(settings)
+    urls = _service_urls(settings)
+    for name in SERVICES:
+        stack.start_process(name, [sys.executable, "-m", f"services.{name}"], env)
+    await _wait_ready(stack, urls)
+    webhook = _demo_webhook(env)
+    path = _write_stack_env(env, urls, webhook)
+    _say(f"all services ready in {time.monotonic() - started:.1f} s; settings in {path.relative_to(ROOT)}")
+    return {"urls": urls, "webhook": webhook, "settings": settings}
+
+
+def _print_welcome(info: dict) -> None:
+    urls = info["urls"]
+    print(
+        "\nleadwire is running.\n\n"
+        "Send a first lead (it waits up to 5 s for the processed result):\n\n"
+        f"{_curl(info['webhook'])}\n\n"
+        f"Dashboard:     {urls['analytics']}/dashboard\n"
+        f"Gateway docs:  {urls['ingest']}/docs\n"
+        f"Analytics API: {urls['analytics']}/analytics/webhooks/{info['webhook']['id']}\n"
+        "Admin CLI:     .venv/bin/leadwire --help   (settings come from .leadwire/stack.env)\n"
+        "Logs:          .leadwire/dev/logs/\n",
+        flush=True,
+    )
+
+
+def down() -> None:
+    stopped = stop_all(STACK, project_root=ROOT)
+    _stack_env_path().unlink(missing_ok=True)
+    _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def run_foreground() -> None:
+    try:
+        info = asyncio.run(up())
+    except BaseException:
+        down()
+        raise
+    _print_welcome(info)
+    print("Ctrl-C stops everything.", flush=True)
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    stack = Stack.for_name(STACK, ROOT)
+    try:
+        while not stop:
+            time.sleep(0.5)
+            dead = [n for n in SERVICES if n not in {p.name for p in stack.services()}]
+            if dead:
+                _say(f"{', '.join(dead)} stopped unexpectedly; see .leadwire/dev/logs/")
+                break
+    finally:
+        down()
+
+
+def status() -> None:
+    stack = Stack.for_name(STACK, ROOT)
+    procs = {p.name: p.pid for p in stack.services()}
+    for name in SERVICES:
+        print(f"{name:10} {'running pid ' + str(procs[name]) if name in procs else 'stopped'}")
+    for component in asyncio.run(stack.status()):
+        print(component)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "run", "down", "status"))
+    args = parser.parse_args()
+    try:
+        if args.command == "up":
+            try:
+                info = asyncio.run(up())
+            except BaseException:
+                down()
+                raise
+            _print_welcome(info)
+            print("Stop it with: make down", flush=True)
+        elif args.command == "run":
+            run_foreground()
+        elif args.command == "down":
+            down()
+        else:
+            status()
+    except InfraError as exc:
+        _say(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
