@@ -26,7 +26,6 @@ from shared.settings import CommonSettings
 from tests.support.infra import provide_infra
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DB = "leadwire_template"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -41,21 +40,25 @@ async def infra_env() -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-async def template_db(infra_env: dict[str, str]) -> str:
-    """A migrated database that every test's database is cloned from."""
+async def template_db(infra_env: dict[str, str]) -> AsyncIterator[str]:
+    """A migrated database that every test's database is cloned from (one per session,
+    so parallel sessions never drop each other's)."""
     admin_url = infra_env["LEADWIRE_DATABASE_URL"]
+    name = f"leadwire_template_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin_url)
     try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            TEMPLATE_DB,
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
-        await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    await migrate(_with_db(admin_url, TEMPLATE_DB))
-    return TEMPLATE_DB
+    await migrate(_with_db(admin_url, name))
+    yield name
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    except asyncpg.PostgresError:
+        pass  # still cloned from somewhere; harmless, dropped with the stack's data
+    finally:
+        await conn.close()
 
 
 def _with_db(url: str, name: str) -> str:
