@@ -33,7 +33,10 @@ from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = "dev"
+# Another name (LEADWIRE_STACK) runs a second, separate system: tests use it beside a
+# developer's `make up` (its infra ports are derived from the name; set the service ports
+# with LEADWIRE_<SERVICE>_PORT).
+STACK = os.environ.get("LEADWIRE_STACK", "dev")
 SERVICES = ("processor", "notifier", "analytics", "archiver", "ingest")
 DEMO_WORKSPACE = "demo"
 DEMO_WEBHOOK = "demo-form"
@@ -45,7 +48,9 @@ def _say(message: str) -> None:
 
 
 def _stack_env_path() -> Path:
-    return ROOT / ".leadwire" / "stack.env"
+    if STACK == "dev":
+        return ROOT / ".leadwire" / "stack.env"
+    return ROOT / ".leadwire" / STACK / "stack.env"
 
 
 def _settings_env(stack: Stack) -> dict[str, str]:
@@ -191,7 +196,7 @@ def _print_welcome(info: dict) -> None:
         f"Gateway docs:  {urls['ingest']}/docs\n"
         f"Analytics API: {urls['analytics']}/analytics/webhooks/{info['webhook']['id']}\n"
         "Admin CLI:     .venv/bin/leadwire --help   (settings come from .leadwire/stack.env)\n"
-        "Logs:          .leadwire/dev/logs/\n",
+        f"Logs:          .leadwire/{STACK}/logs/\n",
         flush=True,
     )
 
@@ -224,7 +229,7 @@ def run_foreground() -> None:
             time.sleep(0.5)
             dead = [n for n in SERVICES if n not in {p.name for p in stack.services()}]
             if dead:
-                _say(f"{', '.join(dead)} stopped unexpectedly; see .leadwire/dev/logs/")
+                _say(f"{', '.join(dead)} stopped unexpectedly; see .leadwire/{STACK}/logs/")
                 break
     finally:
         down()
