@@ -9,6 +9,7 @@ server may echo the address it refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -47,21 +48,24 @@ class EmailSender:
         if not s.smtp_host:
             raise SendError("email is not configured (LEADWIRE_SMTP_HOST)", code="not_configured", permanent=True)
         message = render_email(items, sender=s.smtp_from, to=recipient, now=datetime.now(UTC))
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            use_tls=s.smtp_tls,
+            start_tls=s.smtp_starttls,
+            validate_certs=s.smtp_validate_certs,
+            timeout=s.notify_send_timeout_s,
+        )
+
+        async def deliver() -> None:
+            await client.connect()
+            await client.send_message(message)
+
         try:
-            await asyncio.wait_for(
-                aiosmtplib.send(
-                    message,
-                    hostname=s.smtp_host,
-                    port=s.smtp_port,
-                    username=s.smtp_username,
-                    password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                    use_tls=s.smtp_tls,
-                    start_tls=s.smtp_starttls,
-                    validate_certs=s.smtp_validate_certs,
-                    timeout=s.notify_send_timeout_s,
-                ),
-                s.notify_send_timeout_s + 1,
-            )
+            # Accepted once the server answered the message's DATA with 2xx.
+            await asyncio.wait_for(deliver(), s.notify_send_timeout_s)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(c >= 500 for c in codes)
@@ -70,6 +74,11 @@ class EmailSender:
             raise SendError(f"SMTP {exc.code}: {exc.message}", code=f"smtp_{exc.code}", permanent=exc.code >= 500) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise SendError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__) from exc
+        finally:
+            # The outcome is known by now; saying goodbye must not change it.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.quit(), 2.0)
+            client.close()
         return str(message["Message-ID"])
 
 

@@ -221,3 +221,29 @@ async def test_redelivered_and_replayed_events_are_not_sent_twice(settings: Comm
 async def _all_sent(database_url: str, n: int) -> bool:
     rows = await _rows(database_url, "email")
     return len(rows) == n and all(r["status"] == "sent" for r in rows)
+
+
+class RefusingHandler:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        return f"550 5.1.1 <{address}> mailbox unavailable"
+
+
+async def test_a_permanent_refusal_is_deadlettered_at_once(settings: CommonSettings) -> None:
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink()
+    controller = Controller(RefusingHandler(), hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    try:
+        ws = await seed_workspace(settings.database_url, settings=RULES)
+        async with running_notifier(notifier_settings(settings, smtp=sink)):
+            lead = processed(ws)
+            await publish(settings, lead)
+            [row] = await eventually(lambda: _rows(settings.database_url, "email"),
+                                     until=lambda rs: rs and rs[0]["status"] == "dead")
+            assert row["attempts"] == 1
+            [entry] = await read_topic(settings, DEADLETTER, min_count=1)
+            assert entry["reason"] == "permanent_error" and entry["attempts"] == 1
+            assert "550" in entry["last_error"] and OPS not in entry["last_error"]
+    finally:
+        controller.stop()
