@@ -439,32 +439,23 @@ async def process_batch(
             rid = _parse_uuid(m.value.fields.get("request_id"))
             if rid is not None:
                 lookup_ids.append(rid)
-    batch = _Batch(stored=await repository.stored_requests(conn, lookup_ids))
-    webhooks = await repository.webhook_workspaces(conn, [e.webhook_id for e in events])
-    keyed = [
-        (e.webhook_id, e.idempotency_key)
-        for e in events
-        if e.idempotency_key is not None and e.request_id not in batch.stored
-    ]
-    idem_holders = await repository.leads_by_idempotency(conn, keyed)
-    index = IdentityIndex(
-        await repository.contacts_for_keys(
-            conn,
-            [
-                (e.workspace_id, kind, value)
-                for e in events
-                if e.request_id not in batch.stored
-                for kind, value in identity_keys(e.lead).items()
-            ],
-        )
+    view = await repository.load_batch(
+        conn,
+        request_ids=lookup_ids,
+        webhook_ids=[e.webhook_id for e in events],
+        idempotency=[(e.webhook_id, e.idempotency_key) for e in events if e.idempotency_key is not None],
+        keys=list(dict.fromkeys(
+            (e.workspace_id, kind, value)
+            for e in events
+            for kind, value in identity_keys(e.lead).items()
+        )),
+        workspace_ids=[e.workspace_id for e in events],
     )
+    batch = _Batch(stored=view.stored)
+    webhooks, idem_holders, rules = view.webhooks, view.idempotency_holders, view.rules
+    index = IdentityIndex(view.contacts)
     t_lookup = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    rules = await repository.board_rules(
-        conn, [e.workspace_id for e in events if webhooks.get(e.webhook_id) == e.workspace_id]
-    )
-    t_rules = time.perf_counter() - t1
+    t_rules = 0.0
 
     now = clock()
     leads: list[repository.LeadRow] = []
@@ -505,7 +496,9 @@ async def process_batch(
         td = time.perf_counter()
         decision = index.apply(ev.workspace_id, ev.lead)
         contact = decision.contact
+        tr = time.perf_counter()
         rule = first_match(rules.get(ev.workspace_id, ()), ev.webhook_id, ev.lead)
+        t_rules += time.perf_counter() - tr
         if rule is not None and (contact.board_id != rule.board_id or contact.board_name != rule.board_name):
             contact.board_id = rule.board_id
             contact.board_name = rule.board_name
@@ -560,8 +553,7 @@ async def process_batch(
     await repository.write_contacts(conn, index.contacts)
     t_contacts = time.perf_counter() - t2
     t3 = time.perf_counter()
-    await repository.insert_leads(conn, leads)
-    await repository.insert_possible_duplicates(conn, pairs)
+    await repository.write_leads(conn, leads, pairs)
     t_leads = time.perf_counter() - t3
 
     end = clock()
@@ -615,7 +607,7 @@ async def process_batch(
             )
         )
     t4 = time.perf_counter()
-    await repository.insert_requests(conn, batch.rows)
+    await repository.record(conn, batch.rows)
     t_record = time.perf_counter() - t4
     if hold_s:
         await asyncio.sleep(hold_s)
@@ -727,14 +719,14 @@ async def record_failure(
             await repository.lock_identities(conn, [repository.lock_key("request", rid)])
         batch = _Batch(stored=await repository.stored_requests(conn, [rid] if rid else []))
         finished = _undecodable(batch, message, value, clock())
-        await repository.insert_requests(conn, batch.rows)
+        await repository.record(conn, batch.rows)
         return finished
     await repository.lock_identities(conn, [repository.lock_key("request", value.request_id)])
     batch = _Batch(stored=await repository.stored_requests(conn, [value.request_id]))
     if value.request_id in batch.stored:
         return _republish(message, batch.stored[value.request_id], value.workspace_id)
     finished = _fail(batch, message, value, error, clock())
-    await repository.insert_requests(conn, batch.rows)
+    await repository.record(conn, batch.rows)
     return finished
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from shared.events import MappedLead
@@ -21,11 +22,24 @@ from shared.events import MappedLead
 OPS = ("eq", "in")
 
 
+def normalize(value: Any) -> str:
+    """How values compare: as text, case-insensitive, trimmed ("5" matches 5, "CA" "ca")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().casefold()
+
+
 @dataclass(frozen=True)
 class Condition:
     field: str
     op: str
     value: Any
+    # The accepted values, normalized once when the rule is loaded.
+    expected: frozenset[str] = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = self.value if self.op == "in" else [self.value]
+        object.__setattr__(self, "expected", frozenset(normalize(v) for v in values if v is not None))
 
 
 @dataclass(frozen=True)
@@ -64,28 +78,12 @@ def parse_conditions(raw: Any) -> tuple[tuple[Condition, ...], bool]:
     return tuple(out), valid
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    if isinstance(actual, str) or isinstance(expected, str):
-        # Strings ignore case and surrounding space; "5" (a form field) matches 5.
-        return _text(actual).strip().casefold() == _text(expected).strip().casefold()
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return actual is expected
-    return bool(actual == expected)
-
-
 def condition_holds(condition: Condition, lead: MappedLead) -> bool:
     actual = lead.field(condition.field)
     if actual is None:
         return False
     candidates: Sequence[Any] = actual if isinstance(actual, list) else [actual]
-    expected: Sequence[Any] = condition.value if condition.op == "in" else [condition.value]
-    return any(_equal(a, e) for a in candidates for e in expected if e is not None)
+    return any(normalize(a) in condition.expected for a in candidates if a is not None)
 
 
 def rule_matches(rule: BoardRule, webhook_id: uuid.UUID, lead: MappedLead) -> bool:
