@@ -220,7 +220,7 @@ class _Progress:
     pending: dict[TopicPartition, int] = field(default_factory=dict)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner[Any]) -> None:
         self._runner = runner
 
@@ -427,7 +427,8 @@ class ConsumerRunner(Generic[E]):
         backoff = 0.2
         while True:
             try:
-                await self._publisher.publish(topics.DEADLETTER, orjson.dumps(entry), key=entry["key"])
+                key = record.key.decode(errors="replace") if record.key else None
+                await self._publisher.publish(topics.DEADLETTER, orjson.dumps(entry), key=key)
                 break
             except KafkaUnavailable:
                 if self._stopping.is_set():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 
+uvloop: ModuleType | None
 try:  # uvloop is optional at run time; the event loop is the stdlib one without it.
     import uvloop
 except ImportError:  # pragma: no cover
