@@ -154,6 +154,13 @@ async def test_d3_processor_killed_mid_batch(
         await first.wait_ready(f"http://127.0.0.1:{port}/readyz")
         await eventually(lambda: committed_count(s.database_url, ids), until=lambda n: n >= 60,
                          deadline_s=60, what="60 leads committed")
+
+        async def in_flight() -> float:
+            # Handed to the processor but not committed: a batch is in its transaction.
+            return received_by_first - await committed_count(s.database_url, ids)
+
+        await eventually(in_flight, until=lambda n: n > 0, deadline_s=30, interval_s=0.005,
+                         what="a batch in flight")
         first.kill(sig)
         code = await asyncio.to_thread(first.wait, 30)
     finally:
