@@ -58,15 +58,25 @@ class BatchArchiver:
         for m in messages:
             if (m.topic, m.partition, m.offset) not in self._stored:
                 latest[m.value.request_id] = m
-        results = await asyncio.gather(
-            *(self._archive(m) for m in latest.values()), return_exceptions=True
-        )
+        tasks = [asyncio.create_task(self._archive(m)) for m in latest.values()]
+        if tasks:
+            try:
+                # Fail fast: with S3 away every upload would fail the same way, slowly.
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                for task in tasks:
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         poison: PoisonMessage | None = None
-        for result in results:
-            if isinstance(result, PoisonMessage):
-                poison = poison or result
-            elif isinstance(result, BaseException):
-                raise result  # transient: the runner retries the batch with backoff
+        for task in tasks:
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if isinstance(error, PoisonMessage):
+                poison = poison or error
+            elif error is not None:
+                raise error  # transient: the runner retries the batch with backoff
         if poison is not None:
             raise poison
         self._stored.clear()

@@ -64,7 +64,10 @@ def compile_mapper(webhook: WebhookConfig) -> Mapper:
     """The webhook's current mapping as a :data:`Mapper` (shared.mapping does the work)."""
     from shared import mapping as engine
 
-    compiled = engine.compile_mapping(engine.parse_mapping(webhook.mapping))
+    stored = webhook.mapping
+    if isinstance(stored, (str, bytes)):  # a connection without the jsonb codec
+        stored = orjson.loads(stored)
+    compiled = engine.compile_mapping(engine.parse_mapping(stored))
     region = webhook.default_region
 
     def apply(payload: Any) -> tuple[MappedLead, list[FieldError]]:

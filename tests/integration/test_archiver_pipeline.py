@@ -96,6 +96,12 @@ async def test_show_and_list_commands(settings: CommonSettings, settings_env: di
     assert {r["request_id"] for r in listed["requests"]} == {str(e.request_id) for e in failed}
     assert {r["status"] for r in listed["requests"]} == {"failed"}
 
+    rc, text, err = await run_cli(
+        settings_env, "archive", "list", "--webhook", str(wh), "--workspace", str(ws), "--since", "1h"
+    )
+    assert rc == 0, err
+    assert "6 request(s)" in text and str(failed[0].request_id) in text
+
     rc, out, err = await run_cli(settings_env, "archive", "show", str(uuid.uuid4()), "--json")
     assert rc != 0 and "not in the archive" in orjson.loads(err)["error"]
 

@@ -59,7 +59,7 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
             await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 6, deadline_s=30, what="6 records")
             before = await bucket_objects(settings)
 
-            await conn.execute("UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", orjson.dumps(FIXED).decode(), wh)
+            await conn.execute("UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", FIXED, wh)
 
             # Dry run: per request, the archive next to the current mapping; nothing published.
             rc, out, err = await run_cli(
@@ -73,6 +73,12 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
             assert first["archived"]["status"] == "rejected"
             assert first["current"]["lead"]["phone"] == "+14155550100"
             assert first["current"]["lead"]["email"] == "lead0@example.com"
+            rc, text, err = await run_cli(
+                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--dry-run"
+            )
+            assert rc == 0, err
+            assert "dry run, nothing published: found 5, replayed 4, rejected 1, skipped 0" in text
+            assert "current lead:  " in text and "+14155550100" in text
             assert await read_raw(settings, idle_s=1.5) == []
             assert await bucket_objects(settings) == before
 

@@ -18,17 +18,17 @@ import pytest
 from infra.config import StackConfig
 from infra.s3 import S3
 from services.archiver import records
-from shared.kafka import ensure_topics
+from shared import topics
+from shared.kafka import Publisher, ensure_topics
 from shared.settings import CommonSettings
 from tests.support.archiver import (
     archiver_settings,
     bucket_objects,
-    free_port,
     group_caught_up,
     mixed_outcomes,
-    publish_outcomes,
     record_keys,
     running_archiver,
+    server_port,
 )
 from tests.support.polling import eventually
 from tests.support.processes import ROOT
@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOTAL = 300
 CHUNK = 20
-OUTAGE_S = 12.0
+OUTAGE_S = 10.0
 
 
 async def _readyz(port: int) -> tuple[int, dict[str, object]]:
@@ -53,7 +53,7 @@ async def _readyz(port: int) -> tuple[int, dict[str, object]]:
 async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
     settings: CommonSettings, unique: str
 ) -> None:
-    private = S3(StackConfig.for_name(f"arch-n3-{unique}", ROOT, s3_port=free_port()))
+    private = S3(StackConfig.for_name(f"arch-n3-{unique}", ROOT, s3_port=server_port()))
     await private.start()
     try:
         await ensure_topics(settings)
@@ -69,12 +69,14 @@ async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
         events = mixed_outcomes(TOTAL, ws, wh)
 
         async def load() -> None:
-            # Paced so that the outage lands in the middle of the stream; every tenth chunk
+            # Paced so that the outage lands in the middle of the stream; every fifth chunk
             # is published twice (a redelivery).
-            for i, start in enumerate(range(0, TOTAL, CHUNK)):
-                chunk = events[start : start + CHUNK]
-                await publish_outcomes(settings, chunk + (chunk if i % 10 == 0 else []))
-                await asyncio.sleep(0.2)
+            async with Publisher(settings, client_id="test-load") as pub:
+                for i, start in enumerate(range(0, TOTAL, CHUNK)):
+                    chunk = events[start : start + CHUNK]
+                    chunk += chunk if i % 5 == 0 else []
+                    await pub.publish_many(topics.OUTCOMES, [(str(ws), e) for e in chunk])
+                    await asyncio.sleep(0.25)
 
         async with running_archiver(cfg):
             producing = asyncio.create_task(load())

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer
 from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -69,6 +68,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def server_port() -> int:
+    """A free port below the ephemeral range, for a server the test stops and restarts
+    (no client connection can take it meanwhile, and infra need not reserve it)."""
+    import random
+
+    from infra.processes import ephemeral_range, port_bindable
+
+    low, _ = ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(20000, min(low, 32768) - 1)
+        if port_bindable(port):
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 # --- synthetic outcomes ---------------------------------------------------------------
@@ -253,7 +267,9 @@ async def running_archiver(settings: ArchiverSettings) -> AsyncIterator[asyncio.
 async def create_webhook(
     conn: asyncpg.Connection, *, mapping: list[dict[str, Any]], name: str = "vendor", region: str = "US"
 ) -> tuple[uuid.UUID, uuid.UUID]:
-    """A workspace and a webhook with ``mapping``; returns (workspace_id, webhook_id)."""
+    """A workspace and a webhook with ``mapping``; returns (workspace_id, webhook_id).
+
+    ``conn`` comes from :func:`shared.db.connect` (jsonb encoded from Python values)."""
     workspace_id, webhook_id = uuid.uuid4(), uuid.uuid4()
     await conn.execute(
         "INSERT INTO workspaces (id, name, default_region) VALUES ($1, $2, $3)",
@@ -261,7 +277,7 @@ async def create_webhook(
     )
     await conn.execute(
         "INSERT INTO webhooks (id, workspace_id, name, mapping) VALUES ($1, $2, $3, $4::jsonb)",
-        webhook_id, workspace_id, name, orjson.dumps(mapping).decode(),
+        webhook_id, workspace_id, name, mapping,
     )
     return workspace_id, webhook_id
 
@@ -339,6 +355,7 @@ class FakeS3:
     page_size: int = 1000
     lifecycle: bool = False
     puts: int = 0
+    put_attempts: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     put_delay_s: float = 0.0
@@ -362,6 +379,9 @@ class FakeS3:
         return {}
 
     async def put_object(self, *, Key: str, Body: bytes, Metadata: dict[str, str] | None = None, **_: Any) -> dict[str, Any]:
+        self.put_attempts += 1
+        if self.down:  # an unreachable endpoint fails slowly (connect timeouts, retries)
+            await asyncio.sleep(self.put_delay_s)
         self._check()
         if Key in self.fail_keys:
             raise ClientError({"Error": {"Code": self.fail_keys[Key], "Message": "refused"}}, "PutObject")
@@ -440,11 +460,8 @@ async def group_caught_up(settings: CommonSettings, group: str, topic: str = top
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        partitions = consumer.partitions_for_topic(full) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(full) or set()
-        tps = [TopicPartition(full, p) for p in partitions]
+        (described,) = await admin.describe_topics([full])
+        tps = [TopicPartition(full, p["partition"]) for p in described.get("partitions", [])]
         ends = await consumer.end_offsets(tps)
         return bool(tps) and all(
             ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps

@@ -76,17 +76,15 @@ async def test_uploads_are_concurrent_but_bounded() -> None:
 
 async def test_s3_down_raises_and_the_retry_uploads_only_what_is_missing() -> None:
     s3 = FakeS3()
-    archiver = BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=2)
+    # One upload at a time, in order: the first five are stored before the sixth fails.
+    archiver = BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=1)
     events = mixed_outcomes(6, WS, WH)
     messages = as_messages(events)
-    # The third request's record cannot be stored yet: the batch must not succeed.
-    third = events[2]
-    bad_key = records.record_key(third.workspace_id, third.webhook_id, third.received_at, third.request_id)
-    s3.fail_keys[bad_key] = "ServiceUnavailable"
+    last = events[5]
+    s3.fail_keys[records.record_key(last.workspace_id, last.webhook_id, last.received_at, last.request_id)] = "ServiceUnavailable"
     with pytest.raises(ClientError):
         await archiver.handle(messages)
-    stored_first = len(record_objects(s3))
-    assert stored_first == 5
+    assert len(record_objects(s3)) == 5
     s3.fail_keys.clear()
     s3.down = True
     with pytest.raises(EndpointConnectionError):
@@ -96,6 +94,15 @@ async def test_s3_down_raises_and_the_retry_uploads_only_what_is_missing() -> No
     await archiver.handle(messages)  # the runner's retry of the same batch
     assert len(record_objects(s3)) == 6
     assert s3.puts - puts_before == 2  # the missing record and its pointer only
+
+
+async def test_a_failing_batch_fails_fast() -> None:
+    s3 = FakeS3(down=True, put_delay_s=0.05)
+    archiver = BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=2)
+    with pytest.raises(EndpointConnectionError):
+        await archiver.handle(as_messages(mixed_outcomes(20, WS, WH)))
+    # The first failures cancel the rest instead of every upload failing on its own.
+    assert s3.put_attempts <= 4
 
 
 async def test_an_object_s3_can_never_accept_is_poison() -> None:
