@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from tests.support.archiver import (
     CANARY_VALUES,
     archiver_settings,
     bucket_objects,
+    free_port,
     group_caught_up,
     mixed_outcomes,
     publish_outcomes,
@@ -25,6 +27,7 @@ from tests.support.archiver import (
     running_archiver,
 )
 from tests.support.polling import eventually
+from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +126,28 @@ async def test_prune_deletes_by_key_date(settings: CommonSettings, settings_env:
     assert rc == 0, err
     kept = await bucket_objects(settings)
     assert {orjson.loads(v)["request_id"] for v in kept.values()} == {str(e.request_id) for e in new}
+
+
+async def test_service_process_ready_and_sigterm(
+    settings: CommonSettings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    await ensure_topics(settings)
+    port = free_port()
+    env = {
+        **settings_env,
+        "LEADWIRE_ARCHIVER_PORT": str(port),
+        "LEADWIRE_ARCHIVER_GROUP": f"{settings.topic_prefix}archiver",
+    }
+    proc = ServiceProcess("archiver", env, tmp_path).start()
+    try:
+        await proc.wait_ready(f"http://127.0.0.1:{port}/readyz", deadline_s=60)
+        ws, wh = uuid.uuid4(), uuid.uuid4()
+        await publish_outcomes(settings, mixed_outcomes(9, ws, wh))
+        await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 9, deadline_s=30, what="9 records")
+        await eventually(
+            lambda: group_caught_up(settings, env["LEADWIRE_ARCHIVER_GROUP"]), deadline_s=30, what="committed"
+        )
+    finally:
+        proc.stop()
+    assert proc.wait(5) == 0, proc.logs()[-2000:]
+    assert "archiver_stopped" in proc.logs()
