@@ -310,6 +310,12 @@ def replay_command(
         wanted = _status(status)
         async with _db(settings) as conn:
             config = await _webhook(conn, webhook, workspace)
+        if "disabled" in (config.status, config.workspace_status) and not dry_run:
+            what = "webhook" if config.status == "disabled" else "workspace"
+            raise CliError(
+                f"the {what} is disabled: the pipeline would refuse the replayed requests",
+                hint=f"enable the {what} first (or look with --dry-run)",
+            )
         try:
             mapper = replay.compile_mapper(config)
         except ValueError as exc:  # shared.mapping.MappingError

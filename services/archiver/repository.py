@@ -16,13 +16,14 @@ class WebhookConfig:
     name: str
     workspace_name: str
     status: str
+    workspace_status: str
     mapping: Any
     default_region: str
 
 
 _SELECT = """
     SELECT w.id, w.workspace_id, w.name, w.status, w.mapping,
-           ws.name AS workspace_name, ws.default_region
+           ws.name AS workspace_name, ws.status AS workspace_status, ws.default_region
       FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id
 """
 
@@ -65,6 +66,7 @@ def _config(row: asyncpg.Record) -> WebhookConfig:
         name=row["name"],
         workspace_name=row["workspace_name"],
         status=row["status"],
+        workspace_status=row["workspace_status"],
         mapping=row["mapping"],
         default_region=row["default_region"],
     )

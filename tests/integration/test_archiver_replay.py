@@ -122,8 +122,16 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
         await conn.close()
 
 
-async def test_replay_errors_are_clear(settings_env: dict[str, str]) -> None:
+async def test_replay_errors_are_clear(settings: CommonSettings, settings_env: dict[str, str]) -> None:
     rc, _, err = await run_cli(settings_env, "replay", "--webhook", str(uuid.uuid4()), "--since", "1h", "--json")
     assert rc != 0 and "no webhook" in orjson.loads(err)["error"]
+    conn = await connect(settings.database_url)
+    try:
+        _, wh = await create_webhook(conn, mapping=FIXED)
+        await conn.execute("UPDATE webhooks SET status = 'disabled' WHERE id = $1", wh)
+    finally:
+        await conn.close()
+    rc, _, err = await run_cli(settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--json")
+    assert rc != 0 and "webhook is disabled" in orjson.loads(err)["error"]
     rc, _, err = await run_cli(settings_env, "replay", "--webhook", "x", "--since", "soon", "--json")
     assert rc != 0 and "--since" in orjson.loads(err)["error"]

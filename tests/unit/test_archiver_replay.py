@@ -38,6 +38,7 @@ def webhook(mapping: list[dict[str, Any]]) -> WebhookConfig:
         name="vendor",
         workspace_name="acme",
         status="active",
+        workspace_status="active",
         mapping=mapping,
         default_region="US",
     )
