@@ -24,6 +24,10 @@ from shared.settings import CommonSettings
 log = get_logger(__name__)
 
 
+class KafkaDown(KafkaUnavailable):
+    """Refused without trying: the link is known to be down."""
+
+
 class KafkaLink:
     def __init__(
         self,
@@ -42,6 +46,7 @@ class KafkaLink:
         self.publisher: Publisher | None = None
         self.up = False
         self._wake = asyncio.Event()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def ready(self) -> bool:
         return self.up
@@ -50,7 +55,7 @@ class KafkaLink:
         """Publish and wait for acks=all; raises KafkaUnavailable (fast while down)."""
         publisher = self.publisher
         if publisher is None or not self.up:
-            raise KafkaUnavailable("Kafka is unreachable")
+            raise KafkaDown("Kafka is unreachable")
         try:
             await publisher.publish(topic, value, key=key, timeout=bound_s)
         except KafkaUnavailable:
@@ -77,10 +82,10 @@ class KafkaLink:
                 assert self.publisher is not None
                 alive = await self.publisher.probe(timeout=min(2.0, self._settings.kafka_timeout_s))
                 if alive and not self.up:
-                    log.info("kafka_back")
+                    await self._replace_publisher()
                 elif not alive and self.up:
                     log.warning("kafka_probe_failed")
-                self.up = alive
+                    self.up = False
         finally:
             await self.close()
 
@@ -100,9 +105,32 @@ class KafkaLink:
             log.info("kafka_connected")
             return
 
+    async def _replace_publisher(self) -> None:
+        """Kafka answers again: carry on with a fresh producer.
+
+        After a broker restart aiokafka's idempotent producer can stay wedged behind the
+        batches that timed out (their sequence numbers must go first), so every later
+        send times out too. A new producer starts clean; the old one flushes what it
+        still holds (requests already answered 503) and is closed in the background.
+        """
+        fresh = self._factory()
+        try:
+            await fresh.start()
+        except KafkaUnavailable:
+            return
+        old, self.publisher = self.publisher, fresh
+        self.up = True
+        log.info("kafka_back")
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old.stop())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
     async def close(self) -> None:
         """Flush what is buffered and stop the producer (bounded)."""
         self.up = False
         publisher, self.publisher = self.publisher, None
         if publisher is not None:
             await publisher.stop()
+        if self._retiring:
+            await asyncio.wait(set(self._retiring), timeout=self._settings.kafka_timeout_s + 1)

@@ -40,7 +40,7 @@ from aiohttp import web
 
 from services.ingest import auth
 from services.ingest.config import ConfigCache, ConfigUnavailable, WebhookConfig
-from services.ingest.enqueue import KafkaLink
+from services.ingest.enqueue import KafkaDown, KafkaLink
 from services.ingest.limits import (
     BodyTimeout,
     BodyTooLarge,
@@ -471,8 +471,9 @@ async def _receive(
                 topics.RAW, encode(event), key=str(config.workspace_id),
                 bound_s=settings.enqueue_timeout_s,
             )
-        except KafkaUnavailable:
-            log.warning("enqueue_failed", request_id=str(request_id))
+        except KafkaUnavailable as exc:
+            if not isinstance(exc, KafkaDown):  # (while down, one line from the link says so)
+                log.warning("enqueue_failed", request_id=str(request_id))
             return _refuse(
                 "kafka_unavailable", 503, "unavailable",
                 "the lead could not be queued; nothing was accepted, retry later",
@@ -658,9 +659,10 @@ async def _record_rejection(deps: Deps, event: LeadRejected, key: str | None, bo
         await deps.kafka.publish(
             topics.OUTCOMES, data, key=str(event.workspace_id), bound_s=deps.settings.enqueue_timeout_s
         )
-    except KafkaUnavailable:
+    except KafkaUnavailable as exc:
         REJECTION_PUBLISH_FAILED.labels("kafka").inc()
-        log.warning("rejection_publish_failed", request_id=str(event.request_id))
+        if not isinstance(exc, KafkaDown):
+            log.warning("rejection_publish_failed", request_id=str(event.request_id))
     if deps.repo is None:
         REJECTION_PUBLISH_FAILED.labels("database").inc()
         return
