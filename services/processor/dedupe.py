@@ -87,7 +87,7 @@ class ContactState:
         ]
 
     def summary(self) -> ContactSummary:
-        return ContactSummary(
+        return ContactSummary.model_construct(
             id=self.id,
             crm_id=self.crm_id,
             phone=self.phone,

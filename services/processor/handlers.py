@@ -27,7 +27,7 @@ import os
 import random
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -570,7 +570,9 @@ async def process_batch(
             "lead": _ms(t_leads),
             "rules": _ms(t_rules),
         }
-        event = LeadProcessed(
+        # Built from parts that are validated already (the decoded event, our own
+        # summary): construct without re-validating, the hot path's biggest saving.
+        event = LeadProcessed.model_construct(
             event_id=outcome_event_id(ev.request_id),
             request_id=ev.request_id,
             workspace_id=ev.workspace_id,
@@ -578,7 +580,7 @@ async def process_batch(
             occurred_at=end,
             received_at=ev.received_at,
             request=ev.request,
-            processing=Processing(
+            processing=Processing.model_construct(
                 start=ev.received_at,
                 end=end,
                 duration_ms=_ms(max((end - ev.received_at).total_seconds(), 0.0)),
@@ -876,14 +878,24 @@ class BatchHandler:
         metrics.BATCH_LEADS.observe(len(finished))
         metrics.STEP_SECONDS.labels("publish").observe(published - committed)
         metrics.STEP_SECONDS.labels("batch").observe(published - started)
+        statuses: Counter[str] = Counter()
+        matches: Counter[str] = Counter()
+        republished = duplicates = 0
         for f in finished:
             if not f.fresh:
-                metrics.REPUBLISHED.inc()
+                republished += 1
                 continue
-            metrics.OUTCOMES.labels(f.status).inc()
+            statuses[f.status] += 1
             if f.match_type is not None:
-                metrics.MATCHES.labels(f.match_type).inc()
-            if f.possible_duplicates:
-                metrics.POSSIBLE_DUPLICATES.inc(f.possible_duplicates)
+                matches[f.match_type] += 1
+            duplicates += f.possible_duplicates
             if f.status == "processed" and f.received_at is not None:
                 metrics.ACCEPT_TO_COMMIT.observe(max((committed_at - f.received_at).total_seconds(), 0.0))
+        for status, n in statuses.items():
+            metrics.OUTCOMES.labels(status).inc(n)
+        for match, n in matches.items():
+            metrics.MATCHES.labels(match).inc(n)
+        if republished:
+            metrics.REPUBLISHED.inc(republished)
+        if duplicates:
+            metrics.POSSIBLE_DUPLICATES.inc(duplicates)
