@@ -36,7 +36,7 @@ from tests.support.s3 import create_bucket
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TOTAL = 300
+TOTAL = 200
 CHUNK = 20
 OUTAGE_S = 10.0
 
