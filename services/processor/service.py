@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from services.processor import repository
 from services.processor.handlers import AfterCommit, BatchHandler, Incoming, decode_message
@@ -21,15 +23,15 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 
-async def _retry_until(stop: asyncio.Event, what: str, attempt: object) -> None:
+async def _retry_until(stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
     """Await ``attempt()`` until it succeeds or ``stop`` is set (dependencies may start
     after the processor; it waits for them instead of crash-looping)."""
     delay = 0.2
     while True:
         try:
-            await attempt()  # type: ignore[operator]
+            await attempt()
             return
-        except (OSError, TimeoutError, asyncpg.PostgresError, KafkaUnavailable) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError, KafkaError, KafkaUnavailable) as exc:
             if stop.is_set():
                 raise
             log.warning("dependency_unavailable", what=what, error=type(exc).__name__)
@@ -47,8 +49,16 @@ async def run_processor(
 ) -> None:
     """Process the raw topic until ``stop`` is set; then finish the batch in hand, publish
     its outcomes, commit its offsets and return."""
-    await _retry_until(stop, "postgres", lambda: wait_for_database(settings.database_url, deadline_s=10))
-    pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=max(settings.db_pool_max, 2))
+    pools: list[asyncpg.Pool] = []
+
+    async def open_pool() -> None:
+        await wait_for_database(settings.database_url, deadline_s=10)
+        pools.append(await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=max(settings.db_pool_max, 2)
+        ))
+
+    await _retry_until(stop, "postgres", open_pool)
+    pool = pools[0]
     publisher = Publisher(settings, client_id="leadwire-processor")
     http: web.AppRunner | None = None
     try:
