@@ -40,7 +40,7 @@ def received(**lead: object) -> LeadReceived:
         request_id=uuid.uuid4(), workspace_id=uuid.uuid4(), webhook_id=uuid.uuid4(),
         received_at=NOW, idempotency_key="k1", body_sha256="ab" * 32,
         request=RawRequest(path="/webhooks/x", headers={}, content_type="application/json", payload={"a": 1}),
-        lead=MappedLead(**lead),  # type: ignore[arg-type]
+        lead=MappedLead(**lead),
     )
 
 
