@@ -257,6 +257,7 @@ class ConsumerRunner(Generic[E]):
         auto_offset_reset: str = "earliest",
         max_backoff_s: float = 5.0,
         revoke_wait_s: float = 30.0,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self._settings = settings
         self._logical = {settings.topic(t): t for t in topics}
@@ -286,6 +287,9 @@ class ConsumerRunner(Generic[E]):
             isolation_level="read_committed",
             # A topic created after subscribe() is noticed within seconds, not minutes.
             metadata_max_age_ms=5_000,
+            # aiokafka keeps one fetch in flight per broker; a fetch covering only idle
+            # partitions holds back partitions with new data this long (default 500 ms).
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
 
     @property
