@@ -166,8 +166,8 @@ async def up() -> dict:
     await stack.start()
     env = _settings_env(stack)
     env.setdefault("LEADWIRE_LOG_FORMAT", "json")
-    settings = CommonSettings(
-        **{
+    settings = CommonSettings.model_validate(
+        {
             k.removeprefix("LEADWIRE_").lower(): v
             for k, v in env.items()
             if k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields

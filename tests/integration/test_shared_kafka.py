@@ -72,7 +72,7 @@ async def test_round_trip_through_publisher_and_runner(settings: CommonSettings)
     assert sorted(v["n"] for v in seen) == list(range(20))
 
 
-async def _ret(value):  # noqa: ANN001, ANN202
+async def _ret(value):
     return value
 
 

@@ -21,7 +21,7 @@ async def test_publisher_builds_an_idempotent_acks_all_producer() -> None:
     producer = publisher.producer
     try:
         # aiokafka keeps acks=all as -1 on its sender; idempotence creates a txn manager.
-        assert producer._sender._acks == -1  # noqa: SLF001
-        assert producer._txn_manager is not None  # noqa: SLF001
+        assert producer._sender._acks == -1
+        assert producer._txn_manager is not None
     finally:
         await producer.client.close()
