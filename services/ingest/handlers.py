@@ -52,13 +52,15 @@ from services.ingest.limits import (
     retry_after,
 )
 from services.ingest.listener import Waiters
+from services.ingest.lookup import BatchedLookup
 from services.ingest.metrics import (
     LATENCY,
     REJECTION_PUBLISH_FAILED,
     REJECTIONS,
-    REQUESTS,
-    STEP_SECONDS,
     WebhookLabels,
+    latency_child,
+    requests_child,
+    step_child,
 )
 from services.ingest.recent import Accepted, RecentRequests
 from services.ingest.repository import Repository
@@ -131,6 +133,15 @@ class Deps:
     background: Background = field(default_factory=Background)
     # Rate limits are per process: a limit is shared out among this many workers.
     workers: int = 1
+    lookup: BatchedLookup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup = BatchedLookup(self._fetch_requests)
+
+    async def _fetch_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        if self.repo is None:
+            return {}
+        return await self.repo.requests(request_ids)
 
 
 # --- responses ----------------------------------------------------------------------
@@ -284,8 +295,8 @@ async def receive(request: web.Request, *, deps: Deps) -> web.StreamResponse:
         status = response.status
         return response
     finally:
-        REQUESTS.labels(deps.labels(label[0]), str(status)).inc()
-        LATENCY.labels("receive", str(status)).observe(time.perf_counter() - started)
+        requests_child(deps.labels(label[0]), str(status)).inc()
+        latency_child("receive", str(status)).observe(time.perf_counter() - started)
 
 
 def _client_limited(request: web.Request, deps: Deps) -> web.Response | None:
@@ -482,7 +493,7 @@ async def _receive(
         t_done = time.perf_counter()
         deps.recent.add(request_id, Accepted(config.id, body_sha, received_at))
         for name, value in (("authentication", t_auth - t_read), ("field_mapping", t_map - t_checks), ("enqueue", t_done - t_enqueue)):
-            STEP_SECONDS.labels(name).observe(value)
+            step_child(name).observe(value)
         accepted = {
             "success": True,
             "request_id": str(request_id),
@@ -528,7 +539,7 @@ async def _answer_retry(
         known_sha = recent.body_sha256
     elif deps.repo is not None:
         try:
-            row = await deps.repo.request(request_id)
+            row = await deps.lookup.get(request_id)
         except Exception as exc:
             # The processor dedupes on the request id too: go on rather than refuse.
             log.warning("duplicate_check_failed", error=type(exc).__name__)

@@ -23,6 +23,12 @@ SELECT request_id, workspace_id, webhook_id, status, received_at, processed_at,
 FROM webhook_requests WHERE request_id = $1
 """
 
+_REQUESTS = """
+SELECT request_id, workspace_id, webhook_id, status, received_at, processed_at,
+       body_sha256, result, error
+FROM webhook_requests WHERE request_id = ANY($1::uuid[])
+"""
+
 _INSERT_REJECTED = """
 INSERT INTO webhook_requests
     (request_id, workspace_id, webhook_id, status, received_at, processed_at,
@@ -46,6 +52,10 @@ class Repository:
     async def request(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(_REQUEST, request_id, timeout=self._timeout)
         return dict(row) if row is not None else None
+
+    async def requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        rows = await self._pool.fetch(_REQUESTS, request_ids, timeout=self._timeout)
+        return {row["request_id"]: dict(row) for row in rows}
 
     async def insert_rejected(
         self,
