@@ -22,12 +22,6 @@ REJECTIONS = Counter(
     "Requests refused, by reason (auth, limits, validation, conflicts, Kafka unavailable)",
     ["reason"],
 )
-STEP_SECONDS = Histogram(
-    "leadwire_ingest_step_seconds",
-    "Time per gateway step of accepted requests",
-    ["step"],
-    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1, 5),
-)
 REJECTION_PUBLISH_FAILED = Counter(
     "leadwire_ingest_rejection_record_failures_total",
     "Rejections whose outcome event or status row could not be written",
@@ -73,4 +67,3 @@ class Children:
 requests_child = Children(REQUESTS)
 latency_child = Children(LATENCY)
 rejections_child = Children(REJECTIONS)
-step_child = Children(STEP_SECONDS)
