@@ -84,7 +84,7 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
     os.environ.update(env)
     import uvloop
 
-    from services.ingest.app import create_app, serve
+    from services.ingest.app import create_app, serve, tune_gc
     from services.ingest.settings import IngestSettings
     from shared.logs import configure_logging
 
@@ -93,6 +93,7 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
         configure_logging("ingest-bench", level="WARNING", fmt="json")
         app = create_app(settings)
         await serve(app, "127.0.0.1", port)
+        tune_gc()  # as services.ingest.__main__ does
         import aiohttp
 
         async with aiohttp.ClientSession() as http:

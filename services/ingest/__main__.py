@@ -18,7 +18,7 @@ import tempfile
 import time
 from types import FrameType
 
-from services.ingest.app import create_app, serve
+from services.ingest.app import create_app, serve, tune_gc
 from services.ingest.settings import IngestSettings
 from shared.logs import configure_logging, get_logger
 from shared.runtime import run
@@ -48,6 +48,7 @@ def run_worker(settings: IngestSettings, workers: int) -> None:
     async def main(stop: asyncio.Event) -> None:
         app = create_app(settings, workers=workers)
         runner = await serve(app, settings.http_host, settings.ingest_port, reuse_port=workers > 1)
+        tune_gc()
         log.info("ingest_listening", host=settings.http_host, port=settings.ingest_port, pid=os.getpid())
         try:
             await stop.wait()
