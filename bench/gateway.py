@@ -257,7 +257,12 @@ async def _prepare(env: dict[str, str]) -> tuple[dict[str, str], uuid.UUID, str]
 
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     env = {**env, "LEADWIRE_TOPIC_PREFIX": prefix, "LEADWIRE_KAFKA_TIMEOUT_S": "10"}
-    settings = CommonSettings(**{k.removeprefix("LEADWIRE_").lower(): v for k, v in env.items() if k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields})
+    fields: dict[str, Any] = {
+        k.removeprefix("LEADWIRE_").lower(): v
+        for k, v in env.items()
+        if k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields
+    }
+    settings = CommonSettings(**fields)
     await migrate(settings.database_url)
     await ensure_topics(settings)
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
