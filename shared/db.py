@@ -39,13 +39,25 @@ async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
     return conn
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections decode json/jsonb with orjson."""
+async def _skip_reset(_conn: asyncpg.Connection) -> None:
+    """For pools whose queries leave no session state behind (see ``create_pool``)."""
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, stateless: bool = False
+) -> asyncpg.Pool:
+    """A pool whose connections decode json/jsonb with orjson.
+
+    ``stateless=True`` skips asyncpg's reset query on every release: only for callers whose
+    statements leave no session state (no SET, LISTEN, advisory session locks, cursors);
+    on a hot path it halves the round trips of a one-query checkout.
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_skip_reset if stateless else None,
         command_timeout=30,
         timeout=10,
     )

@@ -134,7 +134,8 @@ class LeadReceived(Event):
     body_sha256: str
     request: RawRequest
     lead: MappedLead
-    # Gateway steps in ms: authentication, field_mapping, validation, enqueue.
+    # Gateway steps in ms (receive, authentication, field_mapping, validation); the
+    # processor adds its own (dedupe, contact_write, lead, rules) to the stored result.
     steps: dict[str, float] = Field(default_factory=dict)
     # Set when this request re-submits an archived one (``leadwire replay``).
     replay_of: uuid.UUID | None = None

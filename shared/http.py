@@ -2,17 +2,26 @@
 
 - ``/healthz``: the process is alive and its event loop turns (always 200).
 - ``/readyz``: every named check passes (200), else 503 naming the checks that failed.
-- ``/metrics``: Prometheus text format from the default registry.
+- ``/metrics``: Prometheus text format from the default registry, or, when
+  ``PROMETHEUS_MULTIPROC_DIR`` is set (several worker processes behind one port), the
+  figures of every worker process added up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 
 ReadyCheck = Callable[[], Awaitable[bool] | bool]
 
@@ -33,14 +42,24 @@ def add_ops_routes(
             )
         return web.json_response({"status": "ready", "service": service})
 
+    registry = _metrics_registry()
+
     async def metrics(_request: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest())
+        resp = web.Response(body=generate_latest(registry))
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+
+
+def _metrics_registry() -> CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 async def _run_check(check: ReadyCheck) -> bool:

@@ -28,23 +28,9 @@ log = get_logger("services.ingest")
 WORKER_FLAG = "--worker"
 
 
-def _use_multiprocess_metrics() -> None:
-    """Make /metrics aggregate every worker (prometheus_client multiprocess mode).
-
-    Metric values already live in PROMETHEUS_MULTIPROC_DIR files (the variable was set
-    before this process imported anything); the default registry is switched from this
-    process's own collectors to one collector that reads every worker's files."""
-    from prometheus_client import REGISTRY, multiprocess
-
-    for collector in list(REGISTRY._collector_to_names):
-        REGISTRY.unregister(collector)
-    multiprocess.MultiProcessCollector(REGISTRY)
-
-
 def run_worker(settings: IngestSettings, workers: int) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        _use_multiprocess_metrics()
-
+    # With several workers, PROMETHEUS_MULTIPROC_DIR (set by the supervisor before this
+    # process imported anything) makes shared.http's /metrics add up every worker.
     async def main(stop: asyncio.Event) -> None:
         app = create_app(settings, workers=workers)
         runner = await serve(app, settings.http_host, settings.ingest_port, reuse_port=workers > 1)
