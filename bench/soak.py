@@ -35,6 +35,7 @@ import email.policy
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -332,7 +333,7 @@ class SoakStack:
 # --- configuration through the CLI ------------------------------------------------------------
 
 
-def _cli(env: dict[str, str], *args: str) -> Any:
+def run_cli(env: dict[str, str], *args: str) -> Any:
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", *args, "--json"], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=120, check=False,
@@ -374,11 +375,11 @@ async def configure(stack: SoakStack, plans: list[WorkspacePlan]) -> list[Target
     env = stack.cli_env()
 
     def one(plan: WorkspacePlan) -> list[Target]:
-        ws = _cli(env, "workspace", "create", plan.name, "--default-region", "US")
+        ws = run_cli(env, "workspace", "create", plan.name, "--default-region", "US")
         plan.id = ws["id"]
         targets = []
         for name, template, auth, weight in plan.webhooks:
-            doc = _cli(env, "webhook", "create", "--workspace", plan.name, "--name", name,
+            doc = run_cli(env, "webhook", "create", "--workspace", plan.name, "--name", name,
                        "--template", template, "--auth", auth)
             targets.append(Target(
                 name=name, id=doc["id"], url=doc["url"], vendor=template, auth=auth,
@@ -386,12 +387,12 @@ async def configure(stack: SoakStack, plans: list[WorkspacePlan]) -> list[Target
             ))
         if plan.board:
             board, fld, value = plan.board
-            _cli(env, "board", "create", board, "--workspace", plan.name)
-            _cli(env, "rule", "add", "--workspace", plan.name, "--board", board, "--when", f"{fld}={value}")
-        _cli(env, "notify", "set-rule", "--workspace", plan.name, "--event", "lead_created",
+            run_cli(env, "board", "create", board, "--workspace", plan.name)
+            run_cli(env, "rule", "add", "--workspace", plan.name, "--board", board, "--when", f"{fld}={value}")
+        run_cli(env, "notify", "set-rule", "--workspace", plan.name, "--event", "lead_created",
              "--channel", "email", "--to", ",".join(plan.emails))
         fld, value = plan.high_priority
-        _cli(env, "notify", "high-priority", "--workspace", plan.name, "--when", f"{fld}={value}",
+        run_cli(env, "notify", "high-priority", "--workspace", plan.name, "--when", f"{fld}={value}",
              "--sms", plan.sms)
         return targets
 
@@ -816,7 +817,18 @@ async def account(
                 lost_processor += 1
                 lost_ids.append(i.soak_id)
         soak_ids = {i.soak_id for i in items_of[t.id]}
-        dup_leads = sum(len(v) - 1 for k, v in leads_of.items() if k in soak_ids and len(v) > 1)
+        dup_ids = [k for k, v in leads_of.items() if k in soak_ids and len(v) > 1]
+        dup_leads = sum(len(leads_of[k]) - 1 for k in dup_ids)
+        dup_causes: Counter[str] = Counter()
+        for k in dup_ids:
+            item = gen.items[k]
+            earlier = [a.status for a in item.attempts[:-1]]
+            if item.key is None and 503 in earlier:
+                dup_causes["unkeyed retry after a 503 ('nothing was accepted')"] += len(leads_of[k]) - 1
+            elif item.key is None and None in earlier:
+                dup_causes["unkeyed retry after a refused connection"] += len(leads_of[k]) - 1
+            else:
+                dup_causes["keyed" if item.key else "sent once"] += len(leads_of[k]) - 1
         phantom = sum(len(v) for k, v in leads_of.items()
                       if k not in soak_ids and v and v[0]["webhook_id"] == t.id)
         contacts_of_person: dict[int, set[str]] = defaultdict(set)
@@ -874,7 +886,7 @@ async def account(
             "delivered": sum(1 for i in acked if leads_of.get(i.soak_id)),
             "lost": lost_gateway + lost_processor, "lost_gateway": lost_gateway,
             "lost_processor": lost_processor, "unseen": unseen,
-            "dup_leads": dup_leads, "dup_contacts": dup_contacts, "phantom_leads": phantom,
+            "dup_leads": dup_leads, "dup_causes": dict(dup_causes), "dup_contacts": dup_contacts, "phantom_leads": phantom,
             "unattributed_leads": unattributed.get(t.id, 0),
             "repeats": sum(1 for i in leads_items if i.kind == "repeat"),
             "bad": len(bad_items), "bad_400": bad_400, "bad_accepted": bad_accepted,
@@ -895,7 +907,7 @@ async def account(
                 "lost": lost_ids[:10],
                 "no_outcome": [f"{rid} ({statuses[rid]})" for rid in sorted(final_ids - outcome_rids)[:10]],
                 "not_archived": sorted(final_ids - archive_ids)[:10],
-                "dup_leads": [k for k, v in leads_of.items() if k in soak_ids and len(v) > 1][:10],
+                "dup_leads": dup_ids[:10],
             },
         }
         acc.rows.append(row)
@@ -905,6 +917,8 @@ async def account(
                     "pointers_missing"):
             if row[key]:
                 acc.broken.append(f"{name}: {key} = {row[key]}")
+        if dup_causes:
+            acc.broken.append(f"{name}: duplicate leads by cause: {dict(dup_causes)}")
         if row["outcomes_not_in_db"] or row["rejections_not_in_db"]:
             acc.broken.append(f"{name}: outcomes without a database row = {row['outcomes_not_in_db']}, "
                               f"gateway rejections not in the database = {row['rejections_not_in_db']}")
@@ -1017,6 +1031,26 @@ async def running_stack(stack: SoakStack, *, fresh: bool = True) -> AsyncIterato
     finally:
         say(f"stopping stack {stack.name}")
         stack.down()
+        saved = keep_artifacts(stack)
+        if saved is not None:
+            say(f"logs and records kept in {saved.relative_to(ROOT)}")
+
+
+def keep_artifacts(stack: SoakStack, keep: int = 6) -> Path | None:
+    """Copy the run's service logs and request records to test-output/soak/ (newest few)."""
+    out = ROOT / "test-output" / "soak"
+    dest = out / f"{stack.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        for sub in ("logs", "soak"):
+            src = stack.stack.state_dir / sub
+            if src.is_dir():
+                shutil.copytree(src, dest / sub, dirs_exist_ok=True)
+        for old in sorted(out.iterdir(), key=lambda p: p.stat().st_mtime)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        say(f"could not keep the run's logs: {exc}")
+        return None
+    return dest if dest.exists() else None
 
 
 async def run_soak(

@@ -1,0 +1,198 @@
+"""End to end through the whole system, as ``make up`` runs it: leads/s, accept-to-committed
+latency, and what a second processor replica adds.
+
+``python -m bench.pipeline`` (or ``make bench``) starts a stack of its own
+(``LEADWIRE_STACK=bench-pipeline``, Postgres with fsync on) with the project's launcher: all
+five services (the notifier, analytics and archiver consume every outcome meanwhile), one
+unsigned generic webhook; it sends with :mod:`bench.loadgen` from this process, prints its
+figures and stops the stack. Figures only, never assertions: the machine is shared.
+
+- ``paced``: 100 leads/s for 15 s, one processor: accept (the gateway's 202 arrives at the
+  client) to committed (the processor's ``leadwire_request_done`` NOTIFY, delivered at
+  commit, arrives at a listener) p50/p95/p99, and committed leads/s;
+- ``burst``: as many leads as the gateway takes (64 in flight) with two processors: leads/s
+  from the first send to the last commit (end to end at saturation), and the gateway's
+  intake rate alone;
+- ``scaling``: a backlog of leads waits on the raw topic (processors stopped), then one,
+  or two, processors drain it: committed leads/s (first to last commit) and the ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from bench.loadgen import NO_EXTRAS, Item, LoadGenerator, Target
+from bench.soak import EXTRA_PROCESSOR, SoakStack, run_cli, running_stack, say
+from infra.stack import stop_process
+
+PACED_RATE = float(os.environ.get("LEADWIRE_BENCH_PIPELINE_RATE", "100"))
+PACED_SECONDS = float(os.environ.get("LEADWIRE_BENCH_PIPELINE_SECONDS", "15"))
+BURST_N = int(os.environ.get("LEADWIRE_BENCH_PIPELINE_BURST", "3000"))
+BACKLOG_N = int(os.environ.get("LEADWIRE_BENCH_PIPELINE_BACKLOG", "4000"))
+DEADLINE_S = 180.0
+
+
+def _row(metric: str, value: float, unit: str, note: str = "") -> dict[str, Any]:
+    return {"benchmark": "pipeline", "metric": metric, "value": value, "unit": unit, "note": note}
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Commits:
+    """Commit times of requests, from the processor's NOTIFY (sent at commit)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._changed = asyncio.Event()
+
+    async def start(self, dsn: str) -> None:
+        self._conn = await asyncpg.connect(dsn)
+        await self._conn.add_listener("leadwire_request_done", self._on)
+
+    def _on(self, _c: Any, _p: int, _ch: str, payload: str) -> None:
+        self.at.setdefault(payload, time.monotonic())
+        self._changed.set()
+
+    async def wait_for(self, ids: set[str], deadline_s: float = DEADLINE_S) -> bool:
+        end = time.monotonic() + deadline_s
+        while not ids <= self.at.keys():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
+        return True
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+async def _send(target: Target, *, rate: float, total: int, seconds: float,
+                accepted: dict[str, float], in_flight: int = 64) -> tuple[LoadGenerator, float]:
+    def on_ack(item: Item) -> None:
+        if item.request_id:
+            accepted[item.request_id] = time.monotonic()
+
+    gen = LoadGenerator([target], rate=rate, total=total, seconds=seconds, mix=NO_EXTRAS,
+                        seed=int(time.time()), max_in_flight=in_flight, on_ack=on_ack,
+                        give_up_s=30.0)
+    began = time.monotonic()
+    await gen.run()
+    return gen, time.monotonic() - began
+
+
+def _ids(gen: LoadGenerator) -> set[str]:
+    return {i.request_id for i in gen.items.values() if i.acked and i.request_id}
+
+
+async def run() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    stack = SoakStack("bench-pipeline", port_base=18700, extra_env={
+        "LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_INGEST_IP_RATE_PER_MINUTE": "0",
+        "LEADWIRE_LOG_LEVEL": "WARNING",
+    })
+    async with running_stack(stack):
+        assert stack.settings is not None
+        env = stack.cli_env()
+        name = f"bench-{uuid.uuid4().hex[:6]}"
+        await asyncio.to_thread(run_cli, env, "workspace", "create", name)
+        doc = await asyncio.to_thread(run_cli, env, "webhook", "create", "--workspace", name,
+                                      "--name", "form", "--template", "generic", "--auth", "none")
+        target = Target(name="form", id=doc["id"], url=doc["url"], vendor="generic")
+        commits = Commits()
+        await commits.start(stack.settings.database_url)
+        try:
+            # Warm up: connections, caches, the consumer group settled.
+            warm, _ = await _send(target, rate=50, total=100, seconds=3, accepted={})
+            await commits.wait_for(_ids(warm), 60)
+
+            # Paced, one processor.
+            say(f"pipeline: paced {PACED_RATE:g}/s for {PACED_SECONDS:g} s, one processor")
+            accepted: dict[str, float] = {}
+            gen, _ = await _send(target, rate=PACED_RATE, total=int(PACED_RATE * PACED_SECONDS),
+                                 seconds=PACED_SECONDS, accepted=accepted)
+            ids = _ids(gen)
+            await commits.wait_for(ids)
+            lat = [(commits.at[r] - accepted[r]) * 1000 for r in ids if r in commits.at and r in accepted]
+            done = [commits.at[r] for r in ids if r in commits.at]
+            first = min(accepted.values()) if accepted else 0.0
+            note = f"{len(lat)} leads, all five services running"
+            rows += [
+                _row("paced: accept->committed p50", _pct(lat, 0.50), "ms", note),
+                _row("paced: accept->committed p95", _pct(lat, 0.95), "ms", note),
+                _row("paced: accept->committed p99", _pct(lat, 0.99), "ms", note),
+                _row("paced: committed leads/s", len(done) / max(max(done) - first, 1e-9) if done else 0.0,
+                     "leads/s", f"offered {PACED_RATE:g}/s"),
+            ]
+
+            # Burst, two processors: end to end at saturation.
+            stack.start_service(EXTRA_PROCESSOR)
+            await stack.wait_ready(EXTRA_PROCESSOR)
+            say(f"pipeline: burst of {BURST_N} leads, two processors")
+            accepted = {}
+            started = time.monotonic()
+            gen, send_s = await _send(target, rate=5000, total=BURST_N, seconds=120, accepted=accepted)
+            ids = _ids(gen)
+            ok = await commits.wait_for(ids)
+            last = max((commits.at[r] for r in ids if r in commits.at), default=started)
+            rows += [
+                _row("burst: end to end leads/s", len(ids) / max(last - started, 1e-9), "leads/s",
+                     f"{len(ids)} leads, first send -> last commit, 2 processors" + ("" if ok else ", INCOMPLETE")),
+                _row("burst: gateway intake leads/s", len(ids) / max(send_s, 1e-9), "leads/s",
+                     "202s per second, 2 gateway workers, 64 requests in flight"),
+            ]
+
+            # Scaling: drain a backlog with one, then two processors.
+            rates: dict[int, float] = {}
+            for replicas in (1, 2):
+                await asyncio.to_thread(stop_process, "processor", stack.stack)
+                await asyncio.to_thread(stop_process, EXTRA_PROCESSOR, stack.stack)
+                accepted = {}
+                gen, _ = await _send(target, rate=5000, total=BACKLOG_N, seconds=120, accepted=accepted)
+                ids = _ids(gen)
+                say(f"pipeline: backlog of {len(ids)} leads, {replicas} processor(s)")
+                names = ["processor", EXTRA_PROCESSOR][:replicas]
+                for n in names:
+                    stack.start_service(n)
+                ok = await commits.wait_for(ids)
+                times = sorted(commits.at[r] for r in ids if r in commits.at)
+                rate = (len(times) - 1) / max(times[-1] - times[0], 1e-9) if len(times) > 1 else 0.0
+                rates[replicas] = rate
+                rows.append(_row(f"scaling: {replicas} processor(s) drain a backlog", rate, "leads/s",
+                                 f"{len(ids)} leads on the raw topic, first -> last commit"
+                                 + ("" if ok else ", INCOMPLETE")))
+            if rates.get(1):
+                rows.append(_row("scaling: 2 / 1 processors", rates[2] / rates[1], "x",
+                                 f"4 partitions, {os.cpu_count()} cores shared with Kafka, Postgres and the rest"))
+        finally:
+            await commits.stop()
+    return rows
+
+
+def main() -> int:
+    rows = asyncio.run(run())
+    for r in rows:
+        value = r["value"]
+        shown = f"{value:,.1f}" if isinstance(value, float) and value == value else str(value)
+        print(f"{r['metric']:<48} {shown:>12} {r['unit']:<8} {r['note']}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
