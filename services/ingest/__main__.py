@@ -33,7 +33,10 @@ def run_worker(settings: IngestSettings, workers: int) -> None:
     # process imported anything) makes shared.http's /metrics add up every worker.
     async def main(stop: asyncio.Event) -> None:
         app = create_app(settings, workers=workers)
-        runner = await serve(app, settings.http_host, settings.ingest_port, reuse_port=workers > 1)
+        runner = await serve(
+            app, settings.http_host, settings.ingest_port, reuse_port=workers > 1,
+            ready_wait_s=settings.startup_ready_wait_s,
+        )
         tune_gc()
         log.info("ingest_listening", host=settings.http_host, port=settings.ingest_port, pid=os.getpid())
         try:

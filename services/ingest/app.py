@@ -228,11 +228,24 @@ class IngestRunner(web.AppRunner):
 
 async def serve(
     app: web.Application, host: str, port: int, *, reuse_port: bool = False,
-    shutdown_timeout: float = 10.0,
+    shutdown_timeout: float = 10.0, ready_wait_s: float = 0.0,
 ) -> web.AppRunner:
-    """Start serving ``app``; ``await runner.cleanup()`` stops it (gracefully)."""
+    """Start serving ``app``; ``await runner.cleanup()`` stops it (gracefully).
+
+    The port is bound once Kafka and the config store answer (or after ``ready_wait_s``
+    regardless, and then it answers 503 until they do): with several workers sharing the
+    port, a worker still connecting would otherwise take its share of requests only to
+    refuse them."""
     runner = IngestRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
+    deps = app.get(DEPS)
+    if deps is not None and ready_wait_s > 0:
+        deadline = asyncio.get_running_loop().time() + ready_wait_s
+        while not (deps.kafka.ready() and deps.repo is not None):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("ingest_binding_before_ready", waited_s=ready_wait_s)
+                break
+            await asyncio.sleep(0.05)
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048)
     await site.start()
     return runner

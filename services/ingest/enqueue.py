@@ -17,7 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from shared.kafka import KafkaUnavailable, Publisher
+from aiokafka.errors import KafkaError
+
+from shared import topics
+from shared.kafka import KafkaUnavailable, Publisher, ensure_topics
 from shared.logs import get_logger
 from shared.settings import CommonSettings
 
@@ -95,7 +98,11 @@ class KafkaLink:
             publisher = self._factory()
             try:
                 await publisher.start()
-            except KafkaUnavailable:
+                # The first send to a topic Kafka has to auto-create can outlast the
+                # enqueue bound; create them before calling ourselves ready.
+                await ensure_topics(self._settings, (topics.RAW, topics.OUTCOMES))
+            except (KafkaUnavailable, KafkaError, OSError, TimeoutError):
+                await publisher.stop()
                 log.warning("kafka_start_retry", backoff_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -42,6 +42,10 @@ class IngestSettings(CommonSettings):
     kafka_probe_interval_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=5, gt=0)
 
+    # A worker binds its port once Kafka and Postgres answer, or after this long anyway
+    # (then it answers 503 until they do).
+    startup_ready_wait_s: float = Field(default=30.0, ge=0)
+
     # Prefer: wait=N is clamped to this.
     max_wait_s: float = Field(default=30.0, ge=0)
 
