@@ -423,66 +423,75 @@ class LoadGenerator:
             "error": attempt.error, "ms": attempt.ms,
         }).decode() + "\n")
 
-    async def _deliver(self, item: Item, *, delay: float = 0.0) -> None:
+    async def _deliver(self, item: Item, *, delay: float = 0.0, holding: bool = False) -> None:
+        """Send ``item`` until it is answered for good; ``holding``: the caller already took
+        this item's slot of the in-flight bound."""
+        if delay:
+            await asyncio.sleep(delay)
+        if not holding:
+            await self._sem.acquire()
+        try:
+            await self._attempts(item)
+        finally:
+            self._sem.release()
+
+    async def _attempts(self, item: Item) -> None:
         assert self._session is not None
-        async with self._sem:
-            if delay:
-                await asyncio.sleep(delay)
-            first = time.monotonic()
-            backoff = 0.5
-            while True:
-                started = time.monotonic()
-                status: int | None = None
-                answer: dict[str, Any] = {}
-                error: str | None = None
-                definite = False  # a failure that certainly accepted nothing
-                retry_after: float | None = None
-                try:
-                    async with self._session.post(
-                        item.target.url, data=item.body, headers=self._headers(item), timeout=self._timeout
-                    ) as resp:
-                        status = resp.status
-                        raw = await resp.read()
+        first = time.monotonic()
+        backoff = 0.5
+        while True:
+            started = time.monotonic()
+            status: int | None = None
+            answer: dict[str, Any] = {}
+            error: str | None = None
+            definite = False  # a failure that certainly accepted nothing
+            retry_after: float | None = None
+            try:
+                async with self._session.post(
+                    item.target.url, data=item.body, headers=self._headers(item), timeout=self._timeout
+                ) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    with contextlib.suppress(ValueError):
+                        doc = orjson.loads(raw) if raw else {}
+                        answer = doc if isinstance(doc, dict) else {}
+                    if "Retry-After" in resp.headers:
                         with contextlib.suppress(ValueError):
-                            doc = orjson.loads(raw) if raw else {}
-                            answer = doc if isinstance(doc, dict) else {}
-                        if "Retry-After" in resp.headers:
-                            with contextlib.suppress(ValueError):
-                                retry_after = float(resp.headers["Retry-After"])
-                except aiohttp.ClientConnectorError as exc:
-                    error, definite = f"connect: {type(exc).__name__}", True
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    error = type(exc).__name__
-                ms = (time.monotonic() - started) * 1000
-                request_id = answer.get("request_id") if isinstance(answer.get("request_id"), str) else None
-                attempt = Attempt(at=started - self._t0, status=status, answer=answer.get("status"),
-                                  request_id=request_id, error=error, ms=round(ms, 1))
-                item.attempts.append(attempt)
-                self._log(item, attempt)
-                self.counts[f"status_{status}" if status is not None else "error"] += 1
-                if status is not None and 200 <= status < 300:
-                    item.final = "acked"
-                    item.request_id = request_id
-                    if answer.get("status"):
-                        item.answers.append(str(answer["status"]))
-                    if self._on_ack is not None:
-                        self._on_ack(item)
-                    if not self._stopping:
-                        self._follow_up(item)
-                    return
-                if status is not None and 400 <= status < 500 and status not in RETRY_DEFINITE:
-                    item.final = "refused"
-                    item.request_id = request_id
-                    return
-                retryable = definite or status in RETRY_DEFINITE or item.key is not None
-                if not retryable:
-                    item.final = "indeterminate"  # no key: a retry could make a second lead
-                    return
-                if time.monotonic() - first > self._give_up_s:
-                    item.final = "gave_up"
-                    return
-                await asyncio.sleep(min(retry_after if retry_after is not None else backoff, 5.0))
-                backoff = min(backoff * 2, 5.0)
+                            retry_after = float(resp.headers["Retry-After"])
+            except aiohttp.ClientConnectorError as exc:
+                error, definite = f"connect: {type(exc).__name__}", True
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = type(exc).__name__
+            ms = (time.monotonic() - started) * 1000
+            request_id = answer.get("request_id") if isinstance(answer.get("request_id"), str) else None
+            attempt = Attempt(at=started - self._t0, status=status, answer=answer.get("status"),
+                              request_id=request_id, error=error, ms=round(ms, 1))
+            item.attempts.append(attempt)
+            self._log(item, attempt)
+            self.counts[f"status_{status}" if status is not None else "error"] += 1
+            if status is not None and 200 <= status < 300:
+                item.final = "acked"
+                item.request_id = request_id
+                if answer.get("status"):
+                    item.answers.append(str(answer["status"]))
+                if self._on_ack is not None:
+                    self._on_ack(item)
+                if not self._stopping:
+                    self._follow_up(item)
+                return
+            if status is not None and 400 <= status < 500 and status not in RETRY_DEFINITE:
+                item.final = "refused"
+                item.request_id = request_id
+                return
+            retryable = definite or status in RETRY_DEFINITE or item.key is not None
+            if not retryable:
+                item.final = "indeterminate"  # no key: a retry could make a second lead
+                return
+            if time.monotonic() - first > self._give_up_s:
+                item.final = "gave_up"
+                return
+            await asyncio.sleep(min(retry_after if retry_after is not None else backoff, 5.0))
+            backoff = min(backoff * 2, 5.0)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -513,10 +522,9 @@ class LoadGenerator:
                 if next_at > now:
                     await asyncio.sleep(next_at - now)
                 next_at += interval
-                # Backpressure: a lead is only scheduled when a slot is free.
+                # Backpressure: a lead is only scheduled when a slot is free (its task keeps it).
                 await self._sem.acquire()
-                self._sem.release()
-                self._spawn(self._deliver(self.next_item()))
+                self._spawn(self._deliver(self.next_item(), holding=True))
                 sent += 1
             self.scheduled_until = self.elapsed()
             self._stopping = True  # no new follow-ups; retries in flight finish

@@ -64,7 +64,7 @@ async def run() -> list[dict[str, Any]]:
     smtp = SmtpSink(free_ports(1, 18890)[0])
     smtp.start()
     stack = SoakStack("bench-memory", port_base=18800, extra_env={
-        "LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_INGEST_IP_RATE_PER_MINUTE": "0",
+        "LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0",
         "LEADWIRE_LOG_LEVEL": "WARNING", "LEADWIRE_SMTP_HOST": "127.0.0.1",
         "LEADWIRE_SMTP_PORT": str(smtp.port), "LEADWIRE_SMTP_STARTTLS": "false",
     })

@@ -1063,7 +1063,7 @@ async def run_soak(
     extra_env = {
         "LEADWIRE_INGEST_WORKERS": "2",
         # Every vendor comes from 127.0.0.1 here: the per-address limit would throttle them all.
-        "LEADWIRE_INGEST_IP_RATE_PER_MINUTE": "0",
+        "LEADWIRE_IP_RATE_PER_MINUTE": "0",
         "LEADWIRE_SMTP_HOST": "127.0.0.1", "LEADWIRE_SMTP_PORT": str(smtp_port),
         "LEADWIRE_SMTP_STARTTLS": "false", "LEADWIRE_SMTP_FROM": "leadwire <soak@leadwire.localhost>",
         "LEADWIRE_SMS_BASE_URL": sms.base_url, "LEADWIRE_SMS_ACCOUNT_SID": SMS_SID,
