@@ -445,6 +445,15 @@ class Faults:
             return f"{component} back in {time.monotonic() - began:.1f} s"
         return action
 
+    def postgres_restart(self, down_s: float) -> Callable[[], Awaitable[str]]:
+        async def action() -> str:
+            began = time.monotonic()
+            await self.stack.stack.postgres.stop()
+            await asyncio.sleep(down_s)
+            await self.stack.stack.postgres.start()
+            return f"Postgres down {down_s:.0f} s, back {time.monotonic() - began:.1f} s after the stop"
+        return action
+
     def s3_outage(self, seconds: float) -> Callable[[], Awaitable[str]]:
         async def action() -> str:
             await self.stack.stack.s3.stop()
@@ -486,7 +495,7 @@ class Faults:
                 ("kill -9 notifier", self.kill("notifier")),
                 ("stop S3", self.s3_outage(outage)),
                 ("kill -9 analytics", self.kill("analytics")),
-                ("restart Postgres", self.restart("postgres")),
+                ("restart Postgres", self.postgres_restart(min(max(0.03 * seconds, 3.0), 15.0))),
                 ("kill -9 archiver", self.kill("archiver")),
                 ("stop the SMTP server", self.smtp_outage(outage)),
                 ("stop the SMS provider", self.sms_outage(outage)),
@@ -1036,7 +1045,7 @@ async def running_stack(stack: SoakStack, *, fresh: bool = True) -> AsyncIterato
             say(f"logs and records kept in {saved.relative_to(ROOT)}")
 
 
-def keep_artifacts(stack: SoakStack, keep: int = 6) -> Path | None:
+def keep_artifacts(stack: SoakStack, keep: int = 10) -> Path | None:
     """Copy the run's service logs and request records to test-output/soak/ (newest few)."""
     out = ROOT / "test-output" / "soak"
     dest = out / f"{stack.name}-{time.strftime('%Y%m%d-%H%M%S')}"
