@@ -55,10 +55,43 @@ VENDORS = ("generic", "leadconduit", "zapier", "facebook", "buyerlink")
 PRODUCTS = ("Solar", "Bath Remodel", "Roofing", "Windows", "HVAC")
 STATUSES = ("new", "open", "hot")
 URGENCIES = ("hot", "warm", "cold")
-FIRST_NAMES = ("Ann", "Benjie", "Carla", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines",
-               "Jamal", "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa")
-LAST_NAMES = ("Lee", "Malinao", "Okafor", "Novak", "Garcia", "Haddad", "Ito", "Silva",
-              "Kowalski", "Nguyen", "Brown", "Rossi", "Schmidt", "Khan", "Moreau")
+FIRST_NAMES = (
+    "Ann",
+    "Benjie",
+    "Carla",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jamal",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+)
+LAST_NAMES = (
+    "Lee",
+    "Malinao",
+    "Okafor",
+    "Novak",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Silva",
+    "Kowalski",
+    "Nguyen",
+    "Brown",
+    "Rossi",
+    "Schmidt",
+    "Khan",
+    "Moreau",
+)
 AREA_CODES = (626, 213, 310, 415, 646, 312, 617, 206, 303, 512, 702, 404)
 
 # Answers that say "nothing was accepted, try again later" (safe to retry without a key).
@@ -174,7 +207,9 @@ def format_phone(e164: str, style: int) -> str:
     return (e164, f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"{a}.{b}.{c}", f"+1 {a} {b} {c}")[style % 5]
 
 
-def standard_headers(secret: str, msg_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
+def standard_headers(
+    secret: str, msg_id: str, body: bytes, now: float | None = None
+) -> dict[str, str]:
     """Standard Webhooks headers for ``body`` (``whsec_`` secret)."""
     ts = str(int(now if now is not None else time.time()))
     key = base64.b64decode(secret.removeprefix("whsec_"))
@@ -191,53 +226,88 @@ def github_headers(secret: str, body: bytes) -> dict[str, str]:
 # --- payloads --------------------------------------------------------------------------
 
 
-def lead_payload(vendor: str, person: Person, soak_id: str, rng: random.Random, *, repeat: bool) -> dict[str, Any]:
+def lead_payload(
+    vendor: str, person: Person, soak_id: str, rng: random.Random, *, repeat: bool
+) -> dict[str, Any]:
     """A realistic body for ``vendor`` carrying ``person`` and the soak id."""
     style = rng.randrange(5) if repeat else 0
     email = person.email.upper() if repeat and rng.random() < 0.5 else person.email
     phone = format_phone(person.phone, style)
     if vendor == "generic":
         return {
-            "firstname": person.first, "lastname": person.last, "phone_number": phone,
-            "email": email, "external_crm_id": person.crm_id, "product": person.product,
-            "lead_status": person.status, "urgency": person.urgency, "soak_id": soak_id,
-            "page": "/quote", "utm_source": rng.choice(("google", "facebook", "bing")),
+            "firstname": person.first,
+            "lastname": person.last,
+            "phone_number": phone,
+            "email": email,
+            "external_crm_id": person.crm_id,
+            "product": person.product,
+            "lead_status": person.status,
+            "urgency": person.urgency,
+            "soak_id": soak_id,
+            "page": "/quote",
+            "utm_source": rng.choice(("google", "facebook", "bing")),
         }
     if vendor == "leadconduit":
         return {
-            "lead": {"id": f"lc-{soak_id}"}, "first_name": person.first, "last_name": person.last,
-            "email": email, "phone_1": phone, "address_1": f"{100 + person.n % 900} N Lake Ave",
-            "city": "Pasadena", "state": "CA", "postal_code": "91101", "product": person.product,
-            "urgency": person.urgency, "soak_id": soak_id,
+            "lead": {"id": f"lc-{soak_id}"},
+            "first_name": person.first,
+            "last_name": person.last,
+            "email": email,
+            "phone_1": phone,
+            "address_1": f"{100 + person.n % 900} N Lake Ave",
+            "city": "Pasadena",
+            "state": "CA",
+            "postal_code": "91101",
+            "product": person.product,
+            "urgency": person.urgency,
+            "soak_id": soak_id,
             "trustedform_cert_url": f"https://cert.trustedform.com/{hashlib.sha1(soak_id.encode()).hexdigest()}",
         }
     if vendor == "zapier":
         return {
-            "first_name": person.first, "last_name": person.last, "email": email, "phone": phone,
-            "product": person.product, "zip": "91101", "urgency": person.urgency, "soak_id": soak_id,
+            "first_name": person.first,
+            "last_name": person.last,
+            "email": email,
+            "phone": phone,
+            "product": person.product,
+            "zip": "91101",
+            "urgency": person.urgency,
+            "soak_id": soak_id,
         }
     if vendor == "facebook":
         return {
-            "id": f"fb-{soak_id}", "created_time": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime()),
-            "ad_id": "23850000000000001", "form_id": "987654321098765",
+            "id": f"fb-{soak_id}",
+            "created_time": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime()),
+            "ad_id": "23850000000000001",
+            "form_id": "987654321098765",
             "field_data": [
                 {"name": "full_name", "values": [f"{person.first} {person.last}"]},
                 {"name": "email", "values": [email]},
                 {"name": "phone_number", "values": [phone]},
                 {"name": "what_service_do_you_need?", "values": [person.product]},
             ],
-            "urgency": person.urgency, "soak_id": soak_id,
+            "urgency": person.urgency,
+            "soak_id": soak_id,
         }
     if vendor == "buyerlink":
         return {
-            "lead_id": f"BL-{soak_id}", "crm_id": person.crm_id, "first_name": person.first,
-            "last_name": person.last, "email": email, "phone": phone, "service": person.product,
-            "zip": "91101", "urgency": person.urgency, "soak_id": soak_id,
+            "lead_id": f"BL-{soak_id}",
+            "crm_id": person.crm_id,
+            "first_name": person.first,
+            "last_name": person.last,
+            "email": email,
+            "phone": phone,
+            "service": person.product,
+            "zip": "91101",
+            "urgency": person.urgency,
+            "soak_id": soak_id,
         }
     raise ValueError(f"unknown vendor {vendor!r}")
 
 
-def bad_payload(vendor: str, soak_id: str, rng: random.Random) -> tuple[dict[str, Any] | None, bytes | None]:
+def bad_payload(
+    vendor: str, soak_id: str, rng: random.Random
+) -> tuple[dict[str, Any] | None, bytes | None]:
     """A body the gateway must refuse with 400: (dict, None), or (None, raw bytes)."""
     choice = rng.randrange(4 if vendor != "zapier" else 3)
     base: dict[str, Any] = {"soak_id": soak_id, "first_name": "Nobody", "product": "Solar"}
@@ -334,10 +404,15 @@ class LoadGenerator:
         rng = self.rng
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         person = Person(
-            n=n, first=first, last=last, phone=phone_for(n),
+            n=n,
+            first=first,
+            last=last,
+            phone=phone_for(n),
             email=f"{first}.{last}.{self.run_id}.{n}@example.com".lower(),
-            crm_id=f"crm-{self.run_id}-{n}", product=rng.choice(PRODUCTS),
-            status=rng.choice(STATUSES), urgency=rng.choice(URGENCIES),
+            crm_id=f"crm-{self.run_id}-{n}",
+            product=rng.choice(PRODUCTS),
+            status=rng.choice(STATUSES),
+            urgency=rng.choice(URGENCIES),
         )
         self.persons[target.name].append(person)
         self.person_target[n] = target.name
@@ -371,12 +446,25 @@ class LoadGenerator:
         return item
 
     def _item(
-        self, soak_id: str, target: Target, kind: str, person: Person | None, body: bytes,
-        ctype: str, payload: dict[str, Any] | None,
+        self,
+        soak_id: str,
+        target: Target,
+        kind: str,
+        person: Person | None,
+        body: bytes,
+        ctype: str,
+        payload: dict[str, Any] | None,
     ) -> Item:
         key = f"msg_{soak_id}" if target.auth == "standard" else body_key(target, payload)
-        item = Item(soak_id=soak_id, target=target, kind=kind, person=person, body=body,
-                    content_type=ctype, key=key)
+        item = Item(
+            soak_id=soak_id,
+            target=target,
+            kind=kind,
+            person=person,
+            body=body,
+            content_type=ctype,
+            key=key,
+        )
         self.items[soak_id] = item
         return item
 
@@ -386,15 +474,29 @@ class LoadGenerator:
             return
         draw = self.rng.random()
         if draw < self.mix.vendor_retry:
-            extra = Item(soak_id=item.soak_id, target=item.target, kind="retry", person=item.person,
-                         body=item.body, content_type=item.content_type, key=item.key)
+            extra = Item(
+                soak_id=item.soak_id,
+                target=item.target,
+                kind="retry",
+                person=item.person,
+                body=item.body,
+                content_type=item.content_type,
+                key=item.key,
+            )
         elif draw < self.mix.vendor_retry + self.mix.conflict:
             if item.target.form:
                 return
             payload = orjson.loads(item.body)
             payload["note"] = "changed after the first delivery"
-            extra = Item(soak_id=item.soak_id, target=item.target, kind="conflict", person=item.person,
-                         body=orjson.dumps(payload), content_type=item.content_type, key=item.key)
+            extra = Item(
+                soak_id=item.soak_id,
+                target=item.target,
+                kind="conflict",
+                person=item.person,
+                body=orjson.dumps(payload),
+                content_type=item.content_type,
+                key=item.key,
+            )
         else:
             return
         self.extras.append(extra)
@@ -403,7 +505,10 @@ class LoadGenerator:
 
     # -- sending -----------------------------------------------------------------------------
     def _headers(self, item: Item) -> dict[str, str]:
-        headers = {"Content-Type": item.content_type, "User-Agent": f"leadwire-soak/{item.target.vendor}"}
+        headers = {
+            "Content-Type": item.content_type,
+            "User-Agent": f"leadwire-soak/{item.target.vendor}",
+        }
         t = item.target
         if t.auth == "standard" and t.secret and item.key:
             headers.update(standard_headers(t.secret, item.key, item.body))
@@ -416,12 +521,24 @@ class LoadGenerator:
     def _log(self, item: Item, attempt: Attempt) -> None:
         if self._record is None:
             return
-        self._record.write(orjson.dumps({
-            "t": round(attempt.at, 3), "webhook": item.target.name, "soak_id": item.soak_id,
-            "kind": item.kind, "attempt": len(item.attempts), "key": item.key,
-            "status": attempt.status, "answer": attempt.answer, "request_id": attempt.request_id,
-            "error": attempt.error, "ms": attempt.ms,
-        }).decode() + "\n")
+        self._record.write(
+            orjson.dumps(
+                {
+                    "t": round(attempt.at, 3),
+                    "webhook": item.target.name,
+                    "soak_id": item.soak_id,
+                    "kind": item.kind,
+                    "attempt": len(item.attempts),
+                    "key": item.key,
+                    "status": attempt.status,
+                    "answer": attempt.answer,
+                    "request_id": attempt.request_id,
+                    "error": attempt.error,
+                    "ms": attempt.ms,
+                }
+            ).decode()
+            + "\n"
+        )
 
     async def _deliver(self, item: Item, *, delay: float = 0.0, holding: bool = False) -> None:
         """Send ``item`` until it is answered for good; ``holding``: the caller already took
@@ -448,7 +565,10 @@ class LoadGenerator:
             retry_after: float | None = None
             try:
                 async with self._session.post(
-                    item.target.url, data=item.body, headers=self._headers(item), timeout=self._timeout
+                    item.target.url,
+                    data=item.body,
+                    headers=self._headers(item),
+                    timeout=self._timeout,
                 ) as resp:
                     status = resp.status
                     raw = await resp.read()
@@ -463,9 +583,17 @@ class LoadGenerator:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error = type(exc).__name__
             ms = (time.monotonic() - started) * 1000
-            request_id = answer.get("request_id") if isinstance(answer.get("request_id"), str) else None
-            attempt = Attempt(at=started - self._t0, status=status, answer=answer.get("status"),
-                              request_id=request_id, error=error, ms=round(ms, 1))
+            request_id = (
+                answer.get("request_id") if isinstance(answer.get("request_id"), str) else None
+            )
+            attempt = Attempt(
+                at=started - self._t0,
+                status=status,
+                answer=answer.get("status"),
+                request_id=request_id,
+                error=error,
+                ms=round(ms, 1),
+            )
             item.attempts.append(attempt)
             self._log(item, attempt)
             self.counts[f"status_{status}" if status is not None else "error"] += 1
@@ -561,8 +689,13 @@ async def _main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
     target = Target(name="hook", id="", url=args.url, vendor="generic")
-    gen = LoadGenerator([target], rate=args.rate, total=int(args.rate * args.seconds) + 1,
-                        seconds=args.seconds, mix=NO_EXTRAS)
+    gen = LoadGenerator(
+        [target],
+        rate=args.rate,
+        total=int(args.rate * args.seconds) + 1,
+        seconds=args.seconds,
+        mix=NO_EXTRAS,
+    )
     await gen.run()
     print(json.dumps(gen.summary(), indent=2))
 

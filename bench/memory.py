@@ -63,28 +63,66 @@ def _row(metric: str, value: float, note: str = "") -> dict[str, Any]:
 async def run() -> list[dict[str, Any]]:
     smtp = SmtpSink(free_ports(1, 18890)[0])
     smtp.start()
-    stack = SoakStack("bench-memory", port_base=18800, extra_env={
-        "LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0",
-        "LEADWIRE_LOG_LEVEL": "WARNING", "LEADWIRE_SMTP_HOST": "127.0.0.1",
-        "LEADWIRE_SMTP_PORT": str(smtp.port), "LEADWIRE_SMTP_STARTTLS": "false",
-    })
+    stack = SoakStack(
+        "bench-memory",
+        port_base=18800,
+        extra_env={
+            "LEADWIRE_INGEST_WORKERS": "2",
+            "LEADWIRE_IP_RATE_PER_MINUTE": "0",
+            "LEADWIRE_LOG_LEVEL": "WARNING",
+            "LEADWIRE_SMTP_HOST": "127.0.0.1",
+            "LEADWIRE_SMTP_PORT": str(smtp.port),
+            "LEADWIRE_SMTP_STARTTLS": "false",
+        },
+    )
     rows: list[dict[str, Any]] = []
     try:
         async with running_stack(stack):
             env = stack.cli_env()
             name = f"bench-{uuid.uuid4().hex[:6]}"
             await asyncio.to_thread(run_cli, env, "workspace", "create", name)
-            doc = await asyncio.to_thread(run_cli, env, "webhook", "create", "--workspace", name,
-                                          "--name", "form", "--template", "generic", "--auth", "none")
-            await asyncio.to_thread(run_cli, env, "notify", "set-rule", "--workspace", name, "--event",
-                                    "lead_created", "--channel", "email", "--to", "sales@example.com")
+            doc = await asyncio.to_thread(
+                run_cli,
+                env,
+                "webhook",
+                "create",
+                "--workspace",
+                name,
+                "--name",
+                "form",
+                "--template",
+                "generic",
+                "--auth",
+                "none",
+            )
+            await asyncio.to_thread(
+                run_cli,
+                env,
+                "notify",
+                "set-rule",
+                "--workspace",
+                name,
+                "--event",
+                "lead_created",
+                "--channel",
+                "email",
+                "--to",
+                "sales@example.com",
+            )
             target = Target(name="form", id=doc["id"], url=doc["url"], vendor="generic")
             await asyncio.sleep(REST_SECONDS)
             rest = await asyncio.to_thread(sample, stack)
-            say(f"memory: at rest {({k: round(v / 2**20) for k, v in rest.items()})} MiB")
+            say(f"memory: at rest { ({k: round(v / 2**20) for k, v in rest.items()}) } MiB")
             peaks: dict[str, int] = defaultdict(int)
-            gen = LoadGenerator([target], rate=RATE, total=int(RATE * LOAD_SECONDS), seconds=LOAD_SECONDS,
-                                mix=NO_EXTRAS, seed=3, give_up_s=30.0)
+            gen = LoadGenerator(
+                [target],
+                rate=RATE,
+                total=int(RATE * LOAD_SECONDS),
+                seconds=LOAD_SECONDS,
+                mix=NO_EXTRAS,
+                seed=3,
+                give_up_s=30.0,
+            )
             watcher = asyncio.create_task(_watch(stack, LOAD_SECONDS + 5, peaks))
             await gen.run()
             await watcher
@@ -92,14 +130,31 @@ async def run() -> list[dict[str, Any]]:
             after = await asyncio.to_thread(sample, stack)
             acked = sum(1 for i in gen.items.values() if i.acked)
             for svc in SERVICES:
-                rows.append(_row(f"{svc}: RSS at rest", rest.get(svc, 0) / 2**20,
-                                 "2 worker processes + supervisor" if svc == "ingest" else ""))
-                rows.append(_row(f"{svc}: RSS under load (max)", peaks.get(svc, 0) / 2**20,
-                                 f"{RATE:g} leads/s for {LOAD_SECONDS:g} s ({acked} accepted)"))
+                rows.append(
+                    _row(
+                        f"{svc}: RSS at rest",
+                        rest.get(svc, 0) / 2**20,
+                        "2 worker processes + supervisor" if svc == "ingest" else "",
+                    )
+                )
+                rows.append(
+                    _row(
+                        f"{svc}: RSS under load (max)",
+                        peaks.get(svc, 0) / 2**20,
+                        f"{RATE:g} leads/s for {LOAD_SECONDS:g} s ({acked} accepted)",
+                    )
+                )
                 rows.append(_row(f"{svc}: RSS after the load", after.get(svc, 0) / 2**20))
             for infra_name in ("kafka", "postgres", "s3"):
-                rows.append(_row(f"{infra_name}: RSS under load (max)", peaks.get(infra_name, 0) / 2**20,
-                                 "infra, for scale (Kafka heap capped at 512m)" if infra_name == "kafka" else "infra, for scale"))
+                rows.append(
+                    _row(
+                        f"{infra_name}: RSS under load (max)",
+                        peaks.get(infra_name, 0) / 2**20,
+                        "infra, for scale (Kafka heap capped at 512m)"
+                        if infra_name == "kafka"
+                        else "infra, for scale",
+                    )
+                )
     finally:
         smtp.stop()
     return rows

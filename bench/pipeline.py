@@ -84,15 +84,30 @@ class Commits:
             await self._conn.close()
 
 
-async def _send(target: Target, *, rate: float, total: int, seconds: float,
-                accepted: dict[str, float], in_flight: int = 64) -> tuple[LoadGenerator, float]:
+async def _send(
+    target: Target,
+    *,
+    rate: float,
+    total: int,
+    seconds: float,
+    accepted: dict[str, float],
+    in_flight: int = 64,
+) -> tuple[LoadGenerator, float]:
     def on_ack(item: Item) -> None:
         if item.request_id:
             accepted[item.request_id] = time.monotonic()
 
-    gen = LoadGenerator([target], rate=rate, total=total, seconds=seconds, mix=NO_EXTRAS,
-                        seed=int(time.time()), max_in_flight=in_flight, on_ack=on_ack,
-                        give_up_s=30.0)
+    gen = LoadGenerator(
+        [target],
+        rate=rate,
+        total=total,
+        seconds=seconds,
+        mix=NO_EXTRAS,
+        seed=int(time.time()),
+        max_in_flight=in_flight,
+        on_ack=on_ack,
+        give_up_s=30.0,
+    )
     began = time.monotonic()
     await gen.run()
     return gen, time.monotonic() - began
@@ -104,17 +119,34 @@ def _ids(gen: LoadGenerator) -> set[str]:
 
 async def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    stack = SoakStack("bench-pipeline", port_base=18700, extra_env={
-        "LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0",
-        "LEADWIRE_LOG_LEVEL": "WARNING",
-    })
+    stack = SoakStack(
+        "bench-pipeline",
+        port_base=18700,
+        extra_env={
+            "LEADWIRE_INGEST_WORKERS": "2",
+            "LEADWIRE_IP_RATE_PER_MINUTE": "0",
+            "LEADWIRE_LOG_LEVEL": "WARNING",
+        },
+    )
     async with running_stack(stack):
         assert stack.settings is not None
         env = stack.cli_env()
         name = f"bench-{uuid.uuid4().hex[:6]}"
         await asyncio.to_thread(run_cli, env, "workspace", "create", name)
-        doc = await asyncio.to_thread(run_cli, env, "webhook", "create", "--workspace", name,
-                                      "--name", "form", "--template", "generic", "--auth", "none")
+        doc = await asyncio.to_thread(
+            run_cli,
+            env,
+            "webhook",
+            "create",
+            "--workspace",
+            name,
+            "--name",
+            "form",
+            "--template",
+            "generic",
+            "--auth",
+            "none",
+        )
         target = Target(name="form", id=doc["id"], url=doc["url"], vendor="generic")
         commits = Commits()
         await commits.start(stack.settings.database_url)
@@ -126,11 +158,20 @@ async def run() -> list[dict[str, Any]]:
             # Paced, one processor.
             say(f"pipeline: paced {PACED_RATE:g}/s for {PACED_SECONDS:g} s, one processor")
             accepted: dict[str, float] = {}
-            gen, _ = await _send(target, rate=PACED_RATE, total=int(PACED_RATE * PACED_SECONDS),
-                                 seconds=PACED_SECONDS, accepted=accepted)
+            gen, _ = await _send(
+                target,
+                rate=PACED_RATE,
+                total=int(PACED_RATE * PACED_SECONDS),
+                seconds=PACED_SECONDS,
+                accepted=accepted,
+            )
             ids = _ids(gen)
             await commits.wait_for(ids)
-            lat = [(commits.at[r] - accepted[r]) * 1000 for r in ids if r in commits.at and r in accepted]
+            lat = [
+                (commits.at[r] - accepted[r]) * 1000
+                for r in ids
+                if r in commits.at and r in accepted
+            ]
             done = [commits.at[r] for r in ids if r in commits.at]
             first = min(accepted.values()) if accepted else 0.0
             note = f"{len(lat)} leads, all five services running"
@@ -138,8 +179,12 @@ async def run() -> list[dict[str, Any]]:
                 _row("paced: accept->committed p50", _pct(lat, 0.50), "ms", note),
                 _row("paced: accept->committed p95", _pct(lat, 0.95), "ms", note),
                 _row("paced: accept->committed p99", _pct(lat, 0.99), "ms", note),
-                _row("paced: committed leads/s", len(done) / max(max(done) - first, 1e-9) if done else 0.0,
-                     "leads/s", f"offered {PACED_RATE:g}/s"),
+                _row(
+                    "paced: committed leads/s",
+                    len(done) / max(max(done) - first, 1e-9) if done else 0.0,
+                    "leads/s",
+                    f"offered {PACED_RATE:g}/s",
+                ),
             ]
 
             # Burst, two processors: end to end at saturation.
@@ -148,15 +193,26 @@ async def run() -> list[dict[str, Any]]:
             say(f"pipeline: burst of {BURST_N} leads, two processors")
             accepted = {}
             started = time.monotonic()
-            gen, send_s = await _send(target, rate=5000, total=BURST_N, seconds=120, accepted=accepted)
+            gen, send_s = await _send(
+                target, rate=5000, total=BURST_N, seconds=120, accepted=accepted
+            )
             ids = _ids(gen)
             ok = await commits.wait_for(ids)
             last = max((commits.at[r] for r in ids if r in commits.at), default=started)
             rows += [
-                _row("burst: end to end leads/s", len(ids) / max(last - started, 1e-9), "leads/s",
-                     f"{len(ids)} leads, first send -> last commit, 2 processors" + ("" if ok else ", INCOMPLETE")),
-                _row("burst: gateway intake leads/s", len(ids) / max(send_s, 1e-9), "leads/s",
-                     "202s per second, 2 gateway workers, 64 requests in flight"),
+                _row(
+                    "burst: end to end leads/s",
+                    len(ids) / max(last - started, 1e-9),
+                    "leads/s",
+                    f"{len(ids)} leads, first send -> last commit, 2 processors"
+                    + ("" if ok else ", INCOMPLETE"),
+                ),
+                _row(
+                    "burst: gateway intake leads/s",
+                    len(ids) / max(send_s, 1e-9),
+                    "leads/s",
+                    "202s per second, 2 gateway workers, 64 requests in flight",
+                ),
             ]
 
             # Scaling: drain a backlog with one, then two processors.
@@ -165,7 +221,9 @@ async def run() -> list[dict[str, Any]]:
                 await asyncio.to_thread(stop_process, "processor", stack.stack)
                 await asyncio.to_thread(stop_process, EXTRA_PROCESSOR, stack.stack)
                 accepted = {}
-                gen, _ = await _send(target, rate=5000, total=BACKLOG_N, seconds=120, accepted=accepted)
+                gen, _ = await _send(
+                    target, rate=5000, total=BACKLOG_N, seconds=120, accepted=accepted
+                )
                 ids = _ids(gen)
                 say(f"pipeline: backlog of {len(ids)} leads, {replicas} processor(s)")
                 names = ["processor", EXTRA_PROCESSOR][:replicas]
@@ -178,12 +236,24 @@ async def run() -> list[dict[str, Any]]:
                 lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
                 rate = (hi - lo) / max(times[hi] - times[lo], 1e-9) if hi > lo else 0.0
                 rates[replicas] = rate
-                rows.append(_row(f"scaling: {replicas} processor(s) drain a backlog", rate, "leads/s",
-                                 f"{len(ids)} leads waiting on the raw topic; 10th -> 90th percentile commit"
-                                 + ("" if ok else ", INCOMPLETE")))
+                rows.append(
+                    _row(
+                        f"scaling: {replicas} processor(s) drain a backlog",
+                        rate,
+                        "leads/s",
+                        f"{len(ids)} leads waiting on the raw topic; 10th -> 90th percentile commit"
+                        + ("" if ok else ", INCOMPLETE"),
+                    )
+                )
             if rates.get(1):
-                rows.append(_row("scaling: 2 / 1 processors", rates[2] / rates[1], "x",
-                                 f"4 partitions, {os.cpu_count()} cores shared with Kafka, Postgres and the rest"))
+                rows.append(
+                    _row(
+                        "scaling: 2 / 1 processors",
+                        rates[2] / rates[1],
+                        "x",
+                        f"4 partitions, {os.cpu_count()} cores shared with Kafka, Postgres and the rest",
+                    )
+                )
         finally:
             await commits.stop()
     return rows

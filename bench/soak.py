@@ -132,7 +132,11 @@ class SmtpSink:
         class Handler:
             async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                ids = [v.strip() for v in str(msg.get("X-Leadwire-Event-Ids", "")).split(",") if v.strip()]
+                ids = [
+                    v.strip()
+                    for v in str(msg.get("X-Leadwire-Event-Ids", "")).split(",")
+                    if v.strip()
+                ]
                 with sink._lock:
                     sink.messages.append(Mail(list(envelope.rcpt_tos), ids))
                 return "250 OK"
@@ -188,7 +192,8 @@ class SmsSink:
 
 def settings_from_env(env: dict[str, str]) -> CommonSettings:
     values: dict[str, Any] = {
-        k.removeprefix("LEADWIRE_").lower(): v for k, v in env.items()
+        k.removeprefix("LEADWIRE_").lower(): v
+        for k, v in env.items()
         if k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields
     }
     return CommonSettings(**values)
@@ -202,8 +207,14 @@ def _base_env() -> dict[str, str]:
 class SoakStack:
     """A named stack started by the project's launcher, plus service restarts for faults."""
 
-    def __init__(self, name: str, *, port_base: int, extra_env: dict[str, str] | None = None,
-                 pg_fsync: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        port_base: int,
+        extra_env: dict[str, str] | None = None,
+        pg_fsync: bool = True,
+    ) -> None:
         self.name = name
         self.pg_fsync = pg_fsync
         ports = free_ports(len(SERVICES) + 1, port_base)
@@ -240,8 +251,14 @@ class SoakStack:
         log = await asyncio.to_thread(open, log_path, "ab")
         with log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "infra.launch", "up", cwd=ROOT, env=self.launcher_env(),
-                stdout=log, stderr=subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "infra.launch",
+                "up",
+                cwd=ROOT,
+                env=self.launcher_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             try:
                 code = await asyncio.wait_for(proc.wait(), 900)
@@ -255,8 +272,10 @@ class SoakStack:
         self.stack = Stack.for_name(self.name, ROOT, pg_fsync=self.pg_fsync)
         self.env = self._read_stack_env()
         self.settings = settings_from_env(self.env)
-        say(f"stack {self.name} up in {time.monotonic() - started:.0f} s "
-            f"(services on {min(self.ports.values())}-{max(self.ports.values())})")
+        say(
+            f"stack {self.name} up in {time.monotonic() - started:.0f} s "
+            f"(services on {min(self.ports.values())}-{max(self.ports.values())})"
+        )
 
     def _read_stack_env(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -278,10 +297,17 @@ class SoakStack:
 
     def start_service(self, name: str) -> int:
         module = "processor" if name == EXTRA_PROCESSOR else name
-        extra = {"LEADWIRE_PROCESSOR_PORT": str(self.ports[EXTRA_PROCESSOR])} if name == EXTRA_PROCESSOR else {}
+        extra = (
+            {"LEADWIRE_PROCESSOR_PORT": str(self.ports[EXTRA_PROCESSOR])}
+            if name == EXTRA_PROCESSOR
+            else {}
+        )
         return start_process(
-            name, [sys.executable, "-m", f"services.{module}"], self.service_env(**extra),
-            self.stack, inherit_env=False,
+            name,
+            [sys.executable, "-m", f"services.{module}"],
+            self.service_env(**extra),
+            self.stack,
+            inherit_env=False,
         )
 
     def pids(self) -> dict[str, int]:
@@ -315,8 +341,13 @@ class SoakStack:
 
     def _launch_sync(self, command: str) -> int:
         proc = subprocess.run(
-            [sys.executable, "-m", "infra.launch", command], cwd=ROOT, env=self.launcher_env(),
-            capture_output=True, text=True, timeout=300, check=False,
+            [sys.executable, "-m", "infra.launch", command],
+            cwd=ROOT,
+            env=self.launcher_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if proc.returncode != 0:
             say(f"infra.launch {command} exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -335,11 +366,18 @@ class SoakStack:
 
 def run_cli(env: dict[str, str], *args: str) -> Any:
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "--json"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "cli.main", *args, "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"leadwire {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-1000:]}")
+        raise RuntimeError(
+            f"leadwire {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-1000:]}"
+        )
     return orjson.loads(proc.stdout)
 
 
@@ -357,16 +395,26 @@ class WorkspacePlan:
 def plan_workspaces(run_id: str) -> list[WorkspacePlan]:
     return [
         WorkspacePlan(
-            name=f"soak-{run_id}-acme", emails=("sales@acme.example", "ops@acme.example"),
-            high_priority=("product", "Solar"), sms="+16262150100",
-            webhooks=[("site", "generic", "standard", 0.30), ("leadconduit", "leadconduit", "none", 0.20),
-                      ("zapier", "zapier", "none", 0.15)],
+            name=f"soak-{run_id}-acme",
+            emails=("sales@acme.example", "ops@acme.example"),
+            high_priority=("product", "Solar"),
+            sms="+16262150100",
+            webhooks=[
+                ("site", "generic", "standard", 0.30),
+                ("leadconduit", "leadconduit", "none", 0.20),
+                ("zapier", "zapier", "none", 0.15),
+            ],
             board=("Solar leads", "product", "Solar"),
         ),
         WorkspacePlan(
-            name=f"soak-{run_id}-globex", emails=("leads@globex.example",),
-            high_priority=("urgency", "hot"), sms="+16262150101",
-            webhooks=[("facebook", "facebook", "github", 0.20), ("buyerlink", "buyerlink", "standard", 0.15)],
+            name=f"soak-{run_id}-globex",
+            emails=("leads@globex.example",),
+            high_priority=("urgency", "hot"),
+            sms="+16262150101",
+            webhooks=[
+                ("facebook", "facebook", "github", 0.20),
+                ("buyerlink", "buyerlink", "standard", 0.15),
+            ],
         ),
     ]
 
@@ -379,21 +427,71 @@ async def configure(stack: SoakStack, plans: list[WorkspacePlan]) -> list[Target
         plan.id = ws["id"]
         targets = []
         for name, template, auth, weight in plan.webhooks:
-            doc = run_cli(env, "webhook", "create", "--workspace", plan.name, "--name", name,
-                       "--template", template, "--auth", auth)
-            targets.append(Target(
-                name=name, id=doc["id"], url=doc["url"], vendor=template, auth=auth,
-                secret=doc.get("secret"), weight=weight, workspace=plan.name, workspace_id=plan.id,
-            ))
+            doc = run_cli(
+                env,
+                "webhook",
+                "create",
+                "--workspace",
+                plan.name,
+                "--name",
+                name,
+                "--template",
+                template,
+                "--auth",
+                auth,
+            )
+            targets.append(
+                Target(
+                    name=name,
+                    id=doc["id"],
+                    url=doc["url"],
+                    vendor=template,
+                    auth=auth,
+                    secret=doc.get("secret"),
+                    weight=weight,
+                    workspace=plan.name,
+                    workspace_id=plan.id,
+                )
+            )
         if plan.board:
             board, fld, value = plan.board
             run_cli(env, "board", "create", board, "--workspace", plan.name)
-            run_cli(env, "rule", "add", "--workspace", plan.name, "--board", board, "--when", f"{fld}={value}")
-        run_cli(env, "notify", "set-rule", "--workspace", plan.name, "--event", "lead_created",
-             "--channel", "email", "--to", ",".join(plan.emails))
+            run_cli(
+                env,
+                "rule",
+                "add",
+                "--workspace",
+                plan.name,
+                "--board",
+                board,
+                "--when",
+                f"{fld}={value}",
+            )
+        run_cli(
+            env,
+            "notify",
+            "set-rule",
+            "--workspace",
+            plan.name,
+            "--event",
+            "lead_created",
+            "--channel",
+            "email",
+            "--to",
+            ",".join(plan.emails),
+        )
         fld, value = plan.high_priority
-        run_cli(env, "notify", "high-priority", "--workspace", plan.name, "--when", f"{fld}={value}",
-             "--sms", plan.sms)
+        run_cli(
+            env,
+            "notify",
+            "high-priority",
+            "--workspace",
+            plan.name,
+            "--when",
+            f"{fld}={value}",
+            "--sms",
+            plan.sms,
+        )
         return targets
 
     results = await asyncio.gather(*(asyncio.to_thread(one, p) for p in plans))
@@ -421,7 +519,9 @@ class Fault:
 
 
 class Faults:
-    def __init__(self, stack: SoakStack, smtp: SmtpSink, sms: SmsSink, *, down_s: float = 2.0) -> None:
+    def __init__(
+        self, stack: SoakStack, smtp: SmtpSink, sms: SmsSink, *, down_s: float = 2.0
+    ) -> None:
         self.stack = stack
         self.smtp = smtp
         self.sms = sms
@@ -435,7 +535,10 @@ class Faults:
             for name in names:
                 self.stack.start_service(name)
             took = await asyncio.gather(*(self.stack.wait_ready(n) for n in names))
-            return ", ".join(f"{n} ready again {t:.1f} s after restart" for n, t in zip(names, took, strict=True))
+            return ", ".join(
+                f"{n} ready again {t:.1f} s after restart" for n, t in zip(names, took, strict=True)
+            )
+
         return action
 
     def restart(self, component: str) -> Callable[[], Awaitable[str]]:
@@ -443,6 +546,7 @@ class Faults:
             began = time.monotonic()
             await self.stack.stack.restart(component)
             return f"{component} back in {time.monotonic() - began:.1f} s"
+
         return action
 
     def postgres_restart(self, down_s: float) -> Callable[[], Awaitable[str]]:
@@ -452,6 +556,7 @@ class Faults:
             await asyncio.sleep(down_s)
             await self.stack.stack.postgres.start()
             return f"Postgres down {down_s:.0f} s, back {time.monotonic() - began:.1f} s after the stop"
+
         return action
 
     def s3_outage(self, seconds: float) -> Callable[[], Awaitable[str]]:
@@ -460,6 +565,7 @@ class Faults:
             await asyncio.sleep(seconds)
             await self.stack.stack.s3.start()
             return f"S3 stopped for {seconds:.0f} s"
+
         return action
 
     def smtp_outage(self, seconds: float) -> Callable[[], Awaitable[str]]:
@@ -468,6 +574,7 @@ class Faults:
             await asyncio.sleep(seconds)
             await asyncio.to_thread(self.smtp.start)
             return f"SMTP server stopped for {seconds:.0f} s"
+
         return action
 
     def sms_outage(self, seconds: float) -> Callable[[], Awaitable[str]]:
@@ -476,6 +583,7 @@ class Faults:
             await asyncio.sleep(seconds)
             await self.sms.start()
             return f"SMS provider stopped for {seconds:.0f} s"
+
         return action
 
     def schedule(self, seconds: float, *, short: bool) -> list[Fault]:
@@ -525,23 +633,35 @@ class Faults:
 # --- reading what the system did ----------------------------------------------------------------
 
 
-async def topic_partitions(settings: CommonSettings, logical: Iterable[str]) -> list[TopicPartition]:
+async def topic_partitions(
+    settings: CommonSettings, logical: Iterable[str]
+) -> list[TopicPartition]:
     """The partitions of the given topics (those that exist), from fresh cluster metadata."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
     await asyncio.wait_for(admin.start(), 10)
     try:
-        found = await asyncio.wait_for(admin.describe_topics([settings.topic(n) for n in logical]), 10)
+        found = await asyncio.wait_for(
+            admin.describe_topics([settings.topic(n) for n in logical]), 10
+        )
     finally:
         await asyncio.wait_for(admin.close(), 10)
-    return [TopicPartition(t["topic"], p["partition"])
-            for t in found if t.get("error_code") == 0 for p in t.get("partitions", [])]
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in found
+        if t.get("error_code") == 0
+        for p in t.get("partitions", [])
+    ]
 
 
 async def group_lags(settings: CommonSettings) -> dict[str, int]:
     """Per consumer group: end offsets minus committed offsets, over its topics."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                request_timeout_ms=5000, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        request_timeout_ms=5000,
+        enable_auto_commit=False,
+    )
     await asyncio.wait_for(admin.start(), 10)
     try:
         await asyncio.wait_for(consumer.start(), 10)
@@ -576,11 +696,17 @@ async def committed_offsets(settings: CommonSettings, group: str) -> dict[tuple[
         await asyncio.wait_for(admin.close(), 10)
 
 
-async def read_topic(settings: CommonSettings, logical: str) -> list[tuple[int, int, dict[str, Any]]]:
+async def read_topic(
+    settings: CommonSettings, logical: str
+) -> list[tuple[int, int, dict[str, Any]]]:
     """Every message of a topic from offset 0 to its end: (partition, offset, JSON)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await asyncio.wait_for(consumer.start(), 15)
     out: list[tuple[int, int, dict[str, Any]]] = []
     try:
@@ -610,10 +736,13 @@ async def read_topic(settings: CommonSettings, logical: str) -> list[tuple[int, 
 async def notifier_queue(db_url: str) -> dict[str, int]:
     conn = await asyncpg.connect(db_url, timeout=5)
     try:
-        rows = await conn.fetch("SELECT status, count(*) AS n FROM notification_sends GROUP BY status")
+        rows = await conn.fetch(
+            "SELECT status, count(*) AS n FROM notification_sends GROUP BY status"
+        )
         out = {r["status"]: r["n"] for r in rows}
         out["deadletters_unpublished"] = await conn.fetchval(
-            "SELECT count(*) FROM notification_deadletters WHERE published_at IS NULL")
+            "SELECT count(*) FROM notification_deadletters WHERE published_at IS NULL"
+        )
         return out
     finally:
         await conn.close()
@@ -634,7 +763,12 @@ async def drain(stack: SoakStack, deadline_s: float) -> dict[str, Any]:
             lags = await group_lags(stack.settings)
             queue = await notifier_queue(stack.settings.database_url)
             last = {"lags": lags, "queue": queue}
-            busy = sum(lags.values()) + queue.get("pending", 0) + queue.get("sending", 0) + queue["deadletters_unpublished"]
+            busy = (
+                sum(lags.values())
+                + queue.get("pending", 0)
+                + queue.get("sending", 0)
+                + queue["deadletters_unpublished"]
+            )
             calm = calm + 1 if busy == 0 else 0
             if calm >= 3:
                 last["seconds"] = round(time.monotonic() - started, 1)
@@ -653,7 +787,9 @@ async def service_health(stack: SoakStack) -> dict[str, bool]:
     async with aiohttp.ClientSession() as http:
         for name in [*SERVICES, EXTRA_PROCESSOR]:
             try:
-                async with http.get(f"{stack.url(name)}/readyz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                async with http.get(
+                    f"{stack.url(name)}/readyz", timeout=aiohttp.ClientTimeout(total=5)
+                ) as r:
                     out[name] = r.status == 200
             except (aiohttp.ClientError, TimeoutError, OSError):
                 out[name] = False
@@ -682,8 +818,12 @@ class Account:
 
 
 async def account(
-    stack: SoakStack, gen: LoadGenerator, targets: list[Target], plans: list[WorkspacePlan],
-    smtp: SmtpSink, sms: SmsSink,
+    stack: SoakStack,
+    gen: LoadGenerator,
+    targets: list[Target],
+    plans: list[WorkspacePlan],
+    smtp: SmtpSink,
+    sms: SmsSink,
 ) -> Account:
     settings = stack.settings
     assert settings is not None
@@ -697,17 +837,25 @@ async def account(
                       l.request_id::text AS request_id,
                       wr.result->'lead'->'custom'->>'soak_id' AS soak_id
                FROM leads l LEFT JOIN webhook_requests wr ON wr.request_id = l.request_id
-               WHERE l.webhook_id = ANY($1::uuid[])""", ids)
+               WHERE l.webhook_id = ANY($1::uuid[])""",
+            ids,
+        )
         request_rows = await conn.fetch(
             """SELECT request_id::text AS request_id, webhook_id::text AS webhook_id, status,
                       CASE WHEN status = 'processed' THEN result->'lead' END AS lead
-               FROM webhook_requests WHERE webhook_id = ANY($1::uuid[])""", ids)
+               FROM webhook_requests WHERE webhook_id = ANY($1::uuid[])""",
+            ids,
+        )
         contact_counts = {
-            str(r["workspace_id"]): r["n"] for r in await conn.fetch(
+            str(r["workspace_id"]): r["n"]
+            for r in await conn.fetch(
                 "SELECT workspace_id, count(*) AS n FROM contacts WHERE workspace_id = ANY($1::uuid[]) GROUP BY 1",
-                [uuid.UUID(p.id) for p in plans])
+                [uuid.UUID(p.id) for p in plans],
+            )
         }
-        sends = await conn.fetch("SELECT channel, status, count(*) AS n FROM notification_sends GROUP BY 1, 2")
+        sends = await conn.fetch(
+            "SELECT channel, status, count(*) AS n FROM notification_sends GROUP BY 1, 2"
+        )
     finally:
         await conn.close()
     acc.details["notification_sends"] = {f"{r['channel']}/{r['status']}": r["n"] for r in sends}
@@ -754,7 +902,9 @@ async def account(
     async with s3_client(settings) as s3:
         paginator = s3.get_paginator("list_objects_v2")
         for t in targets:
-            async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=f"{t.workspace_id}/{t.id}/"):
+            async for page in paginator.paginate(
+                Bucket=settings.s3_bucket, Prefix=f"{t.workspace_id}/{t.id}/"
+            ):
                 for obj in page.get("Contents", []):
                     archived[t.id].add(obj["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
         async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix="by-request/"):
@@ -765,8 +915,10 @@ async def account(
     analytics: dict[str, dict[str, Any]] = {}
     async with aiohttp.ClientSession() as http:
         for t in targets:
-            async with http.get(f"{stack.url('analytics')}/analytics/webhooks/{t.id}",
-                                timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            async with http.get(
+                f"{stack.url('analytics')}/analytics/webhooks/{t.id}",
+                timeout=aiohttp.ClientTimeout(total=15),
+            ) as resp:
                 analytics[t.id] = (await resp.json())["metrics"] if resp.status == 200 else {}
 
     # Notifications: expected from the processed leads, received at the servers, dead-lettered.
@@ -798,7 +950,9 @@ async def account(
     dead: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for _, _, entry in deadletters:
         for eid in entry.get("event_ids") or []:
-            dead[(str(eid), str(entry.get("channel")), str(entry.get("recipient")))].append(str(entry.get("reason")))
+            dead[(str(eid), str(entry.get("channel")), str(entry.get("recipient")))].append(
+                str(entry.get("reason"))
+            )
 
     # Per webhook.
     items_of: dict[str, list[Item]] = defaultdict(list)
@@ -808,6 +962,7 @@ async def account(
     for item in gen.extras:
         extras_of[item.target.id].append(item)
 
+    issues: dict[str, list[str]] = {}
     for t in targets:
         leads_items = [i for i in items_of[t.id] if i.kind in ("new", "repeat")]
         bad_items = [i for i in items_of[t.id] if i.kind == "bad"]
@@ -833,13 +988,18 @@ async def account(
             item = gen.items[k]
             earlier = [a.status for a in item.attempts[:-1]]
             if item.key is None and 503 in earlier:
-                dup_causes["unkeyed retry after a 503 ('nothing was accepted')"] += len(leads_of[k]) - 1
+                dup_causes["unkeyed retry after a 503 ('nothing was accepted')"] += (
+                    len(leads_of[k]) - 1
+                )
             elif item.key is None and None in earlier:
                 dup_causes["unkeyed retry after a refused connection"] += len(leads_of[k]) - 1
             else:
                 dup_causes["keyed" if item.key else "sent once"] += len(leads_of[k]) - 1
-        phantom = sum(len(v) for k, v in leads_of.items()
-                      if k not in soak_ids and v and v[0]["webhook_id"] == t.id)
+        phantom = sum(
+            len(v)
+            for k, v in leads_of.items()
+            if k not in soak_ids and v and v[0]["webhook_id"] == t.id
+        )
         contacts_of_person: dict[int, set[str]] = defaultdict(set)
         for i in leads_items:
             if i.person is not None:
@@ -852,16 +1012,24 @@ async def account(
         retries = [i for i in extras_of[t.id] if i.kind == "retry"]
         conflicts = [i for i in extras_of[t.id] if i.kind == "conflict"]
         retry_refused = sum(1 for i in retries if i.final == "refused")
-        gateway_rejections = {i.request_id for i in [*bad_items, *conflicts] if i.final == "refused" and i.request_id}
+        gateway_rejections = {
+            i.request_id for i in [*bad_items, *conflicts] if i.final == "refused" and i.request_id
+        }
 
         # The database's finished requests vs outcomes, analytics and the archive.
         statuses = db_status.get(t.id, {})
-        db_counts = Counter("rejected" if s == "duplicate" else s for s in statuses.values() if s in FINAL)
+        db_counts = Counter(
+            "rejected" if s == "duplicate" else s for s in statuses.values() if s in FINAL
+        )
         final_ids = {rid for rid, s in statuses.items() if s in FINAL}
         outcome_rids = set(outcome_type.get(t.id, {}))
         a = analytics.get(t.id, {})
-        a_counts = {"processed": a.get("successful_requests"), "failed": a.get("failed_requests"),
-                    "rejected": a.get("rejected_requests"), "total": a.get("total_requests")}
+        a_counts = {
+            "processed": a.get("successful_requests"),
+            "failed": a.get("failed_requests"),
+            "rejected": a.get("rejected_requests"),
+            "total": a.get("total_requests"),
+        }
         db_total = sum(db_counts.values())
         out_counts = Counter(outcome_type.get(t.id, {}).values())
         archive_ids = archived.get(t.id, set())
@@ -889,73 +1057,162 @@ async def account(
 
         email_row, sms_row = notif("email"), notif("sms")
         row = {
-            "webhook": t.name, "vendor": t.vendor, "auth": t.auth, "keyed": t.keyed,
-            "sent": len(leads_items), "acked": len(acked),
-            "not_acked": len(leads_items) - len(acked), "indeterminate": len(indeterminate),
+            "webhook": t.name,
+            "vendor": t.vendor,
+            "auth": t.auth,
+            "keyed": t.keyed,
+            "sent": len(leads_items),
+            "acked": len(acked),
+            "not_acked": len(leads_items) - len(acked),
+            "indeterminate": len(indeterminate),
             "delivered": sum(1 for i in acked if leads_of.get(i.soak_id)),
-            "lost": lost_gateway + lost_processor, "lost_gateway": lost_gateway,
-            "lost_processor": lost_processor, "unseen": unseen,
-            "dup_leads": dup_leads, "dup_causes": dict(dup_causes), "dup_contacts": dup_contacts, "phantom_leads": phantom,
+            "lost": lost_gateway + lost_processor,
+            "lost_gateway": lost_gateway,
+            "lost_processor": lost_processor,
+            "unseen": unseen,
+            "dup_leads": dup_leads,
+            "dup_causes": dict(dup_causes),
+            "dup_contacts": dup_contacts,
+            "phantom_leads": phantom,
             "unattributed_leads": unattributed.get(t.id, 0),
             "repeats": sum(1 for i in leads_items if i.kind == "repeat"),
-            "bad": len(bad_items), "bad_400": bad_400, "bad_accepted": bad_accepted,
-            "vendor_retries": len(retries), "retries_refused": retry_refused,
-            "conflicts": len(conflicts), "conflicts_409": sum(1 for i in conflicts if i.last_status == 409),
-            "answered_503": sum(1 for i in [*leads_items, *bad_items, *retries, *conflicts]
-                                for s in i.status_codes if s == 503),
-            "db": dict(db_counts), "db_total": db_total,
-            "outcomes": dict(out_counts), "outcomes_missing": len(final_ids - outcome_rids),
+            "bad": len(bad_items),
+            "bad_400": bad_400,
+            "bad_accepted": bad_accepted,
+            "vendor_retries": len(retries),
+            "retries_refused": retry_refused,
+            "conflicts": len(conflicts),
+            "conflicts_409": sum(1 for i in conflicts if i.last_status == 409),
+            "answered_503": sum(
+                1
+                for i in [*leads_items, *bad_items, *retries, *conflicts]
+                for s in i.status_codes
+                if s == 503
+            ),
+            "db": dict(db_counts),
+            "db_total": db_total,
+            "outcomes": dict(out_counts),
+            "outcomes_missing": len(final_ids - outcome_rids),
             "outcomes_not_in_db": len(outcome_rids - final_ids),
             "rejections_not_in_db": rejections_not_in_db,
             "analytics": a_counts,
-            "archive_expected": len(final_ids), "archive_records": len(archive_ids & final_ids),
-            "archive_missing": len(final_ids - archive_ids), "archive_extra": len(archive_ids - final_ids),
-            "pointers_missing": len(final_ids - pointers),
-            "email": email_row, "sms": sms_row,
+            "archive_expected": len(final_ids),
+            "archive_records": len(archive_ids & final_ids),
+            "archive_missing": len(final_ids - archive_ids),
+            "archive_extra": len(archive_ids - final_ids),
+            "pointers_missing": len(set(outcome_type.get(t.id, {})) - pointers),
+            "email": email_row,
+            "sms": sms_row,
             "examples": {
                 "lost": lost_ids[:10],
-                "no_outcome": [f"{rid} ({statuses[rid]})" for rid in sorted(final_ids - outcome_rids)[:10]],
+                "no_outcome": [
+                    f"{rid} ({statuses[rid]})" for rid in sorted(final_ids - outcome_rids)[:10]
+                ],
                 "not_archived": sorted(final_ids - archive_ids)[:10],
                 "dup_leads": dup_ids[:10],
             },
         }
         acc.rows.append(row)
         name = t.name
-        for key in ("lost", "unseen", "dup_leads", "dup_contacts", "phantom_leads", "bad_accepted",
-                    "retries_refused", "outcomes_missing", "archive_missing", "archive_extra",
-                    "pointers_missing"):
+
+        def breach(what: str, detail: object, name: str = name) -> None:
+            issues.setdefault(what, []).append(f"{name} {detail}")
+
+        for key, what in (
+            ("lost", "LOST: acknowledged, never in the database"),
+            ("unseen", "UNSEEN: acknowledged, not processed after the drain"),
+            ("dup_contacts", "DUPLICATE CONTACTS"),
+            ("phantom_leads", "leads with an id the generator never sent"),
+            ("bad_accepted", "bad payloads acknowledged"),
+            ("retries_refused", "vendor retries (same key, same body) refused"),
+        ):
             if row[key]:
-                acc.broken.append(f"{name}: {key} = {row[key]}")
-        if dup_causes:
-            acc.broken.append(f"{name}: duplicate leads by cause: {dict(dup_causes)}")
-        if row["outcomes_not_in_db"] or row["rejections_not_in_db"]:
-            acc.broken.append(f"{name}: outcomes without a database row = {row['outcomes_not_in_db']}, "
-                              f"gateway rejections not in the database = {row['rejections_not_in_db']}")
-        for kind in ("processed", "failed", "rejected"):
-            if (a_counts[kind] or 0) != db_counts.get(kind, 0):
-                acc.broken.append(f"{name}: analytics {kind} {a_counts[kind]} != database {db_counts.get(kind, 0)}")
-        if (a_counts["total"] or 0) != db_total:
-            acc.broken.append(f"{name}: analytics total {a_counts['total']} != database {db_total}")
+                breach(what, row[key])
+        for cause, count in dup_causes.items():
+            breach(f"DUPLICATE LEADS: {cause}", count)
+        if row["outcomes_missing"]:
+            breach(
+                "requests finished in the database without an outcome event (so not counted, "
+                "not archived, not notified)",
+                row["outcomes_missing"],
+            )
+        without_row = len(outcome_rids - final_ids)
+        if without_row or rejections_not_in_db:
+            breach(
+                "outcome events (gateway rejections) without a database row",
+                max(without_row, rejections_not_in_db),
+            )
+        # The consumers against what they consume (the outcome topic) ...
+        mismatch = [
+            f"{k} {a_counts[k]}/{out_counts.get(k, 0)}"
+            for k in ("processed", "failed", "rejected")
+            if (a_counts[k] or 0) != out_counts.get(k, 0)
+        ]
+        if mismatch:
+            breach("analytics != outcome topic", ", ".join(mismatch))
+        outcome_final = set(outcome_type.get(t.id, {}))
+        if outcome_final - archive_ids or archive_ids - outcome_final:
+            breach(
+                "archive != outcome topic (missing/extra)",
+                f"{len(outcome_final - archive_ids)}/{len(archive_ids - outcome_final)}",
+            )
+        if row["pointers_missing"]:
+            breach("archive pointers missing", row["pointers_missing"])
+        # ... and against the database.
+        mismatch = [
+            f"{k} {a_counts[k]}/{db_counts.get(k, 0)}"
+            for k in ("processed", "failed", "rejected")
+            if (a_counts[k] or 0) != db_counts.get(k, 0)
+        ]
+        if mismatch:
+            breach("analytics != database (analytics/db)", ", ".join(mismatch))
+        if row["archive_missing"] or row["archive_extra"]:
+            breach(
+                "archive != database (missing/extra)",
+                f"{row['archive_missing']}/{row['archive_extra']}",
+            )
         for channel in ("email", "sms"):
             n = email_row if channel == "email" else sms_row
             for key in ("missing", "sent_twice", "sent_and_deadlettered"):
                 if n.get(key):
-                    acc.broken.append(f"{name}: {channel} notifications {key} = {n[key]}")
+                    breach(f"{channel} notifications {key.replace('_', ' ')}", n[key])
 
+    for what, where in issues.items():
+        acc.broken.append(f"{what}: {', '.join(where)}")
     unexpected = [k for k in got if k not in expected]
     if unexpected:
         acc.broken.append(f"notifications for no expected event: {len(unexpected)}")
     for plan in plans:
-        persons = {i.person.n for i in gen.items.values()
-                   if i.person is not None and i.target.workspace_id == plan.id and leads_of.get(i.soak_id)}
+        persons = {
+            i.person.n
+            for i in gen.items.values()
+            if i.person is not None and i.target.workspace_id == plan.id and leads_of.get(i.soak_id)
+        }
         have = contact_counts.get(plan.id, 0)
         acc.details[f"contacts_{plan.name}"] = {"contacts": have, "people_with_leads": len(persons)}
         if have != len(persons):
             acc.broken.append(f"{plan.name}: {have} contacts for {len(persons)} people")
     acc.details["unexpected_notifications"] = len(unexpected)
-    acc.totals = {k: sum(r[k] for r in acc.rows) for k in (
-        "sent", "acked", "not_acked", "indeterminate", "delivered", "lost", "unseen", "dup_leads",
-        "dup_contacts", "bad", "bad_400", "bad_accepted", "vendor_retries", "conflicts", "answered_503")}
+    acc.totals = {
+        k: sum(r[k] for r in acc.rows)
+        for k in (
+            "sent",
+            "acked",
+            "not_acked",
+            "indeterminate",
+            "delivered",
+            "lost",
+            "unseen",
+            "dup_leads",
+            "dup_contacts",
+            "bad",
+            "bad_400",
+            "bad_accepted",
+            "vendor_retries",
+            "conflicts",
+            "answered_503",
+        )
+    }
     return acc
 
 
@@ -964,44 +1221,121 @@ async def account(
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(
+            h.rjust(w) if i else h.ljust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
     for r in cells:
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
 def render(acc: Account, meta: dict[str, Any]) -> str:
-    out = [f"\nleadwire soak: {meta['seconds']:.0f} s of load at {meta['rate']:g} leads/s, "
-           f"stack {meta['stack']}, {meta['faults']} faults; lag drained: "
-           f"{meta['drain'].get('drained')} after {meta['drain'].get('seconds')} s\n"]
+    out = [
+        f"\nleadwire soak: {meta['seconds']:.0f} s of load at {meta['rate']:g} leads/s, "
+        f"stack {meta['stack']}, {meta['faults']} faults; lag drained: "
+        f"{meta['drain'].get('drained')} after {meta['drain'].get('seconds')} s\n"
+    ]
     out.append("Delivery (leads with a unique id; acked = answered 2xx)")
-    headers = ["webhook", "sent", "acked", "delivered", "lost", "dup leads", "dup contacts", "unseen",
-               "not acked", "indeterm.", "repeats", "retries", "conflicts", "bad->400", "bad acked", "503s"]
-    rows = [[r["webhook"], r["sent"], r["acked"], r["delivered"], r["lost"], r["dup_leads"],
-             r["dup_contacts"], r["unseen"], r["not_acked"], r["indeterminate"], r["repeats"],
-             r["vendor_retries"], f"{r['conflicts_409']}/{r['conflicts']}",
-             f"{r['bad_400']}/{r['bad']}", r["bad_accepted"], r["answered_503"]] for r in acc.rows]
+    headers = [
+        "webhook",
+        "sent",
+        "acked",
+        "delivered",
+        "lost",
+        "dup leads",
+        "dup contacts",
+        "unseen",
+        "not acked",
+        "indeterm.",
+        "repeats",
+        "retries",
+        "conflicts",
+        "bad->400",
+        "bad acked",
+        "503s",
+    ]
+    rows = [
+        [
+            r["webhook"],
+            r["sent"],
+            r["acked"],
+            r["delivered"],
+            r["lost"],
+            r["dup_leads"],
+            r["dup_contacts"],
+            r["unseen"],
+            r["not_acked"],
+            r["indeterminate"],
+            r["repeats"],
+            r["vendor_retries"],
+            f"{r['conflicts_409']}/{r['conflicts']}",
+            f"{r['bad_400']}/{r['bad']}",
+            r["bad_accepted"],
+            r["answered_503"],
+        ]
+        for r in acc.rows
+    ]
     t = acc.totals
-    rows.append(["TOTAL", t["sent"], t["acked"], t["delivered"], t["lost"], t["dup_leads"], t["dup_contacts"],
-                 t["unseen"], t["not_acked"], t["indeterminate"], "", t["vendor_retries"], t["conflicts"],
-                 f"{t['bad_400']}/{t['bad']}", t["bad_accepted"], t["answered_503"]])
+    rows.append(
+        [
+            "TOTAL",
+            t["sent"],
+            t["acked"],
+            t["delivered"],
+            t["lost"],
+            t["dup_leads"],
+            t["dup_contacts"],
+            t["unseen"],
+            t["not_acked"],
+            t["indeterminate"],
+            "",
+            t["vendor_retries"],
+            t["conflicts"],
+            f"{t['bad_400']}/{t['bad']}",
+            t["bad_accepted"],
+            t["answered_503"],
+        ]
+    )
     out.append(_table(headers, rows))
     out.append("\nConsumers vs the database (db = finished requests: processed/failed/rejected)")
-    headers = ["webhook", "db p/f/r", "outcomes miss", "analytics p/f/r", "archive have/exp",
-               "email sent/dlq/exp", "email 2x|miss", "sms sent/dlq/exp", "sms 2x|miss"]
+    headers = [
+        "webhook",
+        "db p/f/r",
+        "outcomes miss",
+        "analytics p/f/r",
+        "archive have/exp",
+        "email sent/dlq/exp",
+        "email 2x|miss",
+        "sms sent/dlq/exp",
+        "sms 2x|miss",
+    ]
     rows = []
     for r in acc.rows:
         db, an, em, sm = r["db"], r["analytics"], r["email"], r["sms"]
-        rows.append([
-            r["webhook"], f"{db.get('processed', 0)}/{db.get('failed', 0)}/{db.get('rejected', 0)}",
-            r["outcomes_missing"], f"{an['processed']}/{an['failed']}/{an['rejected']}",
-            f"{r['archive_records']}/{r['archive_expected']}",
-            f"{em.get('sent', 0)}/{em.get('deadlettered', 0)}/{em.get('expected', 0)}",
-            f"{em.get('sent_twice', 0)}|{em.get('missing', 0)}",
-            f"{sm.get('sent', 0)}/{sm.get('deadlettered', 0)}/{sm.get('expected', 0)}",
-            f"{sm.get('sent_twice', 0)}|{sm.get('missing', 0)}",
-        ])
+        rows.append(
+            [
+                r["webhook"],
+                f"{db.get('processed', 0)}/{db.get('failed', 0)}/{db.get('rejected', 0)}",
+                r["outcomes_missing"],
+                f"{an['processed']}/{an['failed']}/{an['rejected']}",
+                f"{r['archive_records']}/{r['archive_expected']}",
+                f"{em.get('sent', 0)}/{em.get('deadlettered', 0)}/{em.get('expected', 0)}",
+                f"{em.get('sent_twice', 0)}|{em.get('missing', 0)}",
+                f"{sm.get('sent', 0)}/{sm.get('deadlettered', 0)}/{sm.get('expected', 0)}",
+                f"{sm.get('sent_twice', 0)}|{sm.get('missing', 0)}",
+            ]
+        )
     out.append(_table(headers, rows))
     out.append("\nFaults")
     for f in meta["fault_records"]:
@@ -1011,7 +1345,9 @@ def render(acc: Account, meta: dict[str, Any]) -> str:
         out.append("\nPROMISES BROKEN:")
         out += [f"  - {b}" for b in acc.broken]
     else:
-        out.append("\nAll promises held: lost 0, duplicates 0, unseen 0, every consumer matches the database.")
+        out.append(
+            "\nAll promises held: lost 0, duplicates 0, unseen 0, every consumer matches the database."
+        )
     return "\n".join(out)
 
 
@@ -1063,8 +1399,15 @@ def keep_artifacts(stack: SoakStack, keep: int = 10) -> Path | None:
 
 
 async def run_soak(
-    *, seconds: float = 300.0, rate: float = 25.0, stack_name: str = "soak", short: bool = False,
-    drain_s: float = 300.0, port_base: int = 18400, destroy_after: bool = False, seed: int = 7,
+    *,
+    seconds: float = 300.0,
+    rate: float = 25.0,
+    stack_name: str = "soak",
+    short: bool = False,
+    drain_s: float = 300.0,
+    port_base: int = 18400,
+    destroy_after: bool = False,
+    seed: int = 7,
 ) -> SoakResult:
     run_id = uuid.uuid4().hex[:6]
     smtp_port, sms_port = free_ports(2, port_base + 50)
@@ -1073,12 +1416,17 @@ async def run_soak(
         "LEADWIRE_INGEST_WORKERS": "2",
         # Every vendor comes from 127.0.0.1 here: the per-address limit would throttle them all.
         "LEADWIRE_IP_RATE_PER_MINUTE": "0",
-        "LEADWIRE_SMTP_HOST": "127.0.0.1", "LEADWIRE_SMTP_PORT": str(smtp_port),
-        "LEADWIRE_SMTP_STARTTLS": "false", "LEADWIRE_SMTP_FROM": "leadwire <soak@leadwire.localhost>",
-        "LEADWIRE_SMS_BASE_URL": sms.base_url, "LEADWIRE_SMS_ACCOUNT_SID": SMS_SID,
-        "LEADWIRE_SMS_AUTH_TOKEN": SMS_TOKEN, "LEADWIRE_SMS_FROM": SMS_FROM,
+        "LEADWIRE_SMTP_HOST": "127.0.0.1",
+        "LEADWIRE_SMTP_PORT": str(smtp_port),
+        "LEADWIRE_SMTP_STARTTLS": "false",
+        "LEADWIRE_SMTP_FROM": "leadwire <soak@leadwire.localhost>",
+        "LEADWIRE_SMS_BASE_URL": sms.base_url,
+        "LEADWIRE_SMS_ACCOUNT_SID": SMS_SID,
+        "LEADWIRE_SMS_AUTH_TOKEN": SMS_TOKEN,
+        "LEADWIRE_SMS_FROM": SMS_FROM,
         # A send interrupted by kill -9 is settled (dead-lettered as interrupted) within the drain.
-        "LEADWIRE_NOTIFY_SEND_TIMEOUT_S": "5", "LEADWIRE_NOTIFY_CLAIM_LEASE_S": "20",
+        "LEADWIRE_NOTIFY_SEND_TIMEOUT_S": "5",
+        "LEADWIRE_NOTIFY_CLAIM_LEASE_S": "20",
     }
     stack = SoakStack(stack_name, port_base=port_base, extra_env=extra_env)
     smtp.start()
@@ -1089,11 +1437,19 @@ async def run_soak(
             await stack.wait_ready(EXTRA_PROCESSOR)
             plans = plan_workspaces(run_id)
             targets = await configure(stack, plans)
-            say(f"configured {len(targets)} webhooks in {len(plans)} workspaces; "
-                f"load: {rate:g} leads/s for {seconds:.0f} s")
+            say(
+                f"configured {len(targets)} webhooks in {len(plans)} workspaces; "
+                f"load: {rate:g} leads/s for {seconds:.0f} s"
+            )
             gen = LoadGenerator(
-                targets, rate=rate, total=int(rate * seconds) + 1, seconds=seconds, mix=Mix(),
-                seed=seed, run_id=run_id, record_path=stack.dir / "requests.jsonl",
+                targets,
+                rate=rate,
+                total=int(rate * seconds) + 1,
+                seconds=seconds,
+                mix=Mix(),
+                seed=seed,
+                run_id=run_id,
+                record_path=stack.dir / "requests.jsonl",
             )
             faults = Faults(stack, smtp, sms)
             schedule = faults.schedule(seconds, short=short)
@@ -1108,26 +1464,38 @@ async def run_soak(
                 for task in (load, fault_task):
                     if not task.done():
                         task.cancel()
-            say(f"load done ({len(gen.items)} leads, {len(gen.extras)} retries/conflicts); draining "
-                f"(at most {drain_s:.0f} s)")
+            say(
+                f"load done ({len(gen.items)} leads, {len(gen.extras)} retries/conflicts); draining "
+                f"(at most {drain_s:.0f} s)"
+            )
             drained = await drain(stack, drain_s)
             say(f"drain: {drained}")
             health = await service_health(stack)
             acc = await account(stack, gen, targets, plans, smtp, sms)
             if not drained.get("drained"):
-                acc.broken.append(f"lag or notifier queue did not drain within {drain_s:.0f} s: {drained}")
+                acc.broken.append(
+                    f"lag or notifier queue did not drain within {drain_s:.0f} s: {drained}"
+                )
             down = [n for n, ok in health.items() if not ok]
             if down:
                 acc.broken.append(f"not ready at the end: {', '.join(down)}")
             meta = {
-                "stack": stack_name, "run_id": run_id, "seconds": seconds, "rate": rate,
-                "faults": len(faults.records), "drain": drained, "health": health,
+                "stack": stack_name,
+                "run_id": run_id,
+                "seconds": seconds,
+                "rate": rate,
+                "faults": len(faults.records),
+                "drain": drained,
+                "health": health,
                 "fault_records": [vars(r) for r in faults.records],
-                "loadgen": gen.summary(), "details": acc.details,
+                "loadgen": gen.summary(),
+                "details": acc.details,
             }
             text = render(acc, meta)
             report = {"meta": meta, "rows": acc.rows, "totals": acc.totals, "broken": acc.broken}
-            (stack.dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str))
+            (stack.dir / "report.json").write_bytes(
+                orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str)
+            )
             (stack.dir / "report.txt").write_text(text + "\n")
             result = SoakResult(acc, meta, text)
     finally:
@@ -1142,13 +1510,18 @@ async def _progress(gen: LoadGenerator, seconds: float) -> None:
     while True:
         await asyncio.sleep(15)
         acked = sum(1 for i in gen.items.values() if i.acked)
-        say(f"t={gen.elapsed():.0f}/{seconds:.0f} s: {len(gen.items)} leads sent, {acked} acked, "
-            f"answers {dict(gen.counts)}")
+        say(
+            f"t={gen.elapsed():.0f}/{seconds:.0f} s: {len(gen.items)} leads sent, {acked} acked, "
+            f"answers {dict(gen.counts)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 300)))
     parser.add_argument("--rate", type=float, default=25.0, help="leads per second (default 25)")
     parser.add_argument("--stack", default=os.environ.get("LEADWIRE_SOAK_STACK", "soak"))
@@ -1163,8 +1536,12 @@ def main(argv: list[str] | None = None) -> int:
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         return await run_soak(
-            seconds=args.seconds, rate=args.rate, stack_name=args.stack, short=args.short,
-            drain_s=args.drain_seconds, port_base=args.port_base,
+            seconds=args.seconds,
+            rate=args.rate,
+            stack_name=args.stack,
+            short=args.short,
+            drain_s=args.drain_seconds,
+            port_base=args.port_base,
         )
 
     try:

@@ -26,8 +26,13 @@ RATE = 12.0
 async def test_short_soak_loses_nothing_duplicates_nothing_and_consumers_match() -> None:
     name = f"soak-{uuid.uuid4().hex[:6]}"
     result = await run_soak(
-        seconds=SECONDS, rate=RATE, stack_name=name, short=True, drain_s=300.0,
-        port_base=random.randrange(19000, 21000, 20), destroy_after=True,
+        seconds=SECONDS,
+        rate=RATE,
+        stack_name=name,
+        short=True,
+        drain_s=300.0,
+        port_base=random.randrange(19000, 21000, 20),
+        destroy_after=True,
     )
     print(result.text)
     totals = result.account.totals
