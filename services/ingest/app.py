@@ -26,6 +26,7 @@ from services.ingest import handlers, openapi
 from services.ingest.config import ConfigCache
 from services.ingest.enqueue import KafkaLink
 from services.ingest.handlers import Deps, error_response
+from services.ingest.indeterminate import Indeterminate
 from services.ingest.limits import ClientAddress, TokenBuckets
 from services.ingest.listener import Listener, Waiters
 from services.ingest.metrics import REJECTIONS, WebhookLabels
@@ -68,6 +69,7 @@ def create_app(
         client_address=ClientAddress(settings.trusted_proxies),
         labels=WebhookLabels(settings.metrics_max_webhooks),
         workers=max(1, workers),
+        indeterminate=Indeterminate(settings.indeterminate_ttl_s),
     )
     app = web.Application(
         middlewares=[_json_errors],
@@ -107,6 +109,7 @@ async def _resources(_app: web.Application, *, deps: Deps) -> AsyncIterator[None
         on_config=deps.cache.invalidate,
         waiters=deps.waiters,
         on_reconnect=deps.cache.clear,
+        on_indeterminate=deps.indeterminate.activate,
     )
     tasks = [
         asyncio.create_task(deps.kafka.run(), name="ingest-kafka"),
@@ -139,6 +142,8 @@ async def _connect_db(deps: Deps, pool_box: list[asyncpg.Pool]) -> None:
             backoff = min(backoff * 2, 5.0)
             continue
         pool_box.append(pool)
+        # Windows opened by other workers before this one listened.
+        await deps.indeterminate.catch_up(pool)
         repo = Repository(pool)
         deps.repo = repo
         deps.cache.set_loader(repo.webhook_config)

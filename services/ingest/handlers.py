@@ -41,6 +41,7 @@ from aiohttp import web
 from services.ingest import auth
 from services.ingest.config import ConfigCache, ConfigUnavailable, WebhookConfig
 from services.ingest.enqueue import KafkaDown, KafkaLink
+from services.ingest.indeterminate import Indeterminate
 from services.ingest.limits import (
     BodyTimeout,
     BodyTooLarge,
@@ -132,6 +133,7 @@ class Deps:
     background: Background = field(default_factory=Background)
     # Rate limits are per process: a limit is shared out among this many workers.
     workers: int = 1
+    indeterminate: Indeterminate = field(default_factory=Indeterminate)
     lookup: BatchedLookup = field(init=False)
 
     def __post_init__(self) -> None:
@@ -443,6 +445,10 @@ async def _receive(
         return ctx.reject(400, "invalid_idempotency_key", [FieldError(field="idempotency_key", code="too_long", message=f"the idempotency key is longer than {MAX_IDEMPOTENCY_KEY} characters")], payload)
     ctx.key = key
     request_id = request_id_for(config.id, key)
+    if key is None:
+        # A byte-identical retry of an indeterminate 503 is the same request.
+        pool = deps.repo.pool if deps.repo is not None else None
+        request_id = await deps.indeterminate.lookup(pool, config.id, body_sha) or request_id
     wait_s = wait_preference(request.headers.get("Prefer"), settings.max_wait_s)
     if key is not None:
         answer = await _answer_retry(deps, config, request_id, body_sha, wait_s, ctx, payload)
@@ -480,12 +486,28 @@ async def _receive(
                 topics.RAW, encode(event), key=str(config.workspace_id),
                 bound_s=settings.enqueue_timeout_s,
             )
-        except KafkaUnavailable as exc:
-            if not isinstance(exc, KafkaDown):  # (while down, one line from the link says so)
-                log.warning("enqueue_failed", request_id=str(request_id))
+        except KafkaDown:
+            # Known down before sending: nothing was handed to the producer.
             return _refuse(
                 "kafka_unavailable", 503, "unavailable",
                 "the lead could not be queued; nothing was accepted, retry later",
+                headers={"Retry-After": str(settings.retry_after_s)},
+            )
+        except KafkaUnavailable:
+            # Not acknowledged in time, but the producer may still deliver it: a retry
+            # carries the same idempotency key, or (unkeyed) the same bytes, and maps to
+            # this request id, so it never makes a second lead.
+            log.warning("enqueue_failed", request_id=str(request_id))
+            if key is None:
+                deps.indeterminate.remember(config.id, body_sha, request_id)
+                pool = deps.repo.pool if deps.repo is not None else None
+                deps.background.spawn(
+                    deps.indeterminate.record(pool, config.id, body_sha, request_id)
+                )
+            return _refuse(
+                "kafka_unavailable", 503, "unavailable",
+                "the lead was not confirmed queued; retry later with the same body "
+                "(or the same idempotency key): a retry never makes a second lead",
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
         deps.recent.add(request_id, Accepted(config.id, body_sha, received_at))

@@ -3,6 +3,8 @@
 - ``leadwire_config`` (``webhooks:<id>`` / ``workspaces:<id>``): drop cached config.
 - ``leadwire_request_done`` (``<request_id>``): the processor stored a request's result;
   wake the ``Prefer: wait`` requests waiting for it.
+- ``leadwire_ingest_indeterminate``: a gateway answered an indeterminate 503; look up
+  unkeyed retries for a while (see indeterminate.py).
 
 The connection is checked every few seconds and re-opened when Postgres restarts; on
 every (re)connect the whole config cache is dropped and every waiter re-checks the table,
@@ -24,6 +26,7 @@ log = get_logger(__name__)
 
 CONFIG_CHANNEL = "leadwire_config"
 DONE_CHANNEL = "leadwire_request_done"
+INDETERMINATE_CHANNEL = "leadwire_ingest_indeterminate"
 
 
 class Waiters:
@@ -65,8 +68,10 @@ class Listener:
         on_config: Callable[[str], None],
         waiters: Waiters,
         on_reconnect: Callable[[], None],
+        on_indeterminate: Callable[[], None] = lambda: None,
         check_interval_s: float = 5.0,
     ) -> None:
+        self._on_indeterminate = on_indeterminate
         self._dsn = dsn
         self._on_config = on_config
         self._waiters = waiters
@@ -95,6 +100,9 @@ class Listener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CONFIG_CHANNEL, self._config)
                 await conn.add_listener(DONE_CHANNEL, self._done)
+                await conn.add_listener(
+                    INDETERMINATE_CHANNEL, lambda *_args: self._on_indeterminate()
+                )
                 self.connected = True
                 self.ever_connected.set()
                 backoff = 0.2

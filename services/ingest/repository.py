@@ -45,6 +45,10 @@ class Repository:
         self._pool = pool
         self._timeout = timeout
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     async def webhook_config(self, webhook_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(_CONFIG, webhook_id, timeout=self._timeout)
         return dict(row) if row is not None else None

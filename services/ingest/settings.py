@@ -46,6 +46,10 @@ class IngestSettings(CommonSettings):
     # (then it answers 503 until they do).
     startup_ready_wait_s: float = Field(default=30.0, ge=0)
 
+    # How long an unkeyed request answered 503 after a publish timeout is remembered, so
+    # a byte-identical retry reuses its request id (services/ingest/indeterminate.py).
+    indeterminate_ttl_s: float = Field(default=900.0, gt=0)
+
     # Prefer: wait=N is clamped to this.
     max_wait_s: float = Field(default=30.0, ge=0)
 
