@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,9 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 CONSUMER_LAG = Gauge("leadwire_consumer_lag", "Highwater minus position", ["topic", "partition"])
-DEADLETTERED = Counter("leadwire_deadlettered_total", "Messages sent to the dead-letter topic", ["topic"])
+DEADLETTERED = Counter(
+    "leadwire_deadlettered_total", "Messages sent to the dead-letter topic", ["topic"]
+)
 
 
 class KafkaUnavailable(Exception):
@@ -91,8 +94,44 @@ class Publisher:
     def __init__(self, settings: CommonSettings, *, client_id: str = "leadwire") -> None:
         self._settings = settings
         self._timeout = settings.kafka_timeout_s
-        self._producer = AIOKafkaProducer(client_id=client_id, **producer_config(settings))
+        self._client_id = client_id
+        self._producer = self._new_producer()
         self._started = False
+        # After a failed send the producer is replaced before the next one: across a
+        # broker restart aiokafka's idempotent producer can stay wedged (out-of-order
+        # sequence numbers), timing out every send until it is recreated.
+        self._renew = False
+        self._renew_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(client_id=self._client_id, **producer_config(self._settings))
+
+    async def _renew_if_needed(self) -> None:
+        if not self._renew:
+            return
+        async with self._renew_lock:
+            if not self._renew:
+                return
+            fresh = self._new_producer()
+            try:
+                await asyncio.wait_for(fresh.start(), self._timeout)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fresh.stop(), self._timeout)
+                raise KafkaUnavailable(
+                    f"cannot reach Kafka at {self._settings.kafka_bootstrap}"
+                ) from exc
+            old, self._producer, self._renew = self._producer, fresh, False
+            # The old one may still deliver what it buffered (consumers dedupe by id).
+            task = asyncio.create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            log.info("kafka_producer_renewed")
+
+    async def _retire(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), self._timeout)
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -103,11 +142,15 @@ class Publisher:
             await asyncio.wait_for(self._producer.start(), self._timeout)
         except (TimeoutError, KafkaError, OSError) as exc:
             await self.stop()
-            raise KafkaUnavailable(f"cannot reach Kafka at {self._settings.kafka_bootstrap}") from exc
+            raise KafkaUnavailable(
+                f"cannot reach Kafka at {self._settings.kafka_bootstrap}"
+            ) from exc
         self._started = True
 
     async def stop(self) -> None:
         """Flush what is buffered and close; bounded, never hangs (aiokafka#1101)."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         try:
             await asyncio.wait_for(self._producer.stop(), self._timeout)
         except (TimeoutError, KafkaError, OSError):
@@ -122,12 +165,17 @@ class Publisher:
         await self.stop()
 
     async def publish(
-        self, topic: str, event: BaseModel | bytes, *, key: str | None = None,
+        self,
+        topic: str,
+        event: BaseModel | bytes,
+        *,
+        key: str | None = None,
         timeout: float | None = None,
     ) -> RecordMetadata:
         """Send one message and wait for the broker's acks=all acknowledgement."""
         value = event if isinstance(event, bytes) else encode(event)
         full = self._settings.topic(topic)
+        await self._renew_if_needed()
         started = time.perf_counter()
         try:
             meta = await asyncio.wait_for(
@@ -135,33 +183,42 @@ class Publisher:
                 timeout or self._timeout,
             )
         except (TimeoutError, KafkaError, OSError) as exc:
-            raise KafkaUnavailable(f"publish to {full} not acknowledged: {type(exc).__name__}") from exc
+            self._renew = True
+            raise KafkaUnavailable(
+                f"publish to {full} not acknowledged: {type(exc).__name__}"
+            ) from exc
         PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
         return meta
 
     async def publish_many(
-        self, topic: str, items: Sequence[tuple[str | None, BaseModel | bytes]],
-        *, timeout: float | None = None,
+        self,
+        topic: str,
+        items: Sequence[tuple[str | None, BaseModel | bytes]],
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Send many messages, then wait until all are acknowledged (one bound for all)."""
         if not items:
             return
         full = self._settings.topic(topic)
+        await self._renew_if_needed()
         started = time.perf_counter()
+        producer = self._producer
 
         async def _send_all() -> None:
             futures = []
             for key, event in items:
                 value = event if isinstance(event, bytes) else encode(event)
-                futures.append(
-                    await self._producer.send(full, value, key=key.encode() if key else None)
-                )
+                futures.append(await producer.send(full, value, key=key.encode() if key else None))
             await asyncio.gather(*futures)
 
         try:
             await asyncio.wait_for(_send_all(), timeout or self._timeout)
         except (TimeoutError, KafkaError, OSError) as exc:
-            raise KafkaUnavailable(f"publish to {full} not acknowledged: {type(exc).__name__}") from exc
+            self._renew = True
+            raise KafkaUnavailable(
+                f"publish to {full} not acknowledged: {type(exc).__name__}"
+            ) from exc
         PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
     async def probe(self, timeout: float = 2.0) -> bool:
@@ -414,7 +471,9 @@ class ConsumerRunner(Generic[E]):
             self._progress.pending[tp] = record.offset + 1
             self._positions[tp] = record.offset + 1
         if records:
-            BATCH_SIZE.labels(self._logical.get(records[0].topic, records[0].topic)).observe(len(records))
+            BATCH_SIZE.labels(self._logical.get(records[0].topic, records[0].topic)).observe(
+                len(records)
+            )
         for m in messages:
             CONSUMED.labels(m.topic, "ok").inc()
 
@@ -433,7 +492,9 @@ class ConsumerRunner(Generic[E]):
             log.warning("commit_failed", error=type(exc).__name__)
             self._progress.pending.clear()
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes] | Message[Any], reason: str) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes] | Message[Any], reason: str
+    ) -> None:
         topic = self._logical.get(record.topic, record.topic)
         entry = {
             "source_topic": topic,
@@ -443,7 +504,9 @@ class ConsumerRunner(Generic[E]):
             "reason": reason[:2000],
             "group_id": self._group_id,
             "failed_at": utcnow().isoformat(),
-            "payload_b64": base64.b64encode(record.raw if isinstance(record, Message) else record.value).decode(),
+            "payload_b64": base64.b64encode(
+                record.raw if isinstance(record, Message) else record.value
+            ).decode(),
         }
         # Bounded retry until the dead-letter topic has it: the message must not vanish.
         backoff = 0.2
@@ -459,11 +522,19 @@ class ConsumerRunner(Generic[E]):
                 backoff = min(backoff * 2, self._max_backoff_s)
         DEADLETTERED.labels(topic).inc()
         CONSUMED.labels(topic, "deadlettered").inc()
-        log.warning("message_deadlettered", topic=topic, partition=record.partition, offset=record.offset, reason_code=reason.split(":", 1)[0])
+        log.warning(
+            "message_deadlettered",
+            topic=topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason_code=reason.split(":", 1)[0],
+        )
 
     def _update_lag(self) -> None:
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             pos = self._positions.get(tp)
             if high is not None and pos is not None:
-                CONSUMER_LAG.labels(self._logical.get(tp.topic, tp.topic), str(tp.partition)).set(max(high - pos, 0))
+                CONSUMER_LAG.labels(self._logical.get(tp.topic, tp.topic), str(tp.partition)).set(
+                    max(high - pos, 0)
+                )

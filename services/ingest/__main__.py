@@ -34,11 +34,16 @@ def run_worker(settings: IngestSettings, workers: int) -> None:
     async def main(stop: asyncio.Event) -> None:
         app = create_app(settings, workers=workers)
         runner = await serve(
-            app, settings.http_host, settings.ingest_port, reuse_port=workers > 1,
+            app,
+            settings.http_host,
+            settings.ingest_port,
+            reuse_port=workers > 1,
             ready_wait_s=settings.startup_ready_wait_s,
         )
         tune_gc()
-        log.info("ingest_listening", host=settings.http_host, port=settings.ingest_port, pid=os.getpid())
+        log.info(
+            "ingest_listening", host=settings.http_host, port=settings.ingest_port, pid=os.getpid()
+        )
         try:
             await stop.wait()
         finally:

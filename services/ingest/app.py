@@ -82,7 +82,8 @@ def create_app(
     app[DEPS] = deps
     app.router.add_post("/webhooks/{webhook_id}", functools.partial(handlers.receive, deps=deps))
     app.router.add_get(
-        "/webhooks/{webhook_id}", functools.partial(handlers.verify_subscription, deps=deps),
+        "/webhooks/{webhook_id}",
+        functools.partial(handlers.verify_subscription, deps=deps),
         allow_head=False,
     )
     app.router.add_get(
@@ -232,8 +233,13 @@ class IngestRunner(web.AppRunner):
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, reuse_port: bool = False,
-    shutdown_timeout: float = 10.0, ready_wait_s: float = 0.0,
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 10.0,
+    ready_wait_s: float = 0.0,
 ) -> web.AppRunner:
     """Start serving ``app``; ``await runner.cleanup()`` stops it (gracefully).
 
@@ -241,7 +247,9 @@ async def serve(
     regardless, and then it answers 503 until they do): with several workers sharing the
     port, a worker still connecting would otherwise take its share of requests only to
     refuse them."""
-    runner = IngestRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    runner = IngestRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
+    )
     await runner.setup()
     deps = app.get(DEPS)
     if deps is not None and ready_wait_s > 0:

@@ -133,9 +133,7 @@ def verify_standard(
             f"webhook-timestamp is more than {TOLERANCE_S} s away from the server's clock",
         )
     offered = [
-        part.encode()
-        for part in signature.split(" ")[:MAX_SIGNATURES]
-        if part.startswith("v1,")
+        part.encode() for part in signature.split(" ")[:MAX_SIGNATURES] if part.startswith("v1,")
     ]
     matched = False
     for secret in secrets:
@@ -178,8 +176,8 @@ def verify_basic(
     except (binascii.Error, ValueError):
         return AuthFailure("invalid_credentials", "malformed Basic credentials")
     user, sep, password = decoded.partition(":")
-    user_ok = bool(sep) and username is not None and hmac.compare_digest(
-        user.encode(), username.encode()
+    user_ok = (
+        bool(sep) and username is not None and hmac.compare_digest(user.encode(), username.encode())
     )
     password_ok = False
     for secret in secrets:

@@ -174,7 +174,9 @@ class ConfigCache:
         except Exception as exc:
             if stale is not None:
                 # Serve what we had; try the database again in a few seconds.
-                log.warning("config_stale_served", webhook_id=str(webhook_id), error=type(exc).__name__)
+                log.warning(
+                    "config_stale_served", webhook_id=str(webhook_id), error=type(exc).__name__
+                )
                 stale.expires = self._clock() + min(5.0, self._ttl)
                 return stale.config
             if isinstance(exc, ConfigUnavailable):
@@ -205,7 +207,9 @@ class ConfigCache:
         if table == "webhooks":
             self._entries.pop(target, None)
         elif table == "workspaces":
-            for key in [k for k, e in self._entries.items() if e.config and e.config.workspace_id == target]:
+            for key in [
+                k for k, e in self._entries.items() if e.config and e.config.workspace_id == target
+            ]:
                 del self._entries[key]
         else:
             self.clear()

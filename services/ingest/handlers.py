@@ -139,7 +139,9 @@ class Deps:
     def __post_init__(self) -> None:
         self.lookup = BatchedLookup(self._fetch_requests)
 
-    async def _fetch_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    async def _fetch_requests(
+        self, request_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, Any]]:
         if self.repo is None:
             return {}
         return await self.repo.requests(request_ids)
@@ -221,7 +223,9 @@ def outcome_body(
             "rule_applied": bool(result.get("rule_applied")),
             "match_type": match_type,
             "is_new_contact": is_new,
-            "processing_time": f"{round(duration)}ms" if isinstance(duration, (int, float)) else None,
+            "processing_time": f"{round(duration)}ms"
+            if isinstance(duration, (int, float))
+            else None,
             "request_id": str(request_id),
             "status": "duplicate" if duplicate else "processed",
         }
@@ -258,7 +262,9 @@ def status_summary(row: dict[str, Any]) -> dict[str, Any]:
             "is_new_contact": is_new,
             "rule_applied": bool(result.get("rule_applied")),
             "board_id": contact.get("board_id"),
-            "processing_time": f"{round(duration)}ms" if isinstance(duration, (int, float)) else None,
+            "processing_time": f"{round(duration)}ms"
+            if isinstance(duration, (int, float))
+            else None,
             "message": "Contact created"
             if is_new
             else f"Contact updated via {result.get('match_type')} match",
@@ -309,8 +315,11 @@ def _client_limited(request: web.Request, deps: Deps) -> web.Response | None:
     wait = deps.ip_buckets.take(deps.client_address.of(request), per_process, burst)
     if wait:
         return _refuse(
-            "rate_limited_client", 429, "rate_limited",
-            "too many requests from this address", headers={"Retry-After": retry_after(wait)},
+            "rate_limited_client",
+            429,
+            "rate_limited",
+            "too many requests from this address",
+            headers={"Retry-After": retry_after(wait)},
         )
     return None
 
@@ -321,19 +330,28 @@ async def _load_config(
     try:
         webhook_id = uuid.UUID(webhook_id_raw)
     except ValueError:
-        return None, _refuse("not_found", 404, "not_found", "no such webhook", field_name="webhook_id")
+        return None, _refuse(
+            "not_found", 404, "not_found", "no such webhook", field_name="webhook_id"
+        )
     try:
         config = await deps.cache.get(webhook_id)
     except ConfigUnavailable:
         return None, _refuse(
-            "config_unavailable", 503, "unavailable", "configuration store unreachable; retry",
+            "config_unavailable",
+            503,
+            "unavailable",
+            "configuration store unreachable; retry",
             headers={"Retry-After": str(deps.settings.retry_after_s)},
         )
     if config is None:
-        return None, _refuse("not_found", 404, "not_found", "no such webhook", field_name="webhook_id")
+        return None, _refuse(
+            "not_found", 404, "not_found", "no such webhook", field_name="webhook_id"
+        )
     if not config.active:
         what = "webhook" if not config.webhook_active else "workspace"
-        return config, _refuse("disabled", 410, "disabled", f"this {what} is disabled", field_name="webhook_id")
+        return config, _refuse(
+            "disabled", 410, "disabled", f"this {what} is disabled", field_name="webhook_id"
+        )
     return config, None
 
 
@@ -354,7 +372,9 @@ async def _receive(
     assert config is not None
     if config.problem or config.mapping is None:
         return _refuse(
-            "misconfigured", 503, "webhook_misconfigured",
+            "misconfigured",
+            503,
+            "webhook_misconfigured",
             "this webhook's configuration cannot be used; the operator has been told",
             headers={"Retry-After": str(settings.retry_after_s)},
         )
@@ -366,7 +386,9 @@ async def _receive(
         is_json = False
     else:
         return _refuse(
-            "unsupported_media_type", 415, "unsupported_media_type",
+            "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             "send application/json or application/x-www-form-urlencoded",
             field_name="content-type",
         )
@@ -375,11 +397,19 @@ async def _receive(
     try:
         body = await read_body(request, limit=limit, timeout_s=settings.body_timeout_s)
     except BodyTooLarge:
-        resp = _refuse("too_large", 413, "too_large", f"the body is larger than {limit} bytes", field_name="body")
+        resp = _refuse(
+            "too_large",
+            413,
+            "too_large",
+            f"the body is larger than {limit} bytes",
+            field_name="body",
+        )
         resp.force_close()
         return resp
     except BodyTimeout:
-        resp = _refuse("body_timeout", 408, "timeout", "the body did not arrive in time", field_name="body")
+        resp = _refuse(
+            "body_timeout", 408, "timeout", "the body did not arrive in time", field_name="body"
+        )
         resp.force_close()
         return resp
     t_read = time.perf_counter()
@@ -395,8 +425,12 @@ async def _receive(
     )
     if failure is not None:
         log.info("auth_failed", code=failure.code)
-        headers = {"WWW-Authenticate": 'Basic realm="leadwire"'} if config.auth_mode == "basic" else None
-        return _refuse("auth", 401, failure.code, failure.message, field_name="authentication", headers=headers)
+        headers = (
+            {"WWW-Authenticate": 'Basic realm="leadwire"'} if config.auth_mode == "basic" else None
+        )
+        return _refuse(
+            "auth", 401, failure.code, failure.message, field_name="authentication", headers=headers
+        )
     t_auth = time.perf_counter()
 
     rate = config.rate_limit_per_minute or settings.webhook_rate_per_minute
@@ -405,17 +439,28 @@ async def _receive(
         wait = deps.webhook_buckets.take(config.id, per_process, max(1.0, per_process))
         if wait:
             return _refuse(
-                "rate_limited_webhook", 429, "rate_limited",
+                "rate_limited_webhook",
+                429,
+                "rate_limited",
                 f"this webhook takes at most {rate} requests per minute",
                 headers={"Retry-After": retry_after(wait)},
             )
 
     body_sha = hashlib.sha256(body).hexdigest()
-    steps: dict[str, float] = {"receive": _ms(t_read - started), "authentication": _ms(t_auth - t_read)}
+    steps: dict[str, float] = {
+        "receive": _ms(t_read - started),
+        "authentication": _ms(t_auth - t_read),
+    }
     sanitized = strip_secret_headers(request.headers, extra=(config.api_key_header,))
     ctx = _Rejection(
-        deps=deps, config=config, received_at=received_at, started=started, path=request.path,
-        headers=sanitized, content_type=request.headers.get("Content-Type", ""), body_sha=body_sha,
+        deps=deps,
+        config=config,
+        received_at=received_at,
+        started=started,
+        path=request.path,
+        headers=sanitized,
+        content_type=request.headers.get("Content-Type", ""),
+        body_sha=body_sha,
         steps=steps,
     )
 
@@ -425,24 +470,65 @@ async def _receive(
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return ctx.reject(400, "invalid_body", [FieldError(field="body", code="invalid_json", message="the body is not valid JSON")], body.decode("utf-8", "replace"))
+            return ctx.reject(
+                400,
+                "invalid_body",
+                [
+                    FieldError(
+                        field="body", code="invalid_json", message="the body is not valid JSON"
+                    )
+                ],
+                body.decode("utf-8", "replace"),
+            )
         if not isinstance(payload, dict):
-            return ctx.reject(400, "invalid_body", [FieldError(field="body", code="invalid_type", message="the body must be a JSON object")], payload)
+            return ctx.reject(
+                400,
+                "invalid_body",
+                [
+                    FieldError(
+                        field="body", code="invalid_type", message="the body must be a JSON object"
+                    )
+                ],
+                payload,
+            )
         try:
-            check_json_shape(payload, max_depth=settings.json_max_depth, max_keys=settings.json_max_keys)
+            check_json_shape(
+                payload, max_depth=settings.json_max_depth, max_keys=settings.json_max_keys
+            )
         except JsonShapeError as exc:
-            return ctx.reject(400, "invalid_body", [FieldError(field="body", code=exc.code, message=exc.message)], body.decode("utf-8", "replace"))
+            return ctx.reject(
+                400,
+                "invalid_body",
+                [FieldError(field="body", code=exc.code, message=exc.message)],
+                body.decode("utf-8", "replace"),
+            )
     else:
         try:
             payload = parse_form(body)
         except ValueError as exc:
-            return ctx.reject(400, "invalid_body", [FieldError(field="body", code="too_many_fields", message=str(exc))], body.decode("utf-8", "replace"))
+            return ctx.reject(
+                400,
+                "invalid_body",
+                [FieldError(field="body", code="too_many_fields", message=str(exc))],
+                body.decode("utf-8", "replace"),
+            )
     t_parse = time.perf_counter()
 
     # Idempotency: a retry gets the first request's id; another body under the key is refused.
     key = request.headers.get("webhook-id") or _body_key(payload, config.idempotency_field)
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
-        return ctx.reject(400, "invalid_idempotency_key", [FieldError(field="idempotency_key", code="too_long", message=f"the idempotency key is longer than {MAX_IDEMPOTENCY_KEY} characters")], payload)
+        return ctx.reject(
+            400,
+            "invalid_idempotency_key",
+            [
+                FieldError(
+                    field="idempotency_key",
+                    code="too_long",
+                    message=f"the idempotency key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+                )
+            ],
+            payload,
+        )
     ctx.key = key
     request_id = request_id_for(config.id, key)
     if key is None:
@@ -471,8 +557,11 @@ async def _receive(
         idempotency_key=key,
         body_sha256=body_sha,
         request=RawRequest(
-            method=request.method, path=request.path, headers=sanitized,
-            content_type=ctx.content_type, payload=payload,
+            method=request.method,
+            path=request.path,
+            headers=sanitized,
+            content_type=ctx.content_type,
+            payload=payload,
         ),
         lead=lead,
         steps=steps,
@@ -483,13 +572,17 @@ async def _receive(
             # The step time of the enqueue itself cannot be inside the message it sends:
             # it is the Kafka produce latency (metrics) and the archive's own timestamps.
             await deps.kafka.publish(
-                topics.RAW, encode(event), key=str(config.workspace_id),
+                topics.RAW,
+                encode(event),
+                key=str(config.workspace_id),
                 bound_s=settings.enqueue_timeout_s,
             )
         except KafkaDown:
             # Known down before sending: nothing was handed to the producer.
             return _refuse(
-                "kafka_unavailable", 503, "unavailable",
+                "kafka_unavailable",
+                503,
+                "unavailable",
                 "the lead could not be queued; nothing was accepted, retry later",
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
@@ -505,7 +598,9 @@ async def _receive(
                     deps.indeterminate.record(pool, config.id, body_sha, request_id)
                 )
             return _refuse(
-                "kafka_unavailable", 503, "unavailable",
+                "kafka_unavailable",
+                503,
+                "unavailable",
                 "the lead was not confirmed queued; retry later with the same body "
                 "(or the same idempotency key): a retry never makes a second lead",
                 headers={"Retry-After": str(settings.retry_after_s)},
@@ -521,7 +616,9 @@ async def _receive(
             "status_url": status_url(settings, config.id, request_id),
         }
         if waiter is not None:
-            return await _wait_for_outcome(deps, config.id, request_id, waiter, wait_s, accepted, duplicate=False)
+            return await _wait_for_outcome(
+                deps, config.id, request_id, waiter, wait_s, accepted, duplicate=False
+            )
         return json_response(accepted, 202)
     finally:
         if waiter is not None:
@@ -568,8 +665,15 @@ async def _answer_retry(
         return None
     if not hmac.compare_digest(known_sha, body_sha):
         return ctx.reject(
-            409, "idempotency_conflict",
-            [FieldError(field="idempotency_key", code="idempotency_conflict", message="this idempotency key was used with a different body")],
+            409,
+            "idempotency_conflict",
+            [
+                FieldError(
+                    field="idempotency_key",
+                    code="idempotency_conflict",
+                    message="this idempotency key was used with a different body",
+                )
+            ],
             payload,
         )
     REJECTIONS.labels("duplicate").inc()
@@ -583,13 +687,17 @@ async def _answer_retry(
     }
     if row is not None and row["status"] in FINAL_STATUSES:
         if wait_s:
-            status, body = outcome_body(row, webhook_id=config.id, request_id=request_id, duplicate=True)
+            status, body = outcome_body(
+                row, webhook_id=config.id, request_id=request_id, duplicate=True
+            )
             return json_response(body, status)
         return json_response(accepted, 200)
     if wait_s:
         waiter = deps.waiters.register(request_id)
         try:
-            return await _wait_for_outcome(deps, config.id, request_id, waiter, wait_s, accepted, duplicate=True)
+            return await _wait_for_outcome(
+                deps, config.id, request_id, waiter, wait_s, accepted, duplicate=True
+            )
         finally:
             deps.waiters.release(request_id, waiter)
     return json_response(accepted, 202)
@@ -620,7 +728,9 @@ async def _wait_for_outcome(
             except Exception as exc:
                 log.warning("outcome_read_failed", error=type(exc).__name__)
         if row is not None and row["status"] in FINAL_STATUSES:
-            status, body = outcome_body(row, webhook_id=webhook_id, request_id=request_id, duplicate=duplicate)
+            status, body = outcome_body(
+                row, webhook_id=webhook_id, request_id=request_id, duplicate=duplicate
+            )
             return json_response(body, status, applied)
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -661,16 +771,29 @@ class _Rejection:
             occurred_at=ended,
             received_at=self.received_at,
             request=RawRequest(
-                method="POST", path=self.path, headers=self.headers,
-                content_type=self.content_type, payload=payload,
+                method="POST",
+                path=self.path,
+                headers=self.headers,
+                content_type=self.content_type,
+                payload=payload,
             ),
-            processing=Processing(start=self.received_at, end=ended, duration_ms=duration, steps=self.steps),
+            processing=Processing(
+                start=self.received_at, end=ended, duration_ms=duration, steps=self.steps
+            ),
             status_code=status_code,
             reason=reason,
             errors=errors,
         )
-        log.info("lead_rejected", request_id=str(rejection_id), reason=reason, status_code=status_code, codes=[e.code for e in errors])
-        if not self.deps.background.spawn(_record_rejection(self.deps, event, self.key, self.body_sha)):
+        log.info(
+            "lead_rejected",
+            request_id=str(rejection_id),
+            reason=reason,
+            status_code=status_code,
+            codes=[e.code for e in errors],
+        )
+        if not self.deps.background.spawn(
+            _record_rejection(self.deps, event, self.key, self.body_sha)
+        ):
             REJECTION_PUBLISH_FAILED.labels("overloaded").inc()
         body = {
             "success": False,
@@ -682,21 +805,28 @@ class _Rejection:
         return json_response(body, status_code)
 
 
-async def _record_rejection(deps: Deps, event: LeadRejected, key: str | None, body_sha: str) -> None:
-    """Publish the rejection outcome and store its status row (both idempotent by id)."""
+async def _record_rejection(
+    deps: Deps, event: LeadRejected, key: str | None, body_sha: str
+) -> None:
+    """Publish the rejection outcome and store its status row (both idempotent by id).
+
+    Each step is retried with backoff until it succeeds (within ``rejection_retry_s``), so
+    a rejection made while Kafka or Postgres is away is still counted and archived once
+    they are back, and is in both places, not one."""
     data = encode(event)
-    try:
+    deadline = time.monotonic() + deps.settings.rejection_retry_s
+
+    async def publish() -> None:
         await deps.kafka.publish(
-            topics.OUTCOMES, data, key=str(event.workspace_id), bound_s=deps.settings.enqueue_timeout_s
+            topics.OUTCOMES,
+            data,
+            key=str(event.workspace_id),
+            bound_s=deps.settings.enqueue_timeout_s,
         )
-    except KafkaUnavailable as exc:
-        REJECTION_PUBLISH_FAILED.labels("kafka").inc()
-        if not isinstance(exc, KafkaDown):
-            log.warning("rejection_publish_failed", request_id=str(event.request_id))
-    if deps.repo is None:
-        REJECTION_PUBLISH_FAILED.labels("database").inc()
-        return
-    try:
+
+    async def store() -> None:
+        if deps.repo is None:
+            raise ConnectionError("config store not connected yet")
         await deps.repo.insert_rejected(
             request_id=event.request_id,
             workspace_id=event.workspace_id,
@@ -709,9 +839,25 @@ async def _record_rejection(deps: Deps, event: LeadRejected, key: str | None, bo
             steps=event.processing.steps,
             error={"type": event.reason, "message": f"rejected with {event.status_code}"},
         )
-    except Exception as exc:
-        REJECTION_PUBLISH_FAILED.labels("database").inc()
-        log.warning("rejection_store_failed", request_id=str(event.request_id), error=type(exc).__name__)
+
+    for target, step in (("kafka", publish), ("database", store)):
+        backoff = 0.2
+        while True:
+            try:
+                await step()
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    REJECTION_PUBLISH_FAILED.labels(target).inc()
+                    log.warning(
+                        "rejection_record_gave_up",
+                        target=target,
+                        request_id=str(event.request_id),
+                        error=type(exc).__name__,
+                    )
+                    break
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
 
 # --- GET /webhooks/{webhook_id}/requests/{request_id} --------------------------------
@@ -732,7 +878,13 @@ async def _request_status(request: web.Request, deps: Deps) -> web.Response:
         webhook_id = uuid.UUID(request.match_info["webhook_id"])
         request_id = uuid.UUID(request.match_info["request_id"])
     except ValueError:
-        return error_response(404, "not_found", "no such request", field_name="request_id", extra={"status": "unknown"})
+        return error_response(
+            404,
+            "not_found",
+            "no such request",
+            field_name="request_id",
+            extra={"status": "unknown"},
+        )
     row = None
     if deps.repo is not None:
         try:
@@ -740,7 +892,9 @@ async def _request_status(request: web.Request, deps: Deps) -> web.Response:
         except Exception as exc:
             log.warning("status_read_failed", error=type(exc).__name__)
             return error_response(
-                503, "unavailable", "status store unreachable; retry",
+                503,
+                "unavailable",
+                "status store unreachable; retry",
                 headers={"Retry-After": str(deps.settings.retry_after_s)},
             )
     if row is not None and row["webhook_id"] == webhook_id:
@@ -767,9 +921,11 @@ async def _request_status(request: web.Request, deps: Deps) -> web.Response:
             }
         )
     return error_response(
-        404, "not_found",
+        404,
+        "not_found",
         "no such request, or accepted by another gateway process and not processed yet",
-        field_name="request_id", extra={"status": "unknown"},
+        field_name="request_id",
+        extra={"status": "unknown"},
     )
 
 
@@ -793,7 +949,9 @@ async def _verify_subscription(request: web.Request, deps: Deps) -> web.Response
     assert config is not None
     if config.template != "facebook":
         return error_response(
-            404, "not_found", "subscription checks are answered for facebook webhooks only",
+            404,
+            "not_found",
+            "subscription checks are answered for facebook webhooks only",
             field_name="webhook_id",
         )
     mode = request.query.get("hub.mode")
@@ -801,14 +959,20 @@ async def _verify_subscription(request: web.Request, deps: Deps) -> web.Response
     challenge = request.query.get("hub.challenge")
     if mode is None or token is None or challenge is None:
         return error_response(
-            400, "missing_parameter", "hub.mode, hub.verify_token and hub.challenge are required",
+            400,
+            "missing_parameter",
+            "hub.mode, hub.verify_token and hub.challenge are required",
             field_name="query",
         )
     expected = config.verify_token or ""
     token_ok = bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
     if mode != "subscribe" or not token_ok:
         REJECTIONS.labels("verify_token").inc()
-        return error_response(403, "forbidden", "hub.verify_token does not match", field_name="hub.verify_token")
+        return error_response(
+            403, "forbidden", "hub.verify_token does not match", field_name="hub.verify_token"
+        )
     if len(challenge) > 512:
-        return error_response(400, "invalid_parameter", "hub.challenge is too long", field_name="hub.challenge")
+        return error_response(
+            400, "invalid_parameter", "hub.challenge is too long", field_name="hub.challenge"
+        )
     return web.Response(text=challenge, content_type="text/plain")

@@ -92,7 +92,9 @@ class Indeterminate:
         if pool is None:
             return None
         try:
-            found: uuid.UUID | None = await pool.fetchval(_LOOKUP, webhook_id, body_sha, self._ttl, timeout=2)
+            found: uuid.UUID | None = await pool.fetchval(
+                _LOOKUP, webhook_id, body_sha, self._ttl, timeout=2
+            )
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return None
         return found

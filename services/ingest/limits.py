@@ -28,7 +28,9 @@ class TokenBuckets:
     are forgotten past ``max_keys`` (a forgotten bucket starts full again).
     """
 
-    def __init__(self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._buckets: OrderedDict[Any, _Bucket] = OrderedDict()
         self._max_keys = max_keys
         self._clock = clock

@@ -40,7 +40,9 @@ class BatchedLookup:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: dict[uuid.UUID, list[asyncio.Future[dict[str, Any] | None]]]) -> None:
+    async def _run(
+        self, batch: dict[uuid.UUID, list[asyncio.Future[dict[str, Any] | None]]]
+    ) -> None:
         try:
             rows = await self._fetch(list(batch))
         except Exception as exc:

@@ -56,7 +56,10 @@ _SYNC = {
         "contact_id": {"type": ["string", "null"]},
         "webhook_id": _UUID,
         "rule_applied": {"type": "boolean"},
-        "match_type": {"type": ["string", "null"], "enum": ["crm_id", "phone", "email", "new", None]},
+        "match_type": {
+            "type": ["string", "null"],
+            "enum": ["crm_id", "phone", "email", "new", None],
+        },
         "is_new_contact": {"type": "boolean"},
         "processing_time": {"type": ["string", "null"], "examples": ["12ms"]},
         "request_id": _UUID,
@@ -99,7 +102,9 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
-def _resp(description: str, ref: str = "Error", headers: dict[str, Any] | None = None) -> dict[str, Any]:
+def _resp(
+    description: str, ref: str = "Error", headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"description": description, "content": _json(ref)}
     if headers:
         out["headers"] = headers
@@ -193,10 +198,15 @@ SPEC: dict[str, Any] = {
                     "410": _resp("Webhook or workspace disabled"),
                     "413": _resp("Body too large"),
                     "415": _resp("Unsupported content type"),
-                    "422": _resp("The lead was accepted but processing failed (after Prefer: wait)", "Failed"),
+                    "422": _resp(
+                        "The lead was accepted but processing failed (after Prefer: wait)", "Failed"
+                    ),
                     "429": _resp("Rate limited", headers=_RETRY_AFTER),
                     "431": _resp("Header fields too large"),
-                    "503": _resp("Kafka or the config store unreachable; nothing accepted", headers=_RETRY_AFTER),
+                    "503": _resp(
+                        "Kafka or the config store unreachable; nothing accepted",
+                        headers=_RETRY_AFTER,
+                    ),
                 },
             },
             "get": {
@@ -205,12 +215,30 @@ SPEC: dict[str, Any] = {
                 "description": "Echoes `hub.challenge` when `hub.verify_token` matches (facebook webhooks).",
                 "parameters": [
                     _WEBHOOK_ID,
-                    {"name": "hub.mode", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "hub.challenge", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "hub.mode",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "hub.verify_token",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "hub.challenge",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
-                    "200": {"description": "The challenge", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "The challenge",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
                     "400": _resp("Missing or invalid parameters"),
                     "403": _resp("Wrong verify token"),
                     "404": _resp("No such facebook webhook"),
@@ -231,7 +259,12 @@ SPEC: dict[str, Any] = {
                 ),
                 "parameters": [
                     _WEBHOOK_ID,
-                    {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "request_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": _resp("The request's status", "RequestStatus"),
@@ -245,7 +278,12 @@ SPEC: dict[str, Any] = {
             "get": {
                 "operationId": "health",
                 "summary": "Liveness",
-                "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Alive",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
             }
         },
         "/readyz": {
@@ -253,8 +291,14 @@ SPEC: dict[str, Any] = {
                 "operationId": "ready",
                 "summary": "Readiness: Kafka reachable and config store connected",
                 "responses": {
-                    "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "503": {"description": "Not ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "200": {
+                        "description": "Ready",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "Not ready",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
                 },
             }
         },
@@ -262,21 +306,36 @@ SPEC: dict[str, Any] = {
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
             }
         },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
             }
         },
         "/docs": {
             "get": {
                 "operationId": "docs",
                 "summary": "This document as a web page",
-                "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "HTML",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
             }
         },
     },
@@ -320,12 +379,16 @@ def render_html(spec: dict[str, Any] = SPEC) -> str:
     ]
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
-            parts.append(f"<h2><code>{e(method.upper())} {e(path)}</code> — {e(op.get('summary', ''))}</h2>")
+            parts.append(
+                f"<h2><code>{e(method.upper())} {e(path)}</code> — {e(op.get('summary', ''))}</h2>"
+            )
             if op.get("description"):
                 parts.append(f"<p>{e(op['description'])}</p>")
             params = op.get("parameters", [])
             if params:
-                parts.append("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>")
+                parts.append(
+                    "<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>"
+                )
                 for p in params:
                     parts.append(
                         f"<tr><td><code>{e(p['name'])}</code></td><td>{e(p['in'])}</td>"

@@ -50,6 +50,10 @@ class IngestSettings(CommonSettings):
     # a byte-identical retry reuses its request id (services/ingest/indeterminate.py).
     indeterminate_ttl_s: float = Field(default=900.0, gt=0)
 
+    # A rejection (400/409) is published and stored in the background; each step is
+    # retried this long while Kafka or Postgres is away.
+    rejection_retry_s: float = Field(default=900.0, gt=0)
+
     # Prefer: wait=N is clamped to this.
     max_wait_s: float = Field(default=30.0, ge=0)
 

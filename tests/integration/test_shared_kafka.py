@@ -12,7 +12,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared import topics
-from shared.kafka import ConsumerRunner, Message, PoisonMessage, Publisher, ensure_topics
+from shared.kafka import (
+    ConsumerRunner,
+    KafkaUnavailable,
+    Message,
+    PoisonMessage,
+    Publisher,
+    ensure_topics,
+)
 from shared.settings import CommonSettings
 from tests.support.polling import eventually
 
@@ -36,10 +43,15 @@ async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task]:
         await asyncio.wait_for(task, 30)
 
 
-async def read_topic(settings: CommonSettings, topic: str, expected: int, deadline_s: float = 20) -> list:
+async def read_topic(
+    settings: CommonSettings, topic: str, expected: int, deadline_s: float = 20
+) -> list:
     consumer = AIOKafkaConsumer(
-        settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     out: list = []
@@ -65,8 +77,14 @@ async def test_round_trip_through_publisher_and_runner(settings: CommonSettings)
     async with Publisher(settings) as pub:
         for i in range(20):
             await pub.publish(topics.RAW, orjson.dumps({"n": i}), key=f"ws{i % 3}")
-        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-roundtrip",
-                                decode=_decode, handler=handle, publisher=pub)
+        runner = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-roundtrip",
+            decode=_decode,
+            handler=handle,
+            publisher=pub,
+        )
         async with running(runner):
             await eventually(lambda: _ret(len(seen)), until=lambda n: n >= 20, what="20 consumed")
     assert sorted(v["n"] for v in seen) == list(range(20))
@@ -93,11 +111,20 @@ async def test_poison_message_is_dead_lettered_with_reason_and_consumer_goes_on(
         await pub.publish(topics.RAW, b"\xff not json", key="k")
         await pub.publish(topics.RAW, orjson.dumps({"n": 2, "bad": True}), key="k")
         await pub.publish(topics.RAW, orjson.dumps({"n": 3}), key="k")
-        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-poison",
-                                decode=_decode, handler=handle, publisher=pub)
+        runner = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-poison",
+            decode=_decode,
+            handler=handle,
+            publisher=pub,
+        )
         async with running(runner):
-            await eventually(lambda: _ret(sorted(set(handled))), until=lambda v: v == [1, 3],
-                             what="good messages handled")
+            await eventually(
+                lambda: _ret(sorted(set(handled))),
+                until=lambda v: v == [1, 3],
+                what="good messages handled",
+            )
     dead = await read_topic(settings, topics.DEADLETTER, 2)
     entries = [orjson.loads(r.value) for r in dead]
     reasons = sorted(e["reason"].split(":")[0] for e in entries)
@@ -124,8 +151,14 @@ async def test_consumer_that_dies_before_commit_gets_the_message_again(
 
     async with Publisher(settings) as pub:
         await pub.publish(topics.RAW, orjson.dumps({"n": 7}), key="k")
-        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-redeliver",
-                                decode=_decode, handler=crash, publisher=pub)
+        runner = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-redeliver",
+            decode=_decode,
+            handler=crash,
+            publisher=pub,
+        )
         with pytest.raises(Crash):
             await asyncio.wait_for(runner.run(), 30)
         assert first == [7]
@@ -135,8 +168,14 @@ async def test_consumer_that_dies_before_commit_gets_the_message_again(
         async def handle(messages: list[Message[dict]]) -> None:
             second.extend(m.value["n"] for m in messages)
 
-        runner2 = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-redeliver",
-                                 decode=_decode, handler=handle, publisher=pub)
+        runner2 = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-redeliver",
+            decode=_decode,
+            handler=handle,
+            publisher=pub,
+        )
         async with running(runner2):
             await eventually(lambda: _ret(second), until=lambda v: v == [7], what="redelivery")
 
@@ -154,8 +193,30 @@ async def test_transient_failure_is_retried_without_commit(settings: CommonSetti
 
     async with Publisher(settings) as pub:
         await pub.publish(topics.RAW, orjson.dumps({"n": 9}), key="k")
-        runner = ConsumerRunner(settings, topics=[topics.RAW], group_id="g-flaky",
-                                decode=_decode, handler=flaky, publisher=pub)
+        runner = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-flaky",
+            decode=_decode,
+            handler=flaky,
+            publisher=pub,
+        )
         async with running(runner):
             await eventually(lambda: _ret(done), until=lambda v: v == [9], what="retried")
     assert len(attempts) == 3
+
+
+async def test_a_failed_send_renews_the_producer_and_publishing_goes_on(
+    settings: CommonSettings,
+) -> None:
+    """After a broker restart an idempotent producer can stay wedged; the publisher
+    replaces its producer after any failed send instead of timing out forever."""
+    await ensure_topics(settings)
+    async with Publisher(settings) as pub:
+        first = pub.producer
+        with pytest.raises(KafkaUnavailable):
+            await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="k", timeout=1e-6)
+        await pub.publish(topics.RAW, orjson.dumps({"n": 2}), key="k")
+        assert pub.producer is not first
+    values = sorted(orjson.loads(r.value)["n"] for r in await read_topic(settings, topics.RAW, 2))
+    assert 2 in values  # the renewed producer delivers; the retired one may also flush n=1
