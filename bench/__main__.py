@@ -60,7 +60,10 @@ async def main(selected: list[str]) -> int:
     print(f"\nleadwire benchmarks on {_machine()}\n")
     headers = ("benchmark", "metric", "value", "unit", "note")
     table = [[_fmt(r.get(h, "")) for h in headers] for r in rows]
-    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(row[i]) for row in table)) if table else len(h)
+        for i, h in enumerate(headers)
+    ]
     print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -120,11 +120,22 @@ def _build_requests(path: str, secret: str | None, count: int) -> list[bytes]:
     out: list[bytes] = []
     ts = str(int(time.time()))
     for _ in range(count):
-        headers = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json", f"Content-Length: {len(body)}"]
+        headers = [
+            f"POST {path} HTTP/1.1",
+            "Host: 127.0.0.1",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+        ]
         if secret:
             mid = f"msg_{uuid.uuid4().hex}"
-            sig = base64.b64encode(hmac.digest(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256)).decode()
-            headers += [f"webhook-id: {mid}", f"webhook-timestamp: {ts}", f"webhook-signature: v1,{sig}"]
+            sig = base64.b64encode(
+                hmac.digest(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256)
+            ).decode()
+            headers += [
+                f"webhook-id: {mid}",
+                f"webhook-timestamp: {ts}",
+                f"webhook-signature: v1,{sig}",
+            ]
         out.append(("\r\n".join(headers) + "\r\n\r\n").encode() + body)
     return out
 
@@ -166,7 +177,9 @@ class _Conn(asyncio.Protocol):
         return await self.waiter
 
 
-async def _load(port: int, requests: list[bytes], seconds: float, concurrency: int, rate: float | None) -> dict[str, Any]:
+async def _load(
+    port: int, requests: list[bytes], seconds: float, concurrency: int, rate: float | None
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     conns = [
         (await loop.create_connection(_Conn, "127.0.0.1", port))[1] for _ in range(concurrency)
@@ -207,7 +220,9 @@ async def _load(port: int, requests: list[bytes], seconds: float, concurrency: i
     latencies.sort()
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+        )
 
     return {
         "requests": len(latencies),
@@ -219,7 +234,15 @@ async def _load(port: int, requests: list[bytes], seconds: float, concurrency: i
     }
 
 
-def _load_process(port: int, path: str, secret: str | None, seconds: float, concurrency: int, rate: float | None, out: Any) -> None:
+def _load_process(
+    port: int,
+    path: str,
+    secret: str | None,
+    seconds: float,
+    concurrency: int,
+    rate: float | None,
+    out: Any,
+) -> None:
     import uvloop
 
     expected = int((rate or 20_000) * seconds * 1.2) + 1000
@@ -227,10 +250,20 @@ def _load_process(port: int, path: str, secret: str | None, seconds: float, conc
     out.put(uvloop.run(_load(port, requests, seconds, concurrency, rate)))
 
 
-def run_load(port: int, path: str, secret: str | None, *, seconds: float, concurrency: int = CONCURRENCY, rate: float | None = None) -> dict[str, Any]:
+def run_load(
+    port: int,
+    path: str,
+    secret: str | None,
+    *,
+    seconds: float,
+    concurrency: int = CONCURRENCY,
+    rate: float | None = None,
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_load_process, args=(port, path, secret, seconds, concurrency, rate, queue))
+    proc = ctx.Process(
+        target=_load_process, args=(port, path, secret, seconds, concurrency, rate, queue)
+    )
     proc.start()
     result: dict[str, Any] = queue.get(timeout=seconds + 120)
     proc.join(30)
@@ -269,10 +302,14 @@ async def _prepare(env: dict[str, str]) -> tuple[dict[str, str], uuid.UUID, str]
     ws, hook = uuid.uuid4(), uuid.uuid4()
     conn = await connect(settings.database_url)
     try:
-        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"bench-{ws.hex[:8]}")
+        await conn.execute(
+            "INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"bench-{ws.hex[:8]}"
+        )
         await conn.execute(
             "INSERT INTO webhooks (id, workspace_id, name, auth_mode, secret) VALUES ($1, $2, 'bench', 'standard', $3)",
-            hook, ws, secret,
+            hook,
+            ws,
+            secret,
         )
     finally:
         await conn.close()
@@ -306,22 +343,85 @@ async def run(seconds: float = DEFAULT_SECONDS) -> list[dict[str, Any]]:
         bare = await asyncio.to_thread(run_load, bare_port, path, None, seconds=seconds)
         gateway = await asyncio.to_thread(run_load, gw_port, path, secret, seconds=seconds)
         half = gateway["rps"] / 2
-        gateway_half = await asyncio.to_thread(run_load, gw_port, path, secret, seconds=seconds, rate=half)
-        bare_half = await asyncio.to_thread(run_load, bare_port, path, None, seconds=seconds, rate=half)
+        gateway_half = await asyncio.to_thread(
+            run_load, gw_port, path, secret, seconds=seconds, rate=half
+        )
+        bare_half = await asyncio.to_thread(
+            run_load, bare_port, path, None, seconds=seconds, rate=half
+        )
         ok = gateway["statuses"].get(202, 0) / max(1, gateway["requests"])
         note = f"1 process each, {CONCURRENCY} keep-alive connections, {seconds:.0f} s"
         rows += [
-            {"benchmark": "gateway", "metric": "bare aiohttp handler max rate", "value": bare["rps"], "unit": "req/s", "note": note},
-            {"benchmark": "gateway", "metric": "gateway max rate", "value": gateway["rps"], "unit": "req/s", "note": f"auth standard + mapping + validation + acks=all; {ok:.1%} 202"},
-            {"benchmark": "gateway", "metric": "gateway / bare ratio", "value": gateway["rps"] / bare["rps"], "unit": "x", "note": "target >= 0.6, chasing 0.8"},
-            {"benchmark": "gateway", "metric": "gateway p50 at max rate", "value": gateway["p50_ms"], "unit": "ms", "note": ""},
-            {"benchmark": "gateway", "metric": "gateway p99 at max rate", "value": gateway["p99_ms"], "unit": "ms", "note": ""},
-            {"benchmark": "gateway", "metric": "gateway p50 at half max rate", "value": gateway_half["p50_ms"], "unit": "ms", "note": f"open loop at {half:.0f} req/s"},
-            {"benchmark": "gateway", "metric": "gateway p99 at half max rate", "value": gateway_half["p99_ms"], "unit": "ms", "note": "target < 10 ms"},
-            {"benchmark": "gateway", "metric": "bare p50 at the same rate", "value": bare_half["p50_ms"], "unit": "ms", "note": f"open loop at {half:.0f} req/s"},
-            {"benchmark": "gateway", "metric": "bare p99 at the same rate", "value": bare_half["p99_ms"], "unit": "ms", "note": ""},
+            {
+                "benchmark": "gateway",
+                "metric": "bare aiohttp handler max rate",
+                "value": bare["rps"],
+                "unit": "req/s",
+                "note": note,
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "gateway max rate",
+                "value": gateway["rps"],
+                "unit": "req/s",
+                "note": f"auth standard + mapping + validation + acks=all; {ok:.1%} 202",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "gateway / bare ratio",
+                "value": gateway["rps"] / bare["rps"],
+                "unit": "x",
+                "note": "target >= 0.6, chasing 0.8",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "gateway p50 at max rate",
+                "value": gateway["p50_ms"],
+                "unit": "ms",
+                "note": "",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "gateway p99 at max rate",
+                "value": gateway["p99_ms"],
+                "unit": "ms",
+                "note": "",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "gateway p50 at half max rate",
+                "value": gateway_half["p50_ms"],
+                "unit": "ms",
+                "note": f"open loop at {half:.0f} req/s",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "gateway p99 at half max rate",
+                "value": gateway_half["p99_ms"],
+                "unit": "ms",
+                "note": "target < 10 ms",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "bare p50 at the same rate",
+                "value": bare_half["p50_ms"],
+                "unit": "ms",
+                "note": f"open loop at {half:.0f} req/s",
+            },
+            {
+                "benchmark": "gateway",
+                "metric": "bare p99 at the same rate",
+                "value": bare_half["p99_ms"],
+                "unit": "ms",
+                "note": "",
+            },
         ]
-        for name, result in (("bare", bare), ("gateway", gateway), ("gateway half", gateway_half), ("bare half", bare_half)):
+        for name, result in (
+            ("bare", bare),
+            ("gateway", gateway),
+            ("gateway half", gateway_half),
+            ("bare half", bare_half),
+        ):
             print(f"[bench gateway] {name}: {result}", file=sys.stderr)
     finally:
         for proc in servers:

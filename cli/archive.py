@@ -42,9 +42,15 @@ archive_app = typer.Typer(
 )
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document.")
-WEBHOOK_OPT = typer.Option(..., "--webhook", "-w", help="Webhook id, or name (unique or with --workspace).")
-WORKSPACE_OPT = typer.Option(None, "--workspace", help="Workspace id or name (to disambiguate a webhook name).")
-STATUS_OPT = typer.Option(None, "--status", help="Only requests with this status: processed, failed or rejected.")
+WEBHOOK_OPT = typer.Option(
+    ..., "--webhook", "-w", help="Webhook id, or name (unique or with --workspace)."
+)
+WORKSPACE_OPT = typer.Option(
+    None, "--workspace", help="Workspace id or name (to disambiguate a webhook name)."
+)
+STATUS_OPT = typer.Option(
+    None, "--status", help="Only requests with this status: processed, failed or rejected."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -97,7 +103,9 @@ async def _db(settings: CommonSettings) -> AsyncIterator[asyncpg.Connection]:
     try:
         yield conn
     except asyncpg.UndefinedTableError as exc:
-        raise CliError("the database has no leadwire schema", hint="run `leadwire db migrate`") from exc
+        raise CliError(
+            "the database has no leadwire schema", hint="run `leadwire db migrate`"
+        ) from exc
     finally:
         await conn.close()
 
@@ -217,8 +225,12 @@ def _describe_record(record: dict[str, Any]) -> str:
 @archive_app.command("list")
 def list_command(
     webhook: str = WEBHOOK_OPT,
-    since: str = typer.Option("24h", "--since", help="Start: ISO date/time (UTC if naive) or an age like 24h, 7d."),
-    until: str = typer.Option("now", "--until", help="End (exclusive): ISO date/time, 'now', or an age."),
+    since: str = typer.Option(
+        "24h", "--since", help="Start: ISO date/time (UTC if naive) or an age like 24h, 7d."
+    ),
+    until: str = typer.Option(
+        "now", "--until", help="End (exclusive): ISO date/time, 'now', or an age."
+    ),
     status: str | None = STATUS_OPT,
     workspace: str | None = WORKSPACE_OPT,
     as_json: bool = JSON_OPT,
@@ -253,8 +265,10 @@ def list_command(
     emit(
         doc,
         as_json=as_json,
-        text=lambda d: table(d["requests"], ["request_id", "received_at", "status", "replay_of"])
-        + f"\n{d['count']} request(s)",
+        text=lambda d: (
+            table(d["requests"], ["request_id", "received_at", "status", "replay_of"])
+            + f"\n{d['count']} request(s)"
+        ),
     )
 
 
@@ -270,19 +284,27 @@ def prune_command(
         envvar="LEADWIRE_ARCHIVE_RETENTION_DAYS",
         help="Delete archives of requests received on days that ended at least this many days ago.",
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Count what would be deleted; delete nothing."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Delete archived requests older than the retention (by the day they were received)."""
 
     async def work(settings: CommonSettings) -> dict[str, object]:
         async with _store(settings) as store:
-            result = await prune(store, older_than_days=older_than, now=datetime.now(UTC), dry_run=dry_run)
+            result = await prune(
+                store, older_than_days=older_than, now=datetime.now(UTC), dry_run=dry_run
+            )
         return result.as_dict()
 
     doc = _run(work, as_json=as_json)
     verb = "would delete" if dry_run else "deleted"
-    emit(doc, as_json=as_json, text=lambda d: f"{verb} {d['records']} record(s) from {len(d['days'])} day folder(s)")
+    emit(
+        doc,
+        as_json=as_json,
+        text=lambda d: f"{verb} {d['records']} record(s) from {len(d['days'])} day folder(s)",
+    )
 
 
 # --- replay ---------------------------------------------------------------------------
@@ -290,12 +312,18 @@ def prune_command(
 
 def replay_command(
     webhook: str = WEBHOOK_OPT,
-    since: str = typer.Option(..., "--since", help="Start: ISO date/time (UTC if naive) or an age like 24h, 7d."),
-    until: str = typer.Option("now", "--until", help="End (exclusive): ISO date/time, 'now', or an age."),
+    since: str = typer.Option(
+        ..., "--since", help="Start: ISO date/time (UTC if naive) or an age like 24h, 7d."
+    ),
+    until: str = typer.Option(
+        "now", "--until", help="End (exclusive): ISO date/time, 'now', or an age."
+    ),
     status: str | None = STATUS_OPT,
     workspace: str | None = WORKSPACE_OPT,
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Show what the current mapping makes of each request; publish nothing."
+        False,
+        "--dry-run",
+        help="Show what the current mapping makes of each request; publish nothing.",
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -403,4 +431,3 @@ def _describe_replay(doc: dict[str, Any]) -> str:
     if not doc["requests"]:
         lines.insert(0, "no archived requests in that window")
     return "\n".join(lines)
-

@@ -17,7 +17,9 @@ from cli import repository as repo
 from cli.context import run_db
 from cli.output import CliError, JsonFlag, emit, fail, table
 
-duplicates_app = typer.Typer(help="Possible duplicate contacts found by dedupe.", no_args_is_help=True)
+duplicates_app = typer.Typer(
+    help="Possible duplicate contacts found by dedupe.", no_args_is_help=True
+)
 contacts_app = typer.Typer(help="Contacts made from leads.", no_args_is_help=True)
 
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-W", help="Workspace name or id.")]
@@ -34,7 +36,8 @@ def _contact(row: asyncpg.Record, prefix: str) -> dict[str, Any]:
         "crm_id": row[f"{prefix}crm_id"],
         "phone": row[f"{prefix}phone"],
         "email": row[f"{prefix}email"],
-        "name": " ".join(p for p in (row[f"{prefix}first_name"], row[f"{prefix}last_name"]) if p) or None,
+        "name": " ".join(p for p in (row[f"{prefix}first_name"], row[f"{prefix}last_name"]) if p)
+        or None,
     }
 
 
@@ -94,8 +97,11 @@ def list_duplicates(
             ["contact", "other", "key", "shared", "found"],
         )
 
-    emit({"workspace": workspace, "count": len(pairs), "pairs": pairs} if as_json else pairs,
-         as_json=as_json, text=text)
+    emit(
+        {"workspace": workspace, "count": len(pairs), "pairs": pairs} if as_json else pairs,
+        as_json=as_json,
+        text=text,
+    )
 
 
 @contacts_app.command("show")
@@ -116,7 +122,9 @@ def show_contact(
             cid,
         )
         if row is None:
-            raise CliError(f"no contact {contact_id}", hint="find ids with `leadwire duplicates list`")
+            raise CliError(
+                f"no contact {contact_id}", hint="find ids with `leadwire duplicates list`"
+            )
         leads = await conn.fetch(
             """SELECT id, request_id, webhook_id, source, status, product_interest, created_at
                  FROM leads WHERE contact_id = $1 ORDER BY created_at DESC LIMIT 50""",
@@ -130,9 +138,25 @@ def show_contact(
             cid,
         )
         return {
-            **{k: row[k] for k in ("id", "workspace_id", "crm_id", "phone", "email", "first_name",
-                                   "last_name", "product", "lead_status", "custom", "board_id",
-                                   "board_name", "created_at", "updated_at")},
+            **{
+                k: row[k]
+                for k in (
+                    "id",
+                    "workspace_id",
+                    "crm_id",
+                    "phone",
+                    "email",
+                    "first_name",
+                    "last_name",
+                    "product",
+                    "lead_status",
+                    "custom",
+                    "board_id",
+                    "board_name",
+                    "created_at",
+                    "updated_at",
+                )
+            },
             "leads": [dict(r) for r in leads],
             "possible_duplicates": [dict(r) for r in dups],
         }
@@ -140,8 +164,20 @@ def show_contact(
     contact = run_db(work, as_json=as_json)
 
     def text(c: dict[str, Any]) -> str:
-        lines = [f"{k}: {c[k]}" for k in ("id", "crm_id", "phone", "email", "first_name",
-                                          "last_name", "product", "lead_status", "board_name")]
+        lines = [
+            f"{k}: {c[k]}"
+            for k in (
+                "id",
+                "crm_id",
+                "phone",
+                "email",
+                "first_name",
+                "last_name",
+                "product",
+                "lead_status",
+                "board_name",
+            )
+        ]
         lines.append(f"custom: {c['custom']}")
         lines.append(f"leads: {len(c['leads'])}")
         lines.append(f"possible duplicates: {len(c['possible_duplicates'])}")

@@ -64,9 +64,7 @@ def _settings_env(stack: Stack) -> dict[str, str]:
 
 def _service_urls(settings: CommonSettings) -> dict[str, str]:
     host = settings.http_host
-    return {
-        name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in SERVICES
-    }
+    return {name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in SERVICES}
 
 
 async def _wait_ready(stack: Stack, urls: dict[str, str]) -> None:
@@ -76,7 +74,9 @@ async def _wait_ready(stack: Stack, urls: dict[str, str]) -> None:
         while pending:
             for name, url in list(pending.items()):
                 try:
-                    async with http.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    async with http.get(
+                        f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as r:
                         if r.status == 200:
                             _say(f"{name}: ready at {url}")
                             del pending[name]
@@ -126,8 +126,17 @@ def _demo_webhook(env: dict[str, str]) -> dict:
     code, doc, _ = _cli(env, "webhook", "show", DEMO_WEBHOOK, "--workspace", DEMO_WORKSPACE)
     if code != 0:
         code, doc, err = _cli(
-            env, "webhook", "create", "--workspace", DEMO_WORKSPACE, "--name", DEMO_WEBHOOK,
-            "--template", "generic", "--auth", "none",
+            env,
+            "webhook",
+            "create",
+            "--workspace",
+            DEMO_WORKSPACE,
+            "--name",
+            DEMO_WEBHOOK,
+            "--template",
+            "generic",
+            "--auth",
+            "none",
         )
         if code != 0:
             raise InfraError(f"could not create the demo webhook: {err.strip()}")
@@ -182,7 +191,9 @@ async def up() -> dict:
     await _wait_ready(stack, urls)
     webhook = _demo_webhook(env)
     path = _write_stack_env(env, urls, webhook)
-    _say(f"all services ready in {time.monotonic() - started:.1f} s; settings in {path.relative_to(ROOT)}")
+    _say(
+        f"all services ready in {time.monotonic() - started:.1f} s; settings in {path.relative_to(ROOT)}"
+    )
     return {"urls": urls, "webhook": webhook, "settings": settings}
 
 
@@ -245,8 +256,11 @@ def status() -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=("up", "run", "down", "status"))
     args = parser.parse_args()
     try:

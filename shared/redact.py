@@ -23,9 +23,7 @@ SECRET_HEADERS = frozenset(
 )
 
 
-def strip_secret_headers(
-    headers: Mapping[str, str], extra: Iterable[str] = ()
-) -> dict[str, str]:
+def strip_secret_headers(headers: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
     """Headers lower-cased, minus every credential or signature header."""
     drop = SECRET_HEADERS | {h.lower() for h in extra}
     return {k.lower(): v for k, v in headers.items() if k.lower() not in drop}

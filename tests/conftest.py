@@ -106,7 +106,8 @@ def settings_from(env: dict[str, str]) -> CommonSettings:
     fields = {
         k.removeprefix("LEADWIRE_").lower(): v
         for k, v in env.items()
-        if k.startswith("LEADWIRE_") and k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields
+        if k.startswith("LEADWIRE_")
+        and k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields
     }
     return CommonSettings(**fields)
 

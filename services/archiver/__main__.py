@@ -96,7 +96,9 @@ async def _start_publisher(
             backoff = min(backoff * 2, 5.0)
 
 
-async def _housekeeping(store: ArchiveStore, settings: ArchiverSettings, stop: asyncio.Event) -> None:
+async def _housekeeping(
+    store: ArchiveStore, settings: ArchiverSettings, stop: asyncio.Event
+) -> None:
     """Make sure the bucket exists and set retention: a lifecycle rule if the server takes
     one, else prune expired days every ``archive_prune_interval_s``."""
     backoff = 0.5

@@ -108,4 +108,3 @@ class BatchArchiver:
         # Messages dropped as superseded within the batch are committed with it too.
         self._stored.add((message.topic, message.partition, message.offset))
         ARCHIVED.labels(outcome.status).inc()
-

@@ -126,7 +126,9 @@ def changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) 
     changed = {n for n in names if before.get(n) != after.get(n)}
     b_custom = before.get("custom") or {}
     a_custom = after.get("custom") or {}
-    changed |= {f"custom.{n}" for n in set(b_custom) | set(a_custom) if b_custom.get(n) != a_custom.get(n)}
+    changed |= {
+        f"custom.{n}" for n in set(b_custom) | set(a_custom) if b_custom.get(n) != a_custom.get(n)
+    }
     return sorted(changed)
 
 
@@ -183,7 +185,9 @@ def plan_one(
     try:
         lead, errors = mapper(payload)
     except Exception as exc:  # a payload the mapping engine cannot handle at all
-        return Planned(original=entry, kind="skipped", reason=f"mapping failed: {type(exc).__name__}")
+        return Planned(
+            original=entry, kind="skipped", reason=f"mapping failed: {type(exc).__name__}"
+        )
     elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
     raw = RawRequest(
         method=str(request.get("method") or "POST"),

@@ -50,7 +50,9 @@ async def webhook_config(
         return _config(row) if row else None
     if workspace is not None:
         rows = await conn.fetch(
-            _SELECT + " WHERE w.name = $1 AND (ws.id::text = $2 OR ws.name = $2)", webhook, workspace
+            _SELECT + " WHERE w.name = $1 AND (ws.id::text = $2 OR ws.name = $2)",
+            webhook,
+            workspace,
         )
     else:
         rows = await conn.fetch(_SELECT + " WHERE w.name = $1", webhook)

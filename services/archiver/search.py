@@ -114,7 +114,9 @@ async def find_archived(
     return found
 
 
-async def _load(store: ArchiveStore, item: ListedRecord, *, with_records: bool) -> ArchivedEntry | None:
+async def _load(
+    store: ArchiveStore, item: ListedRecord, *, with_records: bool
+) -> ArchivedEntry | None:
     if not with_records:
         meta = await store.metadata(item.key)
         if meta and meta.get("status") and meta.get("received-at"):

@@ -90,18 +90,17 @@ class ArchiveStore:
                 },
             )
         except ClientError as exc:
-            if error_code(exc) in _UNSUPPORTED or exc.response.get("ResponseMetadata", {}).get(
-                "HTTPStatusCode"
-            ) == 501:
+            if (
+                error_code(exc) in _UNSUPPORTED
+                or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 501
+            ):
                 return False
             raise
         return True
 
     # --- records -------------------------------------------------------------------
 
-    async def put_json(
-        self, key: str, doc: Any, *, metadata: dict[str, str] | None = None
-    ) -> None:
+    async def put_json(self, key: str, doc: Any, *, metadata: dict[str, str] | None = None) -> None:
         await self._s3.put_object(
             Bucket=self.bucket,
             Key=key,

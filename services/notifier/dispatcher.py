@@ -97,7 +97,9 @@ class Dispatcher:
         self._wake.set()
 
     def healthy(self) -> bool:
-        return self._last_cycle > 0 and time.monotonic() - self._last_cycle < max(30.0, self._s.notify_poll_interval_s * 10)
+        return self._last_cycle > 0 and time.monotonic() - self._last_cycle < max(
+            30.0, self._s.notify_poll_interval_s * 10
+        )
 
     async def run(self) -> None:
         backoff = 0.2
@@ -129,9 +131,15 @@ class Dispatcher:
             self._next_recover = now + self._recover_every_s
             entries = await self._repo.recover_interrupted(failed_at=utcnow())
             for entry in entries:
-                metrics.DEADLETTERED.labels(entry["channel"], "interrupted").inc(len(entry["send_ids"]))
-                log.warning("notification_interrupted", channel=entry["channel"],
-                            count=len(entry["send_ids"]), deadletter_id=entry["deadletter_id"])
+                metrics.DEADLETTERED.labels(entry["channel"], "interrupted").inc(
+                    len(entry["send_ids"])
+                )
+                log.warning(
+                    "notification_interrupted",
+                    channel=entry["channel"],
+                    count=len(entry["send_ids"]),
+                    deadletter_id=entry["deadletter_id"],
+                )
         await self.publish_deadletters()
         free = self._s.notify_concurrency - len(self._inflight)
         if free > 0 and not self._stopping.is_set():
@@ -173,7 +181,9 @@ class Dispatcher:
         event_ids = [str(r.event_id) for r in rows]
         try:
             if sender is None:
-                raise SendError(f"no sender for channel {channel}", code="no_sender", permanent=True)
+                raise SendError(
+                    f"no sender for channel {channel}", code="no_sender", permanent=True
+                )
             ref = await sender.send(recipient, items)
         except SendError as exc:
             await self._failed(claim_id, rows, exc)
@@ -202,15 +212,22 @@ class Dispatcher:
             give_up = [r for r in rows if r.attempts > self._s.notify_max_retries]
             again = [r for r in rows if r.attempts <= self._s.notify_max_retries]
         log.warning(
-            "notification_failed", channel=channel, code=exc.code, permanent=exc.permanent,
-            attempts=max(r.attempts for r in rows), count=len(rows),
-            retrying=len(again), deadlettering=len(give_up),
+            "notification_failed",
+            channel=channel,
+            code=exc.code,
+            permanent=exc.permanent,
+            attempts=max(r.attempts for r in rows),
+            count=len(rows),
+            retrying=len(again),
+            deadlettering=len(give_up),
         )
         if again:
             attempts = max(r.attempts for r in again)
             delay = retry_delay(attempts, self._s.notify_retry_base_s)
             n = await self._db(
-                lambda: self._repo.mark_retry([r.id for r in again], claim_id=claim_id, error=error, delay_s=delay)
+                lambda: self._repo.mark_retry(
+                    [r.id for r in again], claim_id=claim_id, error=error, delay_s=delay
+                )
             )
             metrics.RETRIED.labels(channel).inc(n)
             asyncio.get_running_loop().call_later(delay, self._wake.set)
@@ -218,15 +235,23 @@ class Dispatcher:
             reason = "permanent_error" if exc.permanent else "retries_exhausted"
             entry = await self._db(
                 lambda: self._repo.mark_dead(
-                    [r.id for r in give_up], claim_id=claim_id, error=error, reason=reason,
+                    [r.id for r in give_up],
+                    claim_id=claim_id,
+                    error=error,
+                    reason=reason,
                     failed_at=utcnow(),
                 )
             )
             if entry is not None:
                 metrics.DEADLETTERED.labels(channel, reason).inc(len(entry["send_ids"]))
-                log.warning("notification_deadlettered", channel=channel, reason=reason,
-                            attempts=entry["attempts"], count=len(entry["send_ids"]),
-                            deadletter_id=entry["deadletter_id"])
+                log.warning(
+                    "notification_deadlettered",
+                    channel=channel,
+                    reason=reason,
+                    attempts=entry["attempts"],
+                    count=len(entry["send_ids"]),
+                    deadletter_id=entry["deadletter_id"],
+                )
                 try:
                     await self.publish_deadletters()
                 except _DB_ERRORS:

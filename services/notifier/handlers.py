@@ -29,7 +29,9 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 _notifiable: TypeAdapter[Notifiable] = TypeAdapter(
-    Annotated[LeadProcessed | LeadFailed | LeadRejected | PerformanceAlert, Field(discriminator="type")]
+    Annotated[
+        LeadProcessed | LeadFailed | LeadRejected | PerformanceAlert, Field(discriminator="type")
+    ]
 )
 
 
@@ -43,8 +45,11 @@ def _settings_for(workspace_id: uuid.UUID, stored: dict[str, Any] | None) -> Not
         return parse_settings(stored)[0]
     except ValidationError as exc:
         # Written around the CLI (which validates): fall back to the defaults, say so.
-        log.warning("notification_settings_invalid", workspace_id=str(workspace_id),
-                    errors=exc.error_count())
+        log.warning(
+            "notification_settings_invalid",
+            workspace_id=str(workspace_id),
+            errors=exc.error_count(),
+        )
         return parse_settings(None)[0]
 
 
@@ -75,13 +80,20 @@ async def handle_events(
         summary = summarize(event, workspace_name=config.name if config else None)
         for p in planned:
             send = NewSend(
-                event_id=event.event_id, workspace_id=event.workspace_id, channel=p.channel.value,
-                recipient=p.recipient, kinds=p.kinds, summary=summary, event_at=event_time(event),
+                event_id=event.event_id,
+                workspace_id=event.workspace_id,
+                channel=p.channel.value,
+                recipient=p.recipient,
+                kinds=p.kinds,
+                summary=summary,
+                event_at=event_time(event),
             )
             sends.append(send)
             if p.channel is Channel.REALTIME:
                 name, data = realtime_message(summary, p.kinds)
-                notices[(event.event_id, p.recipient)] = realtime_notice(send, event=name, data=data)
+                notices[(event.event_id, p.recipient)] = realtime_notice(
+                    send, event=name, data=data
+                )
     new = await repo.record(sends, notices)
     log.debug("events_recorded", count=len(events), sends=len(sends), new_queued=new)
     if new:

@@ -5,20 +5,28 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 SENT = Counter(
-    "leadwire_notifications_sent_total", "Notifications the provider accepted (or pushed)", ["channel"]
+    "leadwire_notifications_sent_total",
+    "Notifications the provider accepted (or pushed)",
+    ["channel"],
 )
 MESSAGES = Counter(
-    "leadwire_notification_messages_total", "Provider messages sent (a digest counts once)", ["channel"]
+    "leadwire_notification_messages_total",
+    "Provider messages sent (a digest counts once)",
+    ["channel"],
 )
 RETRIED = Counter(
-    "leadwire_notifications_retried_total", "Notifications scheduled for another attempt", ["channel"]
+    "leadwire_notifications_retried_total",
+    "Notifications scheduled for another attempt",
+    ["channel"],
 )
 DEADLETTERED = Counter(
-    "leadwire_notifications_deadlettered_total", "Notifications given up on and dead-lettered",
+    "leadwire_notifications_deadlettered_total",
+    "Notifications given up on and dead-lettered",
     ["channel", "reason"],
 )
 QUEUE_DEPTH = Gauge(
-    "leadwire_notification_queue_depth", "Notifications waiting to be sent (pending or sending)",
+    "leadwire_notification_queue_depth",
+    "Notifications waiting to be sent (pending or sending)",
     ["channel"],
 )
 DELAY = Histogram(

@@ -48,9 +48,11 @@ class RealtimeHub:
     def __init__(self, *, repo: Repository, dsn: str, cors_origins: str = "*") -> None:
         self._repo = repo
         self._dsn = dsn
-        origins: str | list[str] = "*" if cors_origins.strip() == "*" else [
-            o.strip() for o in cors_origins.split(",") if o.strip()
-        ]
+        origins: str | list[str] = (
+            "*"
+            if cors_origins.strip() == "*"
+            else [o.strip() for o in cors_origins.split(",") if o.strip()]
+        )
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp", cors_allowed_origins=origins, logger=False, engineio_logger=False
         )
@@ -151,6 +153,8 @@ class RealtimeHub:
         metrics.SENT.labels("realtime").inc()
         try:
             event_at = datetime.fromisoformat(doc["event_at"])
-            metrics.DELAY.labels("realtime").observe(max((utcnow() - event_at).total_seconds(), 0.0))
+            metrics.DELAY.labels("realtime").observe(
+                max((utcnow() - event_at).total_seconds(), 0.0)
+            )
         except (KeyError, ValueError):
             pass

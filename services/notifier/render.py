@@ -82,15 +82,24 @@ def headline(item: Item) -> str:
     if "contact" in s:
         who = _name(s["contact"])
         product = s["contact"].get("product")
-        prefix = "High-priority lead" if HIGH_PRIORITY in kinds else (
-            "New contact" if EventKind.CONTACT_CREATED.value in kinds else
-            "Contact updated" if EventKind.CONTACT_UPDATED.value in kinds else "New lead"
+        prefix = (
+            "High-priority lead"
+            if HIGH_PRIORITY in kinds
+            else (
+                "New contact"
+                if EventKind.CONTACT_CREATED.value in kinds
+                else "Contact updated"
+                if EventKind.CONTACT_UPDATED.value in kinds
+                else "New lead"
+            )
         )
         return f"{prefix}: {who}" + (f" ({product})" if product else "")
     if "alert" in s:
         a = s["alert"]
         verb = "firing" if a["state"] == "firing" else "resolved"
-        return f"Performance alert {verb}: {a['metric']} {a['value']:g} (threshold {a['threshold']:g})"
+        return (
+            f"Performance alert {verb}: {a['metric']} {a['value']:g} (threshold {a['threshold']:g})"
+        )
     if "error" in s:
         return f"Lead processing failed: {s['error']['type']}"
     if "reason" in s:
@@ -104,8 +113,13 @@ def _detail_lines(item: Item) -> list[str]:
     contact = s.get("contact")
     if contact:
         for label, key in (
-            ("Name", None), ("Phone", "phone"), ("Email", "email"), ("Product", "product"),
-            ("Status", "lead_status"), ("CRM id", "crm_id"), ("Board", "board_name"),
+            ("Name", None),
+            ("Phone", "phone"),
+            ("Email", "email"),
+            ("Product", "product"),
+            ("Status", "lead_status"),
+            ("CRM id", "crm_id"),
+            ("Board", "board_name"),
         ):
             value = _name(contact) if key is None else contact.get(key)
             if value:

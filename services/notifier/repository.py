@@ -69,12 +69,28 @@ class DeadSend:
 
 def realtime_notice(send: NewSend, *, event: str, data: dict[str, Any]) -> str:
     """The pg_notify payload of one real-time push (ids only if the summary is too big)."""
-    doc = {"workspace_id": str(send.workspace_id), "event": event, "data": data,
-           "event_at": send.event_at.isoformat()}
+    doc = {
+        "workspace_id": str(send.workspace_id),
+        "event": event,
+        "data": data,
+        "event_at": send.event_at.isoformat(),
+    }
     text = orjson.dumps(doc, default=str).decode()
     if len(text.encode()) > _MAX_NOTIFY_BYTES:
-        slim: dict[str, Any] = {k: data[k] for k in ("type", "event_id", "workspace_id", "webhook_id", "kinds",
-                                     "lead_id", "action", "occurred_at") if k in data}
+        slim: dict[str, Any] = {
+            k: data[k]
+            for k in (
+                "type",
+                "event_id",
+                "workspace_id",
+                "webhook_id",
+                "kinds",
+                "lead_id",
+                "action",
+                "occurred_at",
+            )
+            if k in data
+        }
         if "contact" in data:
             slim["contact"] = {"id": data["contact"].get("id")}
         slim["truncated"] = True
@@ -111,7 +127,9 @@ class Repository:
 
     # --- recording (consumer side) ----------------------------------------------------
 
-    async def record(self, sends: Sequence[NewSend], realtime_notices: dict[tuple[uuid.UUID, str], str]) -> int:
+    async def record(
+        self, sends: Sequence[NewSend], realtime_notices: dict[tuple[uuid.UUID, str], str]
+    ) -> int:
         """Insert every send in one transaction; publish the real-time notices of the
         real-time rows that are new (a repeat of an event publishes nothing).
 
@@ -147,7 +165,8 @@ class Repository:
             notices = [
                 realtime_notices[(r["event_id"], r["recipient"])]
                 for r in inserted
-                if r["channel"] == "realtime" and (r["event_id"], r["recipient"]) in realtime_notices
+                if r["channel"] == "realtime"
+                and (r["event_id"], r["recipient"]) in realtime_notices
             ]
             if notices:
                 await conn.execute(
@@ -160,8 +179,14 @@ class Repository:
     # --- dispatching ------------------------------------------------------------------
 
     async def claim_batches(
-        self, *, claim_id: uuid.UUID, batch_size: int, window_s: float, lease_s: float,
-        max_batches: int, scan: int = 1000,
+        self,
+        *,
+        claim_id: uuid.UUID,
+        batch_size: int,
+        window_s: float,
+        lease_s: float,
+        max_batches: int,
+        scan: int = 1000,
     ) -> list[ClaimedSend]:
         """Claim the rows of every batch that is ready to go, at most ``batch_size`` per
         (workspace, channel, recipient), oldest first.
@@ -202,14 +227,24 @@ class Repository:
                WHERE s.id = r.id AND r.grp <= $6
                RETURNING s.id, s.event_id, s.workspace_id, s.channel, s.recipient, s.kinds,
                          s.summary, s.attempts, s.event_at""",
-            claim_id, batch_size, float(window_s), float(lease_s), scan, max_batches,
+            claim_id,
+            batch_size,
+            float(window_s),
+            float(lease_s),
+            scan,
+            max_batches,
         )
         return [
             ClaimedSend(
-                id=r["id"], event_id=r["event_id"], workspace_id=r["workspace_id"],
-                channel=r["channel"], recipient=r["recipient"],
-                kinds=tuple(k for k in r["kinds"].split(",") if k), summary=r["summary"],
-                attempts=r["attempts"], event_at=r["event_at"],
+                id=r["id"],
+                event_id=r["event_id"],
+                workspace_id=r["workspace_id"],
+                channel=r["channel"],
+                recipient=r["recipient"],
+                kinds=tuple(k for k in r["kinds"].split(",") if k),
+                summary=r["summary"],
+                attempts=r["attempts"],
+                event_at=r["event_at"],
             )
             for r in rows
         ]
@@ -228,7 +263,9 @@ class Repository:
                    claim_id = NULL, claimed_until = NULL
                WHERE id = ANY($1::uuid[]) AND claim_id = $2 AND status = 'sending'
                RETURNING id, event_at, sent_at""",
-            list(ids), claim_id, provider_ref,
+            list(ids),
+            claim_id,
+            provider_ref,
         )
         return [(r["id"], r["event_at"], r["sent_at"]) for r in rows]
 
@@ -241,12 +278,20 @@ class Repository:
                    next_attempt_at = now() + make_interval(secs => $4),
                    claim_id = NULL, claimed_until = NULL
                WHERE id = ANY($1::uuid[]) AND claim_id = $2 AND status = 'sending'""",
-            list(ids), claim_id, error, float(delay_s),
+            list(ids),
+            claim_id,
+            error,
+            float(delay_s),
         )
         return int(result.split()[-1])
 
     async def mark_dead(
-        self, ids: Sequence[uuid.UUID], *, claim_id: uuid.UUID, error: str, reason: str,
+        self,
+        ids: Sequence[uuid.UUID],
+        *,
+        claim_id: uuid.UUID,
+        error: str,
+        reason: str,
         failed_at: datetime,
     ) -> dict[str, Any] | None:
         """Mark claimed rows dead and, in the same transaction, write their dead-letter
@@ -259,7 +304,9 @@ class Repository:
                    WHERE id = ANY($1::uuid[]) AND claim_id = $2 AND status = 'sending'
                    RETURNING id, event_id, workspace_id, channel, recipient, kinds, attempts,
                              last_error, $2::uuid AS claim_id""",
-                list(ids), claim_id, error,
+                list(ids),
+                claim_id,
+                error,
             )
             if not rows:
                 return None
@@ -355,7 +402,8 @@ class Repository:
                    WHERE created_at < now() - make_interval(secs => $1)
                      AND status IN ('sent', 'dead')
                    LIMIT $2)""",
-            float(older_than_s), limit,
+            float(older_than_s),
+            limit,
         )
         await self._pool.execute(
             """DELETE FROM notification_deadletters
@@ -367,13 +415,21 @@ class Repository:
 
 def _dead(r: asyncpg.Record) -> DeadSend:
     return DeadSend(
-        id=r["id"], event_id=r["event_id"], workspace_id=r["workspace_id"], channel=r["channel"],
-        recipient=r["recipient"], kinds=tuple(k for k in r["kinds"].split(",") if k),
-        attempts=r["attempts"], last_error=r["last_error"], claim_id=r["claim_id"],
+        id=r["id"],
+        event_id=r["event_id"],
+        workspace_id=r["workspace_id"],
+        channel=r["channel"],
+        recipient=r["recipient"],
+        kinds=tuple(k for k in r["kinds"].split(",") if k),
+        attempts=r["attempts"],
+        last_error=r["last_error"],
+        claim_id=r["claim_id"],
     )
 
 
-def deadletter_entry(dead: Sequence[DeadSend], *, reason: str, failed_at: datetime) -> dict[str, Any]:
+def deadletter_entry(
+    dead: Sequence[DeadSend], *, reason: str, failed_at: datetime
+) -> dict[str, Any]:
     """One dead-letter entry for a batch that gave up: enough to re-drive it (the
     recipient is included for that, so the topic is as sensitive as the database), no
     message content."""

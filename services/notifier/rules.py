@@ -137,7 +137,9 @@ def _fold(value: Any) -> str:
 def event_kinds(event: Notifiable) -> list[EventKind]:
     """The kinds of notification an event can trigger, most specific first."""
     if isinstance(event, LeadProcessed):
-        first = EventKind.CONTACT_CREATED if event.action == "created" else EventKind.CONTACT_UPDATED
+        first = (
+            EventKind.CONTACT_CREATED if event.action == "created" else EventKind.CONTACT_UPDATED
+        )
         return [first, EventKind.LEAD_CREATED]
     if isinstance(event, LeadFailed):
         return [EventKind.PROCESSING_FAILED]

@@ -46,7 +46,11 @@ class EmailSender:
     async def send(self, recipient: str, items: Sequence[Item]) -> str | None:
         s = self._s
         if not s.smtp_host:
-            raise SendError("email is not configured (LEADWIRE_SMTP_HOST)", code="not_configured", permanent=True)
+            raise SendError(
+                "email is not configured (LEADWIRE_SMTP_HOST)",
+                code="not_configured",
+                permanent=True,
+            )
         message = render_email(items, sender=s.smtp_from, to=recipient, now=datetime.now(UTC))
         client = aiosmtplib.SMTP(
             hostname=s.smtp_host,
@@ -69,9 +73,17 @@ class EmailSender:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(c >= 500 for c in codes)
-            raise SendError(f"recipient refused: {codes}", code=f"smtp_{codes[0] if codes else 'refused'}", permanent=permanent) from exc
+            raise SendError(
+                f"recipient refused: {codes}",
+                code=f"smtp_{codes[0] if codes else 'refused'}",
+                permanent=permanent,
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise SendError(f"SMTP {exc.code}: {exc.message}", code=f"smtp_{exc.code}", permanent=exc.code >= 500) from exc
+            raise SendError(
+                f"SMTP {exc.code}: {exc.message}",
+                code=f"smtp_{exc.code}",
+                permanent=exc.code >= 500,
+            ) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise SendError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__) from exc
         finally:
@@ -98,7 +110,8 @@ class SmsSender:
         if not self._configured():
             raise SendError(
                 "SMS is not configured (LEADWIRE_SMS_BASE_URL, _ACCOUNT_SID, _AUTH_TOKEN, _FROM)",
-                code="not_configured", permanent=True,
+                code="not_configured",
+                permanent=True,
             )
         assert s.sms_base_url and s.sms_account_sid and s.sms_auth_token and s.sms_from
         url = f"{s.sms_base_url.rstrip('/')}/2010-04-01/Accounts/{s.sms_account_sid}/Messages.json"
@@ -107,9 +120,11 @@ class SmsSender:
             async with self._http.post(
                 url,
                 data=form,
-                headers={"Authorization": aiohttp.encode_basic_auth(
-                    s.sms_account_sid, s.sms_auth_token.get_secret_value()
-                )},
+                headers={
+                    "Authorization": aiohttp.encode_basic_auth(
+                        s.sms_account_sid, s.sms_auth_token.get_secret_value()
+                    )
+                },
                 timeout=aiohttp.ClientTimeout(total=s.notify_send_timeout_s),
             ) as resp:
                 if 200 <= resp.status < 300:
@@ -122,7 +137,8 @@ class SmsSender:
                 transient = resp.status >= 500 or resp.status in (408, 425, 429)
                 raise SendError(
                     f"SMS provider answered {resp.status}: {detail}",
-                    code=f"http_{resp.status}", permanent=not transient,
+                    code=f"http_{resp.status}",
+                    permanent=not transient,
                 )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise SendError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__) from exc

@@ -67,8 +67,13 @@ async def run_notifier(
     tasks: list[asyncio.Task[None]] = []
     try:
         repo = Repository(pool)
-        hub = RealtimeHub(repo=repo, dsn=settings.database_url, cors_origins=settings.notify_cors_origins)
-        senders: dict[str, Sender] = {"email": EmailSender(settings), "sms": SmsSender(settings, http)}
+        hub = RealtimeHub(
+            repo=repo, dsn=settings.database_url, cors_origins=settings.notify_cors_origins
+        )
+        senders: dict[str, Sender] = {
+            "email": EmailSender(settings),
+            "sms": SmsSender(settings, http),
+        }
         dispatcher = Dispatcher(repo=repo, senders=senders, publisher=publisher, settings=settings)
         consumer: ConsumerRunner[Any] = ConsumerRunner(
             settings,
@@ -108,7 +113,9 @@ async def run_notifier(
             return
         if not await _until_ready(
             "kafka_topics",
-            lambda: ensure_topics(settings, (*CONSUMED_TOPICS, topics.NOTIFY_DEADLETTER, topics.DEADLETTER)),
+            lambda: ensure_topics(
+                settings, (*CONSUMED_TOPICS, topics.NOTIFY_DEADLETTER, topics.DEADLETTER)
+            ),
             stop,
         ):
             return
@@ -129,12 +136,17 @@ async def run_notifier(
         stopper.cancel()
         crashed = [t for t in done if t is not stopper]
         for t in crashed:
-            log.error("notifier_task_ended", task=t.get_name(),
-                      error=type(t.exception()).__name__ if t.exception() else None)
+            log.error(
+                "notifier_task_ended",
+                task=t.get_name(),
+                error=type(t.exception()).__name__ if t.exception() else None,
+            )
         # Shutdown order: stop taking events, finish sends, then stop pushes.
         consumer.stop()
         dispatcher.stop()
-        await asyncio.gather(*(t for t in tasks if t.get_name() != "realtime"), return_exceptions=True)
+        await asyncio.gather(
+            *(t for t in tasks if t.get_name() != "realtime"), return_exceptions=True
+        )
         listen_stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         if crashed:

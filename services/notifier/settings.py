@@ -57,8 +57,13 @@ class NotifierSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> NotifierSettings:
-        if self.notify_claim_lease_s is not None and self.notify_claim_lease_s <= self.notify_send_timeout_s + 1:
-            raise ValueError("LEADWIRE_NOTIFY_CLAIM_LEASE_S must exceed LEADWIRE_NOTIFY_SEND_TIMEOUT_S + 1")
+        if (
+            self.notify_claim_lease_s is not None
+            and self.notify_claim_lease_s <= self.notify_send_timeout_s + 1
+        ):
+            raise ValueError(
+                "LEADWIRE_NOTIFY_CLAIM_LEASE_S must exceed LEADWIRE_NOTIFY_SEND_TIMEOUT_S + 1"
+            )
         return self
 
     @property

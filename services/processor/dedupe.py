@@ -82,7 +82,8 @@ class ContactState:
         if self.is_new:
             return []
         return [
-            k for k in KEY_TYPES
+            k
+            for k in KEY_TYPES
             if self.original_keys.get(k) is not None and self.original_keys.get(k) != self.key(k)
         ]
 

@@ -88,7 +88,9 @@ def decode_message(data: bytes) -> Incoming:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError:
             parsed = None
-        return Undecodable(error=schema_error(exc), fields=parsed if isinstance(parsed, dict) else {})
+        return Undecodable(
+            error=schema_error(exc), fields=parsed if isinstance(parsed, dict) else {}
+        )
 
 
 def schema_error(exc: ValidationError) -> str:
@@ -184,7 +186,9 @@ def outcome_json(event: BaseModel) -> str:
     they are dropped (from the archived payload copy only; the lead itself never has one)."""
     text = event.model_dump_json()
     if "\\u0000" in text:
-        text = type(event).model_validate(_strip_nul(event.model_dump(mode="json"))).model_dump_json()
+        text = (
+            type(event).model_validate(_strip_nul(event.model_dump(mode="json"))).model_dump_json()
+        )
     return text
 
 
@@ -305,7 +309,11 @@ def _store(
     )
     payload = text.encode()
     batch.stored[event.request_id] = repository.StoredRequest(
-        request_id=event.request_id, status=status, body_sha256=body_sha256, result=payload, error=error
+        request_id=event.request_id,
+        status=status,
+        body_sha256=body_sha256,
+        result=payload,
+        error=error,
     )
     return Finished(
         message=message,
@@ -321,7 +329,9 @@ def _store(
     )
 
 
-def _republish(message: Message[Incoming], stored: repository.StoredRequest, workspace_id: uuid.UUID | None) -> Finished:
+def _republish(
+    message: Message[Incoming], stored: repository.StoredRequest, workspace_id: uuid.UUID | None
+) -> Finished:
     """A request already finished: publish its stored outcome again, create nothing.
 
     A stored failure is poison again, so a redelivered poison message still reaches the
@@ -340,7 +350,9 @@ def _republish(message: Message[Incoming], stored: repository.StoredRequest, wor
     )
 
 
-def _undecodable(batch: _Batch, message: Message[Incoming], bad: Undecodable, now: datetime) -> Finished:
+def _undecodable(
+    batch: _Batch, message: Message[Incoming], bad: Undecodable, now: datetime
+) -> Finished:
     fields = bad.fields
     request_id = _parse_uuid(fields.get("request_id"))
     workspace_id = _parse_uuid(fields.get("workspace_id"))
@@ -348,7 +360,12 @@ def _undecodable(batch: _Batch, message: Message[Incoming], bad: Undecodable, no
     if request_id is None or workspace_id is None or webhook_id is None:
         # Nothing identifies the request: there is no outcome to give, only the dead letter.
         return Finished(
-            message, None, None, "failed", None, fresh=True,
+            message,
+            None,
+            None,
+            "failed",
+            None,
+            fresh=True,
             poison=_dlq_reason(ErrorInfo(type="SchemaError", message=bad.error[:500])),
         )
     if request_id in batch.stored:
@@ -443,12 +460,16 @@ async def process_batch(
         conn,
         request_ids=lookup_ids,
         webhook_ids=[e.webhook_id for e in events],
-        idempotency=[(e.webhook_id, e.idempotency_key) for e in events if e.idempotency_key is not None],
-        keys=list(dict.fromkeys(
-            (e.workspace_id, kind, value)
-            for e in events
-            for kind, value in identity_keys(e.lead).items()
-        )),
+        idempotency=[
+            (e.webhook_id, e.idempotency_key) for e in events if e.idempotency_key is not None
+        ],
+        keys=list(
+            dict.fromkeys(
+                (e.workspace_id, kind, value)
+                for e in events
+                for kind, value in identity_keys(e.lead).items()
+            )
+        ),
         workspace_ids=[e.workspace_id for e in events],
     )
     batch = _Batch(stored=view.stored)
@@ -480,14 +501,16 @@ async def process_batch(
         if webhooks.get(ev.webhook_id) != ev.workspace_id:
             error = ErrorInfo(
                 type="UnknownWebhook",
-                message="webhook not found" if ev.webhook_id not in webhooks
+                message="webhook not found"
+                if ev.webhook_id not in webhooks
                 else "webhook belongs to another workspace",
             )
             batch.finished.append(_fail(batch, m, ev, error, now))
             continue
         holder = (
             idem_holders.get((ev.webhook_id, ev.idempotency_key))
-            if ev.idempotency_key is not None else None
+            if ev.idempotency_key is not None
+            else None
         )
         if holder is not None and holder != ev.request_id:
             batch.finished.append(_duplicate_key(batch, m, ev, holder, now))
@@ -499,7 +522,9 @@ async def process_batch(
         tr = time.perf_counter()
         rule = first_match(rules.get(ev.workspace_id, ()), ev.webhook_id, ev.lead)
         t_rules += time.perf_counter() - tr
-        if rule is not None and (contact.board_id != rule.board_id or contact.board_name != rule.board_name):
+        if rule is not None and (
+            contact.board_id != rule.board_id or contact.board_name != rule.board_name
+        ):
             contact.board_id = rule.board_id
             contact.board_name = rule.board_name
             contact.dirty = True
@@ -531,8 +556,11 @@ async def process_batch(
         # Mark the request as taken within the batch: a second copy of it (or of its
         # idempotency key with another body) later in this batch sees it.
         batch.stored[ev.request_id] = repository.StoredRequest(
-            request_id=ev.request_id, status="processed", body_sha256=ev.body_sha256,
-            result=None, error=None,
+            request_id=ev.request_id,
+            status="processed",
+            body_sha256=ev.body_sha256,
+            result=None,
+            error=None,
         )
         batch.finished.append(
             _Pending(
@@ -622,7 +650,9 @@ async def process_batch(
     return out
 
 
-def _fail(batch: _Batch, m: Message[Incoming], ev: LeadReceived, error: ErrorInfo, now: datetime) -> Finished:
+def _fail(
+    batch: _Batch, m: Message[Incoming], ev: LeadReceived, error: ErrorInfo, now: datetime
+) -> Finished:
     event = _failed_event(
         request_id=ev.request_id,
         workspace_id=ev.workspace_id,
@@ -636,14 +666,26 @@ def _fail(batch: _Batch, m: Message[Incoming], ev: LeadReceived, error: ErrorInf
         now=now,
     )
     return _store(
-        batch, m, event=event, status="failed", idempotency_key=ev.idempotency_key,
-        body_sha256=ev.body_sha256, poison=_dlq_reason(error),
+        batch,
+        m,
+        event=event,
+        status="failed",
+        idempotency_key=ev.idempotency_key,
+        body_sha256=ev.body_sha256,
+        poison=_dlq_reason(error),
     )
 
 
 def _rejected(
-    batch: _Batch, m: Message[Incoming], ev: LeadReceived, *, request_id: uuid.UUID,
-    status: str, reason: str, errors: list[FieldError], now: datetime,
+    batch: _Batch,
+    m: Message[Incoming],
+    ev: LeadReceived,
+    *,
+    request_id: uuid.UUID,
+    status: str,
+    reason: str,
+    errors: list[FieldError],
+    now: datetime,
 ) -> Finished:
     event = LeadRejected(
         event_id=outcome_event_id(request_id),
@@ -665,7 +707,11 @@ def _rejected(
         errors=errors,
     )
     return _store(
-        batch, m, event=event, status=status, idempotency_key=ev.idempotency_key,
+        batch,
+        m,
+        event=event,
+        status=status,
+        idempotency_key=ev.idempotency_key,
         body_sha256=ev.body_sha256,
     )
 
@@ -676,7 +722,12 @@ def _conflict(batch: _Batch, m: Message[Incoming], ev: LeadReceived, now: dateti
     if rid in batch.stored:
         return _republish(m, batch.stored[rid], ev.workspace_id)
     return _rejected(
-        batch, m, ev, request_id=rid, status="rejected", reason="idempotency_conflict",
+        batch,
+        m,
+        ev,
+        request_id=rid,
+        status="rejected",
+        reason="idempotency_conflict",
         errors=[
             FieldError(
                 field="idempotency_key",
@@ -694,7 +745,12 @@ def _duplicate_key(
     """Another request already holds this webhook's idempotency key (a request id minted
     some other way than from the key): this one is a duplicate and creates nothing."""
     return _rejected(
-        batch, m, ev, request_id=ev.request_id, status="duplicate", reason="duplicate",
+        batch,
+        m,
+        ev,
+        request_id=ev.request_id,
+        status="duplicate",
+        reason="duplicate",
         errors=[
             FieldError(
                 field="idempotency_key",
@@ -784,7 +840,9 @@ class BatchHandler:
                 finished += await self._transact(chunk)
             except Unwritable as exc:
                 metrics.FALLBACKS.inc()
-                log.warning("batch_unwritable_fallback", size=len(chunk), error=type(exc.error).__name__)
+                log.warning(
+                    "batch_unwritable_fallback", size=len(chunk), error=type(exc.error).__name__
+                )
                 finished += await self._one_by_one(chunk)
         committed = time.perf_counter()
         committed_at = utcnow()
@@ -818,7 +876,9 @@ class BatchHandler:
             except _RETRYABLE as exc:
                 metrics.TX_RETRIES.labels(type(exc).__name__).inc()
                 if attempt == attempts:
-                    raise TransactionConflict(f"{type(exc).__name__} after {attempts} attempts") from exc
+                    raise TransactionConflict(
+                        f"{type(exc).__name__} after {attempts} attempts"
+                    ) from exc
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
             except _UNWRITABLE as exc:
                 raise Unwritable(exc) from exc
@@ -872,7 +932,11 @@ class BatchHandler:
             self._published.add(event_id)
 
     def _count(
-        self, finished: Sequence[Finished], started: float, committed: float, published: float,
+        self,
+        finished: Sequence[Finished],
+        started: float,
+        committed: float,
+        published: float,
         committed_at: datetime,
     ) -> None:
         metrics.BATCH_LEADS.observe(len(finished))
@@ -890,7 +954,9 @@ class BatchHandler:
                 matches[f.match_type] += 1
             duplicates += f.possible_duplicates
             if f.status == "processed" and f.received_at is not None:
-                metrics.ACCEPT_TO_COMMIT.observe(max((committed_at - f.received_at).total_seconds(), 0.0))
+                metrics.ACCEPT_TO_COMMIT.observe(
+                    max((committed_at - f.received_at).total_seconds(), 0.0)
+                )
         for status, n in statuses.items():
             metrics.OUTCOMES.labels(status).inc(n)
         for match, n in matches.items():

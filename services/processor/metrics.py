@@ -6,7 +6,21 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 _LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
 )
 
 RECEIVED = Counter(
@@ -17,7 +31,9 @@ OUTCOMES = Counter(
     "leadwire_processor_outcomes_total", "Requests finished, by outcome status", ["status"]
 )
 MATCHES = Counter(
-    "leadwire_processor_matches_total", "Processed leads by how their contact was found", ["match_type"]
+    "leadwire_processor_matches_total",
+    "Processed leads by how their contact was found",
+    ["match_type"],
 )
 REPUBLISHED = Counter(
     "leadwire_processor_republished_total",
@@ -27,7 +43,9 @@ POSSIBLE_DUPLICATES = Counter(
     "leadwire_processor_possible_duplicates_total", "Possible duplicate contact pairs recorded"
 )
 POISON = Counter(
-    "leadwire_processor_poison_total", "Messages recorded as failed and dead-lettered", ["error_type"]
+    "leadwire_processor_poison_total",
+    "Messages recorded as failed and dead-lettered",
+    ["error_type"],
 )
 TX_RETRIES = Counter(
     "leadwire_processor_tx_retries_total",

@@ -201,7 +201,9 @@ async def load_batch(
     )
 
 
-async def stored_requests(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredRequest]:
+async def stored_requests(
+    conn: Connection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, StoredRequest]:
     """Requests already finished, by id (a row without a result is not finished)."""
     view = await load_batch(
         conn, request_ids=ids, webhook_ids=(), idempotency=(), keys=(), workspace_ids=()

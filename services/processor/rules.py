@@ -39,7 +39,9 @@ class Condition:
 
     def __post_init__(self) -> None:
         values = self.value if self.op == "in" else [self.value]
-        object.__setattr__(self, "expected", frozenset(normalize(v) for v in values if v is not None))
+        object.__setattr__(
+            self, "expected", frozenset(normalize(v) for v in values if v is not None)
+        )
 
 
 @dataclass(frozen=True)

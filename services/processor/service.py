@@ -23,7 +23,9 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 
-async def _retry_until(stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
+async def _retry_until(
+    stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[object]]
+) -> None:
     """Await ``attempt()`` until it succeeds or ``stop`` is set (dependencies may start
     after the processor; it waits for them instead of crash-looping)."""
     delay = 0.2
@@ -53,9 +55,13 @@ async def run_processor(
 
     async def open_pool() -> None:
         await wait_for_database(settings.database_url, deadline_s=10)
-        pools.append(await create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=max(settings.db_pool_max, 2)
-        ))
+        pools.append(
+            await create_pool(
+                settings.database_url,
+                min_size=settings.db_pool_min,
+                max_size=max(settings.db_pool_max, 2),
+            )
+        )
 
     await _retry_until(stop, "postgres", open_pool)
     pool = pools[0]
@@ -64,10 +70,13 @@ async def run_processor(
     try:
         await _retry_until(stop, "kafka", publisher.start)
         await _retry_until(
-            stop, "kafka topics",
+            stop,
+            "kafka topics",
             lambda: ensure_topics(settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER)),
         )
-        handler = BatchHandler(pool=pool, publisher=publisher, settings=settings, after_commit=after_commit)
+        handler = BatchHandler(
+            pool=pool, publisher=publisher, settings=settings, after_commit=after_commit
+        )
         runner: ConsumerRunner[Incoming] = ConsumerRunner(
             settings,
             topics=[topics.RAW],
@@ -88,7 +97,8 @@ async def run_processor(
         if serve_http:
             app = web.Application()
             add_ops_routes(
-                app, service="processor",
+                app,
+                service="processor",
                 checks={"consumer": runner.healthy, "database": database_ready},
             )
             http = await serve(app, settings.http_host, settings.processor_port)

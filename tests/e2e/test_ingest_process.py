@@ -27,7 +27,9 @@ CANARY_EMAIL = "canary.s7.zz@example.org"
 CANARY_NAME = "Zyxwvcanary"
 
 
-async def test_two_workers_one_port_clean_logs_and_clean_stop(settings: CommonSettings, tmp_path: Path) -> None:
+async def test_two_workers_one_port_clean_logs_and_clean_stop(
+    settings: CommonSettings, tmp_path: Path
+) -> None:
     await ensure_topics(settings)
     hook = await create_webhook(settings.database_url, auth_mode="standard")
     basic = await create_webhook(settings.database_url, auth_mode="basic")
@@ -55,35 +57,73 @@ async def test_two_workers_one_port_clean_logs_and_clean_stop(settings: CommonSe
             body = orjson.dumps({**lead, "n": i})
             headers = auth_headers(hook, body)
             signatures.append(headers["webhook-signature"])
-            async with aiohttp.ClientSession() as http, http.post(
-                f"{url}/webhooks/{hook.id}", data=body, headers={**headers, "Content-Type": "application/json"}
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{url}/webhooks/{hook.id}",
+                    data=body,
+                    headers={**headers, "Content-Type": "application/json"},
+                ) as resp,
+            ):
                 assert resp.status == 202, await resp.text()
                 accepted.add((await resp.json())["request_id"])
         async with aiohttp.ClientSession() as http:
             # Rejected for validation, with the canaries in the body.
-            bad = orjson.dumps({"first_name": CANARY_NAME, "email": CANARY_EMAIL.replace("@", "@@"), "phone": "555"})
-            async with http.post(f"{url}/webhooks/{hook.id}", data=bad, headers={**auth_headers(hook, bad), "Content-Type": "application/json"}) as resp:
+            bad = orjson.dumps(
+                {
+                    "first_name": CANARY_NAME,
+                    "email": CANARY_EMAIL.replace("@", "@@"),
+                    "phone": "555",
+                }
+            )
+            async with http.post(
+                f"{url}/webhooks/{hook.id}",
+                data=bad,
+                headers={**auth_headers(hook, bad), "Content-Type": "application/json"},
+            ) as resp:
                 assert resp.status == 400
             # Forged: a signature and the canaries, refused.
             forged = orjson.dumps(lead)
             sig = auth_headers(hook, b"something else")
             signatures.append(sig["webhook-signature"])
-            async with http.post(f"{url}/webhooks/{hook.id}", data=forged, headers={**sig, "Content-Type": "application/json"}) as resp:
+            async with http.post(
+                f"{url}/webhooks/{hook.id}",
+                data=forged,
+                headers={**sig, "Content-Type": "application/json"},
+            ) as resp:
                 assert resp.status == 401
             # Basic auth with a wrong password that looks like a secret.
-            wrong = {"Authorization": "Basic " + __import__("base64").b64encode(f"{basic.username}:CanaryPassw0rdZZ".encode()).decode()}
-            async with http.post(f"{url}/webhooks/{basic.id}", data=forged, headers={**wrong, "Content-Type": "application/json"}) as resp:
+            wrong = {
+                "Authorization": "Basic "
+                + __import__("base64")
+                .b64encode(f"{basic.username}:CanaryPassw0rdZZ".encode())
+                .decode()
+            }
+            async with http.post(
+                f"{url}/webhooks/{basic.id}",
+                data=forged,
+                headers={**wrong, "Content-Type": "application/json"},
+            ) as resp:
                 assert resp.status == 401
             # A huge header carrying the canary email.
-            async with http.post(f"{url}/webhooks/{hook.id}", data=forged, headers={"X-Big": CANARY_EMAIL * 1000, "Content-Type": "application/json"}) as resp:
+            async with http.post(
+                f"{url}/webhooks/{hook.id}",
+                data=forged,
+                headers={"X-Big": CANARY_EMAIL * 1000, "Content-Type": "application/json"},
+            ) as resp:
                 assert resp.status == 431
 
             # /metrics adds up both workers: 20 accepted in all.
             async with http.get(f"{url}/metrics") as resp:
                 text = await resp.text()
-            counts = re.findall(rf'leadwire_ingest_requests_total\{{status="202",webhook="{hook.id}"\}} ([0-9.e+]+)', text)
-            counts += re.findall(rf'leadwire_ingest_requests_total\{{webhook="{hook.id}",status="202"\}} ([0-9.e+]+)', text)
+            counts = re.findall(
+                rf'leadwire_ingest_requests_total\{{status="202",webhook="{hook.id}"\}} ([0-9.e+]+)',
+                text,
+            )
+            counts += re.findall(
+                rf'leadwire_ingest_requests_total\{{webhook="{hook.id}",status="202"\}} ([0-9.e+]+)',
+                text,
+            )
             assert counts and float(counts[0]) == 20.0, text[:3000]
 
         raw = [decode_raw(m) for m in await read_topic(settings, topics.RAW)]
@@ -100,9 +140,16 @@ async def test_two_workers_one_port_clean_logs_and_clean_stop(settings: CommonSe
     logs = proc.logs()
     assert "ingest_listening" in logs and logs.count("ingest_listening") == 2, logs[-2000:]
     canaries = [
-        CANARY_PHONE_DIGITS, CANARY_PHONE_DIGITS[3:6] + "-" + CANARY_PHONE_DIGITS[6:],
-        CANARY_EMAIL, CANARY_NAME, "CanaryPassw0rdZZ", hook.secret, (hook.secret or "")[6:],
-        basic.secret, *signatures, *(s.split(",", 1)[1] for s in signatures),
+        CANARY_PHONE_DIGITS,
+        CANARY_PHONE_DIGITS[3:6] + "-" + CANARY_PHONE_DIGITS[6:],
+        CANARY_EMAIL,
+        CANARY_NAME,
+        "CanaryPassw0rdZZ",
+        hook.secret,
+        (hook.secret or "")[6:],
+        basic.secret,
+        *signatures,
+        *(s.split(",", 1)[1] for s in signatures),
     ]
     hits = [c for c in canaries if c and c in logs]
     print(f"log lines: {len(logs.splitlines())}, canary hits: {len(hits)}")

@@ -28,12 +28,22 @@ LEAD = {
 }
 
 
-async def test_prefer_wait_returns_the_seed_body_from_the_processor(settings: CommonSettings) -> None:
+async def test_prefer_wait_returns_the_seed_body_from_the_processor(
+    settings: CommonSettings,
+) -> None:
     await prepare_topics(settings)
     hook = await create_webhook(settings.database_url, auth_mode="standard")
-    async with running_gateway(settings) as gw, processors(processor_settings(settings)), aiohttp.ClientSession() as http:
+    async with (
+        running_gateway(settings) as gw,
+        processors(processor_settings(settings)),
+        aiohttp.ClientSession() as http,
+    ):
         body = orjson.dumps(LEAD)
-        headers = {**auth_headers(hook, body, msg_id="msg_wait_1"), "Content-Type": "application/json", "Prefer": "wait=20"}
+        headers = {
+            **auth_headers(hook, body, msg_id="msg_wait_1"),
+            "Content-Type": "application/json",
+            "Prefer": "wait=20",
+        }
         async with http.post(gw.hook_url(hook), data=body, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
             first = await resp.json()
@@ -41,19 +51,40 @@ async def test_prefer_wait_returns_the_seed_body_from_the_processor(settings: Co
         assert first["is_new_contact"] is True and first["match_type"] == "new"
         assert first["webhook_id"] == str(hook.id)
         assert first["processing_time"].endswith("ms")
-        assert set(first) >= {"success", "message", "contact_id", "webhook_id", "rule_applied", "match_type", "is_new_contact", "processing_time", "request_id"}
+        assert set(first) >= {
+            "success",
+            "message",
+            "contact_id",
+            "webhook_id",
+            "rule_applied",
+            "match_type",
+            "is_new_contact",
+            "processing_time",
+            "request_id",
+        }
         uuid.UUID(first["contact_id"])
 
         # The same lead again under a new key: an update via the CRM id.
         body2 = orjson.dumps({**LEAD, "product": "Kitchen"})
-        headers2 = {**auth_headers(hook, body2, msg_id="msg_wait_2"), "Content-Type": "application/json", "Prefer": "wait=20"}
+        headers2 = {
+            **auth_headers(hook, body2, msg_id="msg_wait_2"),
+            "Content-Type": "application/json",
+            "Prefer": "wait=20",
+        }
         async with http.post(gw.hook_url(hook), data=body2, headers=headers2) as resp:
             second = await resp.json()
         assert resp.status == 200 and second["message"] == "Contact updated via crm_id match"
         assert second["contact_id"] == first["contact_id"] and second["is_new_contact"] is False
 
         # A retry of the first: points at the first request, makes no second lead.
-        async with http.post(gw.hook_url(hook), data=body, headers={**auth_headers(hook, body, msg_id="msg_wait_1"), "Content-Type": "application/json"}) as resp:
+        async with http.post(
+            gw.hook_url(hook),
+            data=body,
+            headers={
+                **auth_headers(hook, body, msg_id="msg_wait_1"),
+                "Content-Type": "application/json",
+            },
+        ) as resp:
             retry = await resp.json()
         # (Answered from this process's memory of accepting it: 202, no database read.)
         assert resp.status in (200, 202) and retry["status"] == "duplicate"
@@ -67,9 +98,15 @@ async def test_prefer_wait_returns_the_seed_body_from_the_processor(settings: Co
 
         conn = await connect(settings.database_url)
         try:
-            async def leads() -> int:
-                return int(await conn.fetchval("SELECT count(*) FROM leads WHERE webhook_id = $1", hook.id))
 
-            assert await eventually(leads, until=lambda n: n == 2, deadline_s=10, what="two leads") == 2
+            async def leads() -> int:
+                return int(
+                    await conn.fetchval("SELECT count(*) FROM leads WHERE webhook_id = $1", hook.id)
+                )
+
+            assert (
+                await eventually(leads, until=lambda n: n == 2, deadline_s=10, what="two leads")
+                == 2
+            )
         finally:
             await conn.close()

@@ -24,7 +24,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-SERVICE_PORTS = {"ingest": 18280, "processor": 18281, "notifier": 18282, "analytics": 18283, "archiver": 18284}
+SERVICE_PORTS = {
+    "ingest": 18280,
+    "processor": 18281,
+    "notifier": 18282,
+    "analytics": 18283,
+    "archiver": 18284,
+}
 
 
 def _section(title: str) -> str:
@@ -44,12 +50,16 @@ def _listening(port: int) -> bool:
 
 
 def _make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["make", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_readme_names_the_two_commands() -> None:
     block = _code_blocks(_section("The two commands"), "sh")[0]
-    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("make")]
+    commands = [
+        line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("make")
+    ]
     assert commands == ["make run", "make test"]
     makefile = (ROOT / "Makefile").read_text()
     for target in ("run", "test", "up", "down", "bench", "soak", "lint", "fmt"):
@@ -64,8 +74,12 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
     env.update({f"LEADWIRE_{svc.upper()}_PORT": str(port) for svc, port in SERVICE_PORTS.items()})
     env["LEADWIRE_PUBLIC_URL"] = f"http://127.0.0.1:{SERVICE_PORTS['ingest']}"
     stack = Stack.for_name(name, ROOT)
-    infra_ports = [stack.config.ports.kafka, stack.config.ports.kafka_controller,
-                   stack.config.ports.postgres, stack.config.ports.s3]
+    infra_ports = [
+        stack.config.ports.kafka,
+        stack.config.ports.kafka_controller,
+        stack.config.ports.postgres,
+        stack.config.ports.s3,
+    ]
     pids: list[int] = []
     try:
         # 1. `make up` (the background twin of `make run`) prints a ready-to-paste curl.
@@ -75,23 +89,34 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
         assert curl, f"`make up` printed no curl:\n{up.stdout}"
         stack_env_path = ROOT / ".leadwire" / name / "stack.env"
         stack_env = dict(
-            line.split("=", 1) for line in stack_env_path.read_text().splitlines()
+            line.split("=", 1)
+            for line in stack_env_path.read_text().splitlines()
             if line and not line.startswith("#")
         )
-        for key in ("LEADWIRE_DATABASE_URL", "LEADWIRE_KAFKA_BOOTSTRAP", "LEADWIRE_S3_ENDPOINT",
-                    "LEADWIRE_S3_BUCKET", "LEADWIRE_S3_ACCESS_KEY", "LEADWIRE_S3_SECRET_KEY",
-                    *(f"LEADWIRE_{s.upper()}_URL" for s in SERVICE_PORTS)):
+        for key in (
+            "LEADWIRE_DATABASE_URL",
+            "LEADWIRE_KAFKA_BOOTSTRAP",
+            "LEADWIRE_S3_ENDPOINT",
+            "LEADWIRE_S3_BUCKET",
+            "LEADWIRE_S3_ACCESS_KEY",
+            "LEADWIRE_S3_SECRET_KEY",
+            *(f"LEADWIRE_{s.upper()}_URL" for s in SERVICE_PORTS),
+        ):
             assert stack_env.get(key), f"{key} missing from stack.env"
         pids = [p.pid for p in list_processes(name, project_root=ROOT)]
         assert len(pids) >= 3 + len(SERVICE_PORTS)
 
         # 2. Paste the curl: the answer has the fields the README shows.
-        answer = subprocess.run(["bash", "-c", curl.group(0)], capture_output=True, text=True, timeout=60)
+        answer = subprocess.run(
+            ["bash", "-c", curl.group(0)], capture_output=True, text=True, timeout=60
+        )
         assert answer.returncode == 0, answer.stderr
         body = json.loads(answer.stdout)
         readme_answer = next(b for b in _code_blocks(_section("The two commands"), "json"))
         documented = set(re.findall(r'"(\w+)":', readme_answer))
-        assert documented <= set(body), f"README shows {sorted(documented - set(body))} the answer lacks"
+        assert documented <= set(body), (
+            f"README shows {sorted(documented - set(body))} the answer lacks"
+        )
         assert body["success"] is True and body["status"] == "processed", body
         assert body["match_type"] in ("new", "crm_id", "phone", "email")
 
@@ -99,19 +124,39 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
         cli_block = _code_blocks(_section("The admin CLI"), "sh")[0]
         calls = [line for line in cli_block.splitlines() if line.startswith("leadwire ")]
         assert len(calls) >= 8
-        cli_env = {**env, "PATH": f"{ROOT / '.venv' / 'bin'}:{env['PATH']}",
-                   "LEADWIRE_STACK_ENV": str(stack_env_path)}
+        cli_env = {
+            **env,
+            "PATH": f"{ROOT / '.venv' / 'bin'}:{env['PATH']}",
+            "LEADWIRE_STACK_ENV": str(stack_env_path),
+        }
         for call in calls:
-            done = subprocess.run(["bash", "-c", call], cwd=ROOT, env=cli_env,
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                ["bash", "-c", call],
+                cwd=ROOT,
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, f"README command failed: {call}\n{done.stderr}"
             # Commands that create or rotate things are not repeated; the rest, with --json,
             # print exactly one JSON document.
-            if call.split()[1:3] in (["workspace", "create"], ["webhook", "create"],
-                                     ["board", "create"], ["rule", "add"], ["webhook", "rotate-secret"]):
+            if call.split()[1:3] in (
+                ["workspace", "create"],
+                ["webhook", "create"],
+                ["board", "create"],
+                ["rule", "add"],
+                ["webhook", "rotate-secret"],
+            ):
                 continue
-            as_json = subprocess.run(["bash", "-c", f"{call} --json"], cwd=ROOT, env=cli_env,
-                                     capture_output=True, text=True, timeout=120)
+            as_json = subprocess.run(
+                ["bash", "-c", f"{call} --json"],
+                cwd=ROOT,
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert as_json.returncode == 0, f"{call} --json failed: {as_json.stderr}"
             json.loads(as_json.stdout)
     finally:
@@ -121,8 +166,16 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
     # 4. `make down` leaves nothing behind.
     assert list_processes(name, project_root=ROOT) == []
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
     busy = [p for p in [*SERVICE_PORTS.values(), *infra_ports] if _listening(p)]
     assert busy == [], f"ports still listening after `make down`: {busy}"
-    subprocess.run([sys.executable, "-m", "infra", "destroy", "--stack", name], cwd=ROOT, env=env,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "infra", "destroy", "--stack", name],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )

@@ -31,10 +31,21 @@ from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-SEED_FIELDS = {"log_id", "webhook_id", "workspace_id", "timestamp", "request", "processing", "result", "error"}
+SEED_FIELDS = {
+    "log_id",
+    "webhook_id",
+    "workspace_id",
+    "timestamp",
+    "request",
+    "processing",
+    "result",
+    "error",
+}
 
 
-async def test_every_outcome_is_archived_once_without_secrets_and_d7(settings: CommonSettings) -> None:
+async def test_every_outcome_is_archived_once_without_secrets_and_d7(
+    settings: CommonSettings,
+) -> None:
     await ensure_topics(settings)
     ws, wh = uuid.uuid4(), uuid.uuid4()
     yesterday = datetime.now(UTC) - timedelta(days=1)
@@ -44,8 +55,17 @@ async def test_every_outcome_is_archived_once_without_secrets_and_d7(settings: C
     cfg = archiver_settings(settings)
 
     async with running_archiver(cfg):
-        await eventually(lambda: record_keys(settings), until=lambda k: len(k) >= 36, deadline_s=30, what="36 records")
-        await eventually(lambda: group_caught_up(settings, cfg.archiver_group), deadline_s=30, what="offsets committed")
+        await eventually(
+            lambda: record_keys(settings),
+            until=lambda k: len(k) >= 36,
+            deadline_s=30,
+            what="36 records",
+        )
+        await eventually(
+            lambda: group_caught_up(settings, cfg.archiver_group),
+            deadline_s=30,
+            what="offsets committed",
+        )
 
     objects = await bucket_objects(settings)
     recs = {k: orjson.loads(v) for k, v in objects.items() if records.parse_record_key(k)}
@@ -66,32 +86,55 @@ async def test_every_outcome_is_archived_once_without_secrets_and_d7(settings: C
     assert not [h for h in CANARY_HEADERS if f'"{h.lower()}"' in blob]
 
     # D7: a new consumer group reads the outcome topic from offset 0: nothing new in S3.
-    replay_cfg = archiver_settings(settings, archiver_group=f"{settings.topic_prefix}archiver-replay")
+    replay_cfg = archiver_settings(
+        settings, archiver_group=f"{settings.topic_prefix}archiver-replay"
+    )
     async with running_archiver(replay_cfg):
         await eventually(
-            lambda: group_caught_up(settings, replay_cfg.archiver_group), deadline_s=30, what="replay caught up"
+            lambda: group_caught_up(settings, replay_cfg.archiver_group),
+            deadline_s=30,
+            what="replay caught up",
         )
     after = await bucket_objects(settings)
     assert set(after) == set(objects)
 
 
-async def test_show_and_list_commands(settings: CommonSettings, settings_env: dict[str, str]) -> None:
+async def test_show_and_list_commands(
+    settings: CommonSettings, settings_env: dict[str, str]
+) -> None:
     await ensure_topics(settings)
     ws, wh = uuid.uuid4(), uuid.uuid4()
     events = mixed_outcomes(6, ws, wh)
     await publish_outcomes(settings, events)
     async with running_archiver(archiver_settings(settings)):
-        await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 6, deadline_s=30, what="6 records")
+        await eventually(
+            lambda: record_keys(settings),
+            until=lambda k: len(k) == 6,
+            deadline_s=30,
+            what="6 records",
+        )
 
     failed = [e for e in events if e.status == "failed"]
-    rc, out, err = await run_cli(settings_env, "archive", "show", str(failed[0].request_id), "--json")
+    rc, out, err = await run_cli(
+        settings_env, "archive", "show", str(failed[0].request_id), "--json"
+    )
     assert rc == 0, err
     shown = orjson.loads(out)
     assert shown["log_id"] == str(failed[0].request_id) and shown["error"]["type"] == "poison"
 
     rc, out, err = await run_cli(
-        settings_env, "archive", "list", "--webhook", str(wh), "--workspace", str(ws),
-        "--since", "1h", "--status", "failed", "--json",
+        settings_env,
+        "archive",
+        "list",
+        "--webhook",
+        str(wh),
+        "--workspace",
+        str(ws),
+        "--since",
+        "1h",
+        "--status",
+        "failed",
+        "--json",
     )
     assert rc == 0, err
     listed = orjson.loads(out)
@@ -100,7 +143,15 @@ async def test_show_and_list_commands(settings: CommonSettings, settings_env: di
     assert {r["status"] for r in listed["requests"]} == {"failed"}
 
     rc, text, err = await run_cli(
-        settings_env, "archive", "list", "--webhook", str(wh), "--workspace", str(ws), "--since", "1h"
+        settings_env,
+        "archive",
+        "list",
+        "--webhook",
+        str(wh),
+        "--workspace",
+        str(ws),
+        "--since",
+        "1h",
     )
     assert rc == 0, err
     assert "6 request(s)" in text and str(failed[0].request_id) in text
@@ -109,23 +160,34 @@ async def test_show_and_list_commands(settings: CommonSettings, settings_env: di
     assert rc != 0 and "not in the archive" in orjson.loads(err)["error"]
 
 
-async def test_prune_deletes_by_key_date(settings: CommonSettings, settings_env: dict[str, str]) -> None:
+async def test_prune_deletes_by_key_date(
+    settings: CommonSettings, settings_env: dict[str, str]
+) -> None:
     await ensure_topics(settings)
     ws, wh = uuid.uuid4(), uuid.uuid4()
     old = mixed_outcomes(3, ws, wh, received_at=datetime.now(UTC) - timedelta(days=40))
     new = mixed_outcomes(3, ws, wh)
     await publish_outcomes(settings, old + new)
     async with running_archiver(archiver_settings(settings)):
-        await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 6, deadline_s=30, what="6 records")
+        await eventually(
+            lambda: record_keys(settings),
+            until=lambda k: len(k) == 6,
+            deadline_s=30,
+            what="6 records",
+        )
 
-    rc, out, err = await run_cli(settings_env, "archive", "prune", "--older-than", "30", "--dry-run", "--json")
+    rc, out, err = await run_cli(
+        settings_env, "archive", "prune", "--older-than", "30", "--dry-run", "--json"
+    )
     assert rc == 0, err
     assert orjson.loads(out)["records"] == 3
     assert len(await record_keys(settings)) == 6
     rc, out, err = await run_cli(settings_env, "archive", "prune", "--older-than", "30", "--json")
     assert rc == 0, err
     kept = await bucket_objects(settings)
-    assert {orjson.loads(v)["request_id"] for v in kept.values()} == {str(e.request_id) for e in new}
+    assert {orjson.loads(v)["request_id"] for v in kept.values()} == {
+        str(e.request_id) for e in new
+    }
 
 
 async def test_service_process_ready_and_sigterm(
@@ -143,9 +205,16 @@ async def test_service_process_ready_and_sigterm(
         await proc.wait_ready(f"http://127.0.0.1:{port}/readyz", deadline_s=60)
         ws, wh = uuid.uuid4(), uuid.uuid4()
         await publish_outcomes(settings, mixed_outcomes(9, ws, wh))
-        await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 9, deadline_s=30, what="9 records")
         await eventually(
-            lambda: group_caught_up(settings, env["LEADWIRE_ARCHIVER_GROUP"]), deadline_s=30, what="committed"
+            lambda: record_keys(settings),
+            until=lambda k: len(k) == 9,
+            deadline_s=30,
+            what="9 records",
+        )
+        await eventually(
+            lambda: group_caught_up(settings, env["LEADWIRE_ARCHIVER_GROUP"]),
+            deadline_s=30,
+            what="committed",
         )
     finally:
         proc.stop()

@@ -40,10 +40,16 @@ FIXED = [
 
 
 def payload(i: int) -> dict[str, str]:
-    return {"phone_number": f"(415) 555-01{i:02d}", "mail": f"Lead{i}@Example.COM", "fname": f"Lead{i}"}
+    return {
+        "phone_number": f"(415) 555-01{i:02d}",
+        "mail": f"Lead{i}@Example.COM",
+        "fname": f"Lead{i}",
+    }
 
 
-async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env: dict[str, str]) -> None:
+async def test_replay_after_a_mapping_fix(
+    settings: CommonSettings, settings_env: dict[str, str]
+) -> None:
     await ensure_topics(settings)
     conn = await connect(settings.database_url)
     try:
@@ -51,30 +57,59 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
         received = datetime.now(UTC) - timedelta(minutes=30)
         # Rejected by the wrong mapping (as the gateway would have), plus one processed
         # request and one that no mapping can save.
-        originals = [rejected(ws, wh, received_at=received + timedelta(seconds=i), payload=payload(i)) for i in range(4)]
-        hopeless = rejected(ws, wh, received_at=received + timedelta(seconds=10), payload={"fname": "Nobody"})
+        originals = [
+            rejected(ws, wh, received_at=received + timedelta(seconds=i), payload=payload(i))
+            for i in range(4)
+        ]
+        hopeless = rejected(
+            ws, wh, received_at=received + timedelta(seconds=10), payload={"fname": "Nobody"}
+        )
         fine = processed(ws, wh, received_at=received + timedelta(seconds=11), payload=payload(9))
         await publish_outcomes(settings, [*originals, hopeless, fine])
         async with running_archiver(archiver_settings(settings)):
-            await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 6, deadline_s=30, what="6 records")
+            await eventually(
+                lambda: record_keys(settings),
+                until=lambda k: len(k) == 6,
+                deadline_s=30,
+                what="6 records",
+            )
             before = await bucket_objects(settings)
 
             await conn.execute("UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", FIXED, wh)
 
             # Dry run: per request, the archive next to the current mapping; nothing published.
             rc, out, err = await run_cli(
-                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--dry-run", "--json"
+                settings_env,
+                "replay",
+                "--webhook",
+                str(wh),
+                "--since",
+                "1h",
+                "--status",
+                "rejected",
+                "--dry-run",
+                "--json",
             )
             assert rc == 0, err
             dry = orjson.loads(out)
             assert dry["dry_run"] is True
             assert dry["summary"] == {"found": 5, "replayed": 4, "rejected": 1, "skipped": 0}
-            first = next(r for r in dry["requests"] if r["request_id"] == str(originals[0].request_id))
+            first = next(
+                r for r in dry["requests"] if r["request_id"] == str(originals[0].request_id)
+            )
             assert first["archived"]["status"] == "rejected"
             assert first["current"]["lead"]["phone"] == "+14155550100"
             assert first["current"]["lead"]["email"] == "lead0@example.com"
             rc, text, err = await run_cli(
-                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--dry-run"
+                settings_env,
+                "replay",
+                "--webhook",
+                str(wh),
+                "--since",
+                "1h",
+                "--status",
+                "rejected",
+                "--dry-run",
             )
             assert rc == 0, err
             assert "dry run, nothing published: found 5, replayed 4, rejected 1, skipped 0" in text
@@ -84,7 +119,15 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
 
             # The replay: new requests on the raw topic, linked to the originals.
             rc, out, err = await run_cli(
-                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--json"
+                settings_env,
+                "replay",
+                "--webhook",
+                str(wh),
+                "--since",
+                "1h",
+                "--status",
+                "rejected",
+                "--json",
             )
             assert rc == 0, err
             done = orjson.loads(out)
@@ -104,15 +147,32 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
                 assert event.request.payload == payload(i)
             # The hopeless one is rejected again, as a new request linked to its original,
             # and archived like any rejection.
-            await eventually(lambda: record_keys(settings), until=lambda k: len(k) == 7, deadline_s=30, what="7 records")
+            await eventually(
+                lambda: record_keys(settings),
+                until=lambda k: len(k) == 7,
+                deadline_s=30,
+                what="7 records",
+            )
             objects = await bucket_objects(settings)
-            new = [orjson.loads(v) for k, v in objects.items() if k not in before and "by-request" not in k]
+            new = [
+                orjson.loads(v)
+                for k, v in objects.items()
+                if k not in before and "by-request" not in k
+            ]
             assert len(new) == 1 and new[0]["replay_of"] == str(hopeless.request_id)
             assert new[0]["status"] == "rejected"
 
             # Replaying again with the same mapping creates no new request ids.
             rc, out, err = await run_cli(
-                settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", "--json"
+                settings_env,
+                "replay",
+                "--webhook",
+                str(wh),
+                "--since",
+                "1h",
+                "--status",
+                "rejected",
+                "--json",
             )
             assert rc == 0, err
             again = await read_raw(settings, expect=8)
@@ -122,8 +182,12 @@ async def test_replay_after_a_mapping_fix(settings: CommonSettings, settings_env
         await conn.close()
 
 
-async def test_replay_errors_are_clear(settings: CommonSettings, settings_env: dict[str, str]) -> None:
-    rc, _, err = await run_cli(settings_env, "replay", "--webhook", str(uuid.uuid4()), "--since", "1h", "--json")
+async def test_replay_errors_are_clear(
+    settings: CommonSettings, settings_env: dict[str, str]
+) -> None:
+    rc, _, err = await run_cli(
+        settings_env, "replay", "--webhook", str(uuid.uuid4()), "--since", "1h", "--json"
+    )
     assert rc != 0 and "no webhook" in orjson.loads(err)["error"]
     conn = await connect(settings.database_url)
     try:
@@ -131,7 +195,11 @@ async def test_replay_errors_are_clear(settings: CommonSettings, settings_env: d
         await conn.execute("UPDATE webhooks SET status = 'disabled' WHERE id = $1", wh)
     finally:
         await conn.close()
-    rc, _, err = await run_cli(settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--json")
+    rc, _, err = await run_cli(
+        settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--json"
+    )
     assert rc != 0 and "webhook is disabled" in orjson.loads(err)["error"]
-    rc, _, err = await run_cli(settings_env, "replay", "--webhook", "x", "--since", "soon", "--json")
+    rc, _, err = await run_cli(
+        settings_env, "replay", "--webhook", "x", "--since", "soon", "--json"
+    )
     assert rc != 0 and "--since" in orjson.loads(err)["error"]

@@ -44,7 +44,9 @@ OUTAGE_S = 10.0
 async def _readyz(port: int) -> tuple[int, dict[str, object]]:
     async with aiohttp.ClientSession() as http:
         try:
-            async with http.get(f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            async with http.get(
+                f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=5)
+            ) as r:
                 return r.status, await r.json()
         except (aiohttp.ClientError, TimeoutError):
             return 0, {}
@@ -80,11 +82,19 @@ async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
 
         async with running_archiver(cfg):
             producing = asyncio.create_task(load())
-            await eventually(lambda: record_keys(cfg), until=lambda k: len(k) >= 40, deadline_s=30, what="40 records")
+            await eventually(
+                lambda: record_keys(cfg),
+                until=lambda k: len(k) >= 40,
+                deadline_s=30,
+                what="40 records",
+            )
             await private.stop()
             down_at = time.monotonic()
             _, body = await eventually(
-                lambda: _readyz(cfg.archiver_port), until=lambda r: r[0] == 503, deadline_s=15, what="not ready"
+                lambda: _readyz(cfg.archiver_port),
+                until=lambda r: r[0] == 503,
+                deadline_s=15,
+                what="not ready",
             )
             assert "s3" in body["failed"]  # type: ignore[operator]
             # The fault lasts OUTAGE_S while the load keeps coming.
@@ -93,10 +103,22 @@ async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
             await private.start()
             await producing
             await eventually(
-                lambda: record_keys(cfg), until=lambda k: len(k) >= TOTAL, deadline_s=60, what="every record"
+                lambda: record_keys(cfg),
+                until=lambda k: len(k) >= TOTAL,
+                deadline_s=60,
+                what="every record",
             )
-            await eventually(lambda: group_caught_up(settings, cfg.archiver_group), deadline_s=30, what="committed")
-            await eventually(lambda: _readyz(cfg.archiver_port), until=lambda r: r[0] == 200, deadline_s=30, what="ready")
+            await eventually(
+                lambda: group_caught_up(settings, cfg.archiver_group),
+                deadline_s=30,
+                what="committed",
+            )
+            await eventually(
+                lambda: _readyz(cfg.archiver_port),
+                until=lambda r: r[0] == 200,
+                deadline_s=30,
+                what="ready",
+            )
 
         objects = await bucket_objects(cfg)
         recs = [orjson.loads(v) for k, v in objects.items() if records.parse_record_key(k)]

@@ -44,8 +44,16 @@ def body_of(data: Any) -> bytes:
     return orjson.dumps(data)
 
 
-async def post(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str] | None = None, content_type: str = "application/json") -> tuple[int, dict[str, Any], Any]:
-    async with http.post(url, data=body, headers={"Content-Type": content_type, **(headers or {})}) as resp:
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, dict[str, Any], Any]:
+    async with http.post(
+        url, data=body, headers={"Content-Type": content_type, **(headers or {})}
+    ) as resp:
         raw = await resp.read()
         try:
             data = orjson.loads(raw)
@@ -58,7 +66,9 @@ async def test_accepts_a_lead_and_enqueues_it_mapped(settings: CommonSettings) -
     hook = await create_webhook(settings.database_url, auth_mode="standard")
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         body = body_of(LEAD)
-        status, _, data = await post(http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_1"))
+        status, _, data = await post(
+            http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_1")
+        )
         assert status == 202, data
         assert data["success"] is True and data["status"] == "accepted"
         assert data["webhook_id"] == str(hook.id)
@@ -88,7 +98,9 @@ async def test_form_bodies_are_accepted(settings: CommonSettings) -> None:
     hook = await create_webhook(settings.database_url)
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         form = b"first_name=Ann&phone=626.663.3444&email=ann%40example.com&extra=1"
-        status, _, data = await post(http, gw.hook_url(hook), form, content_type="application/x-www-form-urlencoded")
+        status, _, data = await post(
+            http, gw.hook_url(hook), form, content_type="application/x-www-form-urlencoded"
+        )
         assert status == 202, data
         (event,) = [decode_raw(m) for m in await read_topic(settings, topics.RAW)]
         assert event.lead.phone == "+16266633444" and event.lead.custom.get("extra") == "1"
@@ -97,18 +109,35 @@ async def test_form_bodies_are_accepted(settings: CommonSettings) -> None:
 async def test_s1_s2_known_answers_pass_authentication(settings: CommonSettings) -> None:
     """S1/S2 end to end with the clock pinned: the signatures authenticate (the bodies are
     then refused by validation, which is not an authentication failure)."""
-    s1 = await create_webhook(settings.database_url, auth_mode="standard", secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-    s2 = await create_webhook(settings.database_url, auth_mode="github", secret="It's a Secret to Everybody")
-    async with running_gateway(settings, clock=lambda: 1614265330.0) as gw, aiohttp.ClientSession() as http:
-        status, _, data = await post(http, gw.hook_url(s1), b'{"test": 2432232314}', {
-            "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "webhook-timestamp": "1614265330",
-            "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-        })
+    s1 = await create_webhook(
+        settings.database_url, auth_mode="standard", secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    )
+    s2 = await create_webhook(
+        settings.database_url, auth_mode="github", secret="It's a Secret to Everybody"
+    )
+    async with (
+        running_gateway(settings, clock=lambda: 1614265330.0) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        status, _, data = await post(
+            http,
+            gw.hook_url(s1),
+            b'{"test": 2432232314}',
+            {
+                "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "webhook-timestamp": "1614265330",
+                "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            },
+        )
         assert status == 400 and data["errors"][0]["field"] != "authentication", data
-        status, _, data = await post(http, gw.hook_url(s2), b"Hello, World!", {
-            "X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-        })
+        status, _, data = await post(
+            http,
+            gw.hook_url(s2),
+            b"Hello, World!",
+            {
+                "X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            },
+        )
         assert status == 400 and data["errors"][0]["code"] == "invalid_json", data
 
 
@@ -124,13 +153,17 @@ async def test_s3_forged_requests_are_refused_and_never_enqueued(settings: Commo
             attempts.append((f"missing {name}", body, {k: v for k, v in good.items() if k != name}))
         attempts.append(("bad timestamp", body, {**good, "webhook-timestamp": "yesterday"}))
         for skew in (301, -301):
-            attempts.append((f"skew {skew}", body, auth_headers(hook, body, msg_id="msg_x", now=now + skew)))
+            attempts.append(
+                (f"skew {skew}", body, auth_headers(hook, body, msg_id="msg_x", now=now + skew))
+            )
         changed = bytearray(body)
         changed[10] ^= 1
         attempts.append(("body changed by one byte", bytes(changed), good))
         other = await create_webhook(settings.database_url, auth_mode="standard")
         attempts.append(("wrong secret", body, auth_headers(other, body, msg_id="msg_x", now=now)))
-        attempts.append(("github wrong secret", body, {"X-Hub-Signature-256": "sha256=" + "0" * 64}))
+        attempts.append(
+            ("github wrong secret", body, {"X-Hub-Signature-256": "sha256=" + "0" * 64})
+        )
         false_accepts = 0
         for what, data_bytes, headers in attempts:
             url = gw.hook_url(gh if what.startswith("github") else hook)
@@ -159,12 +192,19 @@ async def test_s4_unknown_and_disabled_webhooks(settings: CommonSettings) -> Non
     ws_disabled = await create_webhook(settings.database_url)
     conn = await connect(settings.database_url)
     try:
-        await conn.execute("UPDATE workspaces SET status = 'disabled' WHERE id = $1", ws_disabled.workspace_id)
+        await conn.execute(
+            "UPDATE workspaces SET status = 'disabled' WHERE id = $1", ws_disabled.workspace_id
+        )
     finally:
         await conn.close()
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         body = body_of(LEAD)
-        for target, expected in ((uuid.uuid4(), 404), ("not-a-uuid", 404), (disabled.id, 410), (ws_disabled.id, 410)):
+        for target, expected in (
+            (uuid.uuid4(), 404),
+            ("not-a-uuid", 404),
+            (disabled.id, 410),
+            (ws_disabled.id, 410),
+        ):
             status, _, data = await post(http, gw.hook_url(target), body)
             assert status == expected, (target, data)
         # A flood of one unknown id is answered from the negative cache: one query in all.
@@ -205,7 +245,9 @@ async def test_s5_body_limit_slow_body_and_huge_headers(settings: CommonSettings
             for _ in range(10):
                 yield b" " * 300
 
-        async with http.post(gw.hook_url(hook), data=chunks(), headers={"Content-Type": "application/json"}) as resp:
+        async with http.post(
+            gw.hook_url(hook), data=chunks(), headers={"Content-Type": "application/json"}
+        ) as resp:
             assert resp.status == 413
 
         # Slow drip: headers promise 100 bytes, one arrives every 0.3 s.
@@ -233,7 +275,9 @@ async def test_s5_body_limit_slow_body_and_huge_headers(settings: CommonSettings
         assert asyncio.get_running_loop().time() - started < 3
 
         # A huge header, and too many headers: 431.
-        status, _, data = await post(http, gw.hook_url(hook), body_of(LEAD), {"X-Big": "a" * 20_000})
+        status, _, data = await post(
+            http, gw.hook_url(hook), body_of(LEAD), {"X-Big": "a" * 20_000}
+        )
         assert status == 431, data
         many = {f"X-H{i}": "v" for i in range(150)}
         status, _, _ = await post(http, gw.hook_url(hook), body_of(LEAD), many)
@@ -243,7 +287,10 @@ async def test_s5_body_limit_slow_body_and_huge_headers(settings: CommonSettings
 
 async def test_s5_json_bounds_and_content_type(settings: CommonSettings) -> None:
     hook = await create_webhook(settings.database_url)
-    async with running_gateway(settings, json_max_depth=8, json_max_keys=50) as gw, aiohttp.ClientSession() as http:
+    async with (
+        running_gateway(settings, json_max_depth=8, json_max_keys=50) as gw,
+        aiohttp.ClientSession() as http,
+    ):
         deep: Any = {"phone": "6266633444"}
         for _ in range(10):
             deep = {"x": deep}
@@ -256,7 +303,9 @@ async def test_s5_json_bounds_and_content_type(settings: CommonSettings) -> None
         assert status == 400 and data["errors"][0]["code"] == "invalid_type"
         status, _, data = await post(http, gw.hook_url(hook), b"phone=1", content_type="text/plain")
         assert status == 415
-        status, _, data = await post(http, gw.hook_url(hook), b"\xff\xfe", content_type="application/json")
+        status, _, data = await post(
+            http, gw.hook_url(hook), b"\xff\xfe", content_type="application/json"
+        )
         assert status == 400 and data["errors"][0]["code"] == "invalid_json"
         assert await read_topic(settings, topics.RAW) == []
 
@@ -264,7 +313,12 @@ async def test_s5_json_bounds_and_content_type(settings: CommonSettings) -> None
 async def test_s6_a_flooding_source_is_limited_others_are_not(settings: CommonSettings) -> None:
     flooder = await create_webhook(settings.database_url, rate_limit_per_minute=20)
     quiet = await create_webhook(settings.database_url)
-    async with running_gateway(settings, trusted_proxies="127.0.0.1/32", ip_rate_per_minute=60, ip_burst=30) as gw, aiohttp.ClientSession() as http:
+    async with (
+        running_gateway(
+            settings, trusted_proxies="127.0.0.1/32", ip_rate_per_minute=60, ip_burst=30
+        ) as gw,
+        aiohttp.ClientSession() as http,
+    ):
         body = body_of(LEAD)
         flood_statuses: list[int] = []
         quiet_statuses: list[int] = []
@@ -272,12 +326,16 @@ async def test_s6_a_flooding_source_is_limited_others_are_not(settings: CommonSe
         started = asyncio.get_running_loop().time()
         for i in range(60):
             # Each from its own address: only the webhook's limit is in play here.
-            status, headers, _ = await post(http, gw.hook_url(flooder), body, {"X-Forwarded-For": f"192.0.2.{i}"})
+            status, headers, _ = await post(
+                http, gw.hook_url(flooder), body, {"X-Forwarded-For": f"192.0.2.{i}"}
+            )
             flood_statuses.append(status)
             if status == 429:
                 retry_after.append(headers.get("Retry-After", ""))
             if i % 3 == 0:
-                status, _, _ = await post(http, gw.hook_url(quiet), body, {"X-Forwarded-For": f"192.0.2.{100 + i}"})
+                status, _, _ = await post(
+                    http, gw.hook_url(quiet), body, {"X-Forwarded-For": f"192.0.2.{100 + i}"}
+                )
                 quiet_statuses.append(status)
         refills = int((asyncio.get_running_loop().time() - started) / 3)  # 20/min: one per 3 s
         assert set(flood_statuses) == {202, 429}
@@ -290,10 +348,14 @@ async def test_s6_a_flooding_source_is_limited_others_are_not(settings: CommonSe
         other_ip: list[int] = []
         started = asyncio.get_running_loop().time()
         for i in range(45):
-            status, headers, _ = await post(http, gw.hook_url(quiet), body, {"X-Forwarded-For": "203.0.113.7"})
+            status, headers, _ = await post(
+                http, gw.hook_url(quiet), body, {"X-Forwarded-For": "203.0.113.7"}
+            )
             ip_statuses.append(status)
             if i % 5 == 0:
-                status, _, _ = await post(http, gw.hook_url(quiet), body, {"X-Forwarded-For": "198.51.100.9"})
+                status, _, _ = await post(
+                    http, gw.hook_url(quiet), body, {"X-Forwarded-For": "198.51.100.9"}
+                )
                 other_ip.append(status)
         refills = int(asyncio.get_running_loop().time() - started) + 1  # 60/min: one a second
         assert 429 in ip_statuses and ip_statuses.count(202) <= 30 + refills
@@ -305,16 +367,23 @@ async def test_idempotent_retries_and_conflicts(settings: CommonSettings) -> Non
     by_field = await create_webhook(settings.database_url, idempotency_field="lead.id")
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         body = body_of(LEAD)
-        first = await post(http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_retry"))
-        second = await post(http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_retry"))
+        first = await post(
+            http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_retry")
+        )
+        second = await post(
+            http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_retry")
+        )
         assert first[0] == 202 and second[0] == 202
         assert second[2]["status"] == "duplicate"
         assert second[2]["request_id"] == first[2]["request_id"]
         other = body_of({**LEAD, "product": "Kitchen"})
-        conflict = await post(http, gw.hook_url(hook), other, auth_headers(hook, other, msg_id="msg_retry"))
+        conflict = await post(
+            http, gw.hook_url(hook), other, auth_headers(hook, other, msg_id="msg_retry")
+        )
         assert conflict[0] == 409
         assert conflict[2]["errors"][0] == {
-            "field": "idempotency_key", "code": "idempotency_conflict",
+            "field": "idempotency_key",
+            "code": "idempotency_conflict",
             "message": conflict[2]["errors"][0]["message"],
         }
 
@@ -325,22 +394,42 @@ async def test_idempotent_retries_and_conflicts(settings: CommonSettings) -> Non
             await conn.execute(
                 "INSERT INTO webhook_requests (request_id, workspace_id, webhook_id, status, received_at, body_sha256, result)"
                 " VALUES ($1, $2, $3, 'processed', now(), $4, $5)",
-                uuid.UUID(first[2]["request_id"]), hook.workspace_id, hook.id,
+                uuid.UUID(first[2]["request_id"]),
+                hook.workspace_id,
+                hook.id,
                 __import__("hashlib").sha256(body).hexdigest(),
-                {"status": "processed", "contact": {"id": str(uuid.uuid4())}, "match_type": "new", "is_new_contact": True, "processing": {"duration_ms": 5}},
+                {
+                    "status": "processed",
+                    "contact": {"id": str(uuid.uuid4())},
+                    "match_type": "new",
+                    "is_new_contact": True,
+                    "processing": {"duration_ms": 5},
+                },
             )
         finally:
             await conn.close()
-        third = await post(http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_retry"))
-        assert third[0] == 200 and third[2]["status"] == "duplicate" and third[2]["original_status"] == "processed"
-        conflict2 = await post(http, gw.hook_url(hook), other, auth_headers(hook, other, msg_id="msg_retry"))
+        third = await post(
+            http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_retry")
+        )
+        assert (
+            third[0] == 200
+            and third[2]["status"] == "duplicate"
+            and third[2]["original_status"] == "processed"
+        )
+        conflict2 = await post(
+            http, gw.hook_url(hook), other, auth_headers(hook, other, msg_id="msg_retry")
+        )
         assert conflict2[0] == 409
 
         # The idempotency key can be a body field.
         payload = body_of({**LEAD, "lead": {"id": "L-77"}})
         a = await post(http, gw.hook_url(by_field), payload)
         b = await post(http, gw.hook_url(by_field), payload)
-        assert a[0] == 202 and b[2]["status"] == "duplicate" and a[2]["request_id"] == b[2]["request_id"]
+        assert (
+            a[0] == 202
+            and b[2]["status"] == "duplicate"
+            and a[2]["request_id"] == b[2]["request_id"]
+        )
 
         raw = [decode_raw(m) for m in await read_topic(settings, topics.RAW)]
         assert len(raw) == 2, "a retry never enqueues a second lead"
@@ -349,7 +438,9 @@ async def test_idempotent_retries_and_conflicts(settings: CommonSettings) -> Non
             outs = [decode_outcome(m) for m in await read_topic(settings, topics.OUTCOMES)]
             return [o for o in outs if getattr(o, "reason", None) == "idempotency_conflict"]
 
-        found = await eventually(conflicts, until=lambda o: len(o) == 2, deadline_s=15, what="conflict outcomes")
+        found = await eventually(
+            conflicts, until=lambda o: len(o) == 2, deadline_s=15, what="conflict outcomes"
+        )
         assert all(o.status_code == 409 for o in found)  # type: ignore[union-attr]
 
 
@@ -365,17 +456,23 @@ async def test_validation_rejections_are_published_and_stored(settings: CommonSe
         async def outcomes() -> list[Any]:
             return [decode_outcome(m) for m in await read_topic(settings, topics.OUTCOMES)]
 
-        (rejected,) = await eventually(outcomes, until=lambda o: len(o) == 1, deadline_s=15, what="rejection outcome")
+        (rejected,) = await eventually(
+            outcomes, until=lambda o: len(o) == 1, deadline_s=15, what="rejection outcome"
+        )
         assert rejected.type == "lead.rejected" and rejected.status_code == 400
         assert str(rejected.request_id) == data["request_id"]
         assert hook.api_key_header.lower() not in rejected.request.headers
         assert rejected.processing.duration_ms >= 0
 
         async def status_of() -> tuple[int, Any]:
-            async with http.get(f"{gw.url}/webhooks/{hook.id}/requests/{data['request_id']}") as resp:
+            async with http.get(
+                f"{gw.url}/webhooks/{hook.id}/requests/{data['request_id']}"
+            ) as resp:
                 return resp.status, await resp.json()
 
-        _code, stored = await eventually(status_of, until=lambda r: r[0] == 200, deadline_s=15, what="status row")
+        _code, stored = await eventually(
+            status_of, until=lambda r: r[0] == 200, deadline_s=15, what="status row"
+        )
         assert stored["status"] == "rejected" and stored["result"]["status_code"] == 400
         assert await read_topic(settings, topics.RAW) == []
 
@@ -399,26 +496,49 @@ async def test_config_changes_apply_at_once(settings: CommonSettings) -> None:
             await eventually(status, until=lambda s: s == 410, deadline_s=10, what="disable seen")
             await conn.execute("UPDATE webhooks SET status = 'active' WHERE id = $1", hook.id)
             await eventually(status, until=lambda s: s == 202, deadline_s=10, what="enable seen")
-            await conn.execute("UPDATE workspaces SET status = 'disabled' WHERE id = $1", hook.workspace_id)
-            await eventually(status, until=lambda s: s == 410, deadline_s=10, what="workspace disable seen")
+            await conn.execute(
+                "UPDATE workspaces SET status = 'disabled' WHERE id = $1", hook.workspace_id
+            )
+            await eventually(
+                status, until=lambda s: s == 410, deadline_s=10, what="workspace disable seen"
+            )
             # A webhook created after its id was looked up (negative cache) works at once.
             new_id = uuid.uuid4()
             assert (await post(http, gw.hook_url(new_id), body))[0] == 404
-            await conn.execute("INSERT INTO webhooks (id, workspace_id, name) SELECT $1, w.workspace_id, 'late' FROM webhooks w WHERE w.id = $2", new_id, hook.id)
-            await conn.execute("UPDATE workspaces SET status = 'active' WHERE id = $1", hook.workspace_id)
-            await eventually(lambda: post(http, gw.hook_url(new_id), body), until=lambda r: r[0] == 202, deadline_s=10, what="new webhook seen")
+            await conn.execute(
+                "INSERT INTO webhooks (id, workspace_id, name) SELECT $1, w.workspace_id, 'late' FROM webhooks w WHERE w.id = $2",
+                new_id,
+                hook.id,
+            )
+            await conn.execute(
+                "UPDATE workspaces SET status = 'active' WHERE id = $1", hook.workspace_id
+            )
+            await eventually(
+                lambda: post(http, gw.hook_url(new_id), body),
+                until=lambda r: r[0] == 202,
+                deadline_s=10,
+                what="new webhook seen",
+            )
         finally:
             await conn.close()
 
 
 async def test_facebook_subscription_check(settings: CommonSettings) -> None:
-    fb = await create_webhook(settings.database_url, template="facebook", auth_mode="api-key", verify_token="tok-123")
+    fb = await create_webhook(
+        settings.database_url, template="facebook", auth_mode="api-key", verify_token="tok-123"
+    )
     generic = await create_webhook(settings.database_url)
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
-        params = {"hub.mode": "subscribe", "hub.verify_token": "tok-123", "hub.challenge": "1158201444"}
+        params = {
+            "hub.mode": "subscribe",
+            "hub.verify_token": "tok-123",
+            "hub.challenge": "1158201444",
+        }
         async with http.get(gw.hook_url(fb), params=params) as resp:
             assert resp.status == 200 and await resp.text() == "1158201444"
-        async with http.get(gw.hook_url(fb), params={**params, "hub.verify_token": "wrong"}) as resp:
+        async with http.get(
+            gw.hook_url(fb), params={**params, "hub.verify_token": "wrong"}
+        ) as resp:
             assert resp.status == 403
         async with http.get(gw.hook_url(fb), params={"hub.mode": "subscribe"}) as resp:
             assert resp.status == 400
@@ -429,10 +549,14 @@ async def test_facebook_subscription_check(settings: CommonSettings) -> None:
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
-async def test_each_template_accepts_its_vendors_example(settings: CommonSettings, template: str) -> None:
+async def test_each_template_accepts_its_vendors_example(
+    settings: CommonSettings, template: str
+) -> None:
     tpl = TEMPLATES[template]
     hook = await create_webhook(
-        settings.database_url, template=template, auth_mode=tpl.auth_mode,
+        settings.database_url,
+        template=template,
+        auth_mode=tpl.auth_mode,
         idempotency_field=tpl.idempotency_field,
     )
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
@@ -443,20 +567,30 @@ async def test_each_template_accepts_its_vendors_example(settings: CommonSetting
             body = urlencode(payload).encode()
         else:
             body = body_of(payload)
-        status, _, data = await post(http, gw.hook_url(hook), body, auth_headers(hook, body), content_type=tpl.content_type)
+        status, _, data = await post(
+            http, gw.hook_url(hook), body, auth_headers(hook, body), content_type=tpl.content_type
+        )
         assert status == 202, data
         (event,) = [decode_raw(m) for m in await read_topic(settings, topics.RAW)]
-        parsed = payload if tpl.content_type == "application/json" else {k: str(v) for k, v in payload.items()}
+        parsed = (
+            payload
+            if tpl.content_type == "application/json"
+            else {k: str(v) for k, v in payload.items()}
+        )
         assert event.lead.model_dump(mode="json") == expected_lead(template, parsed)
         if tpl.idempotency_field:
             assert event.idempotency_key is not None
 
 
-async def test_prefer_wait_without_a_processor_answers_202_when_time_runs_out(settings: CommonSettings) -> None:
+async def test_prefer_wait_without_a_processor_answers_202_when_time_runs_out(
+    settings: CommonSettings,
+) -> None:
     hook = await create_webhook(settings.database_url)
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         started = asyncio.get_running_loop().time()
-        status, headers, data = await post(http, gw.hook_url(hook), body_of(LEAD), {"Prefer": "wait=1"})
+        status, headers, data = await post(
+            http, gw.hook_url(hook), body_of(LEAD), {"Prefer": "wait=1"}
+        )
         elapsed = asyncio.get_running_loop().time() - started
         assert status == 202 and data["status"] == "accepted"
         assert headers.get("Preference-Applied") == "wait=1"
@@ -467,8 +601,15 @@ async def test_prefer_wait_wakes_on_the_processors_notification(settings: Common
     """The processor stores the result and notifies; a waiting request answers at once."""
     hook = await create_webhook(settings.database_url)
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
-        task = asyncio.create_task(post(http, gw.hook_url(hook), body_of(LEAD), {"Prefer": "wait=20"}))
-        raw = await eventually(lambda: read_topic(settings, topics.RAW), until=lambda r: len(r) == 1, deadline_s=10, what="enqueued")
+        task = asyncio.create_task(
+            post(http, gw.hook_url(hook), body_of(LEAD), {"Prefer": "wait=20"})
+        )
+        raw = await eventually(
+            lambda: read_topic(settings, topics.RAW),
+            until=lambda r: len(r) == 1,
+            deadline_s=10,
+            what="enqueued",
+        )
         event = decode_raw(raw[0])
         contact = uuid.uuid4()
         conn = await connect(settings.database_url)
@@ -476,20 +617,40 @@ async def test_prefer_wait_wakes_on_the_processors_notification(settings: Common
             await conn.execute(
                 "INSERT INTO webhook_requests (request_id, workspace_id, webhook_id, status, received_at, processed_at, body_sha256, result)"
                 " VALUES ($1, $2, $3, 'processed', now(), now(), $4, $5)",
-                event.request_id, hook.workspace_id, hook.id, event.body_sha256,
-                {"type": "lead.processed", "status": "processed", "contact": {"id": str(contact)}, "match_type": "phone", "is_new_contact": False, "rule_applied": True, "processing": {"duration_ms": 7.2}},
+                event.request_id,
+                hook.workspace_id,
+                hook.id,
+                event.body_sha256,
+                {
+                    "type": "lead.processed",
+                    "status": "processed",
+                    "contact": {"id": str(contact)},
+                    "match_type": "phone",
+                    "is_new_contact": False,
+                    "rule_applied": True,
+                    "processing": {"duration_ms": 7.2},
+                },
             )
             started = asyncio.get_running_loop().time()
-            await conn.execute("SELECT pg_notify('leadwire_request_done', $1)", str(event.request_id))
+            await conn.execute(
+                "SELECT pg_notify('leadwire_request_done', $1)", str(event.request_id)
+            )
         finally:
             await conn.close()
         status, _, data = await asyncio.wait_for(task, 10)
         assert asyncio.get_running_loop().time() - started < 1.5
         assert status == 200
         assert data == {
-            "success": True, "message": "Contact updated via phone match", "contact_id": str(contact),
-            "webhook_id": str(hook.id), "rule_applied": True, "match_type": "phone", "is_new_contact": False,
-            "processing_time": "7ms", "request_id": str(event.request_id), "status": "processed",
+            "success": True,
+            "message": "Contact updated via phone match",
+            "contact_id": str(contact),
+            "webhook_id": str(hook.id),
+            "rule_applied": True,
+            "match_type": "phone",
+            "is_new_contact": False,
+            "processing_time": "7ms",
+            "request_id": str(event.request_id),
+            "status": "processed",
         }
         assert "processed" in FINAL_STATUSES
 
@@ -516,4 +677,7 @@ async def test_ops_endpoints_and_openapi(settings: CommonSettings) -> None:
             assert resp.status == 200 and resp.content_type == "text/html"
             assert "/webhooks/{webhook_id}" in await resp.text()
         async with http.put(gw.hook_url(hook)) as resp:
-            assert resp.status == 405 and (await resp.json())["errors"][0]["code"] == "method_not_allowed"
+            assert (
+                resp.status == 405
+                and (await resp.json())["errors"][0]["code"] == "method_not_allowed"
+            )

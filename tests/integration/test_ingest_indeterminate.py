@@ -55,12 +55,17 @@ async def test_unkeyed_retry_of_an_indeterminate_503_reuses_the_request_id(
 
             # Another worker heard of it through Postgres and answers the same.
             async def second_worker_id() -> str:
-                async with http.post(f"{second.url}/webhooks/{hook.id}", data=body, headers=headers) as r:
+                async with http.post(
+                    f"{second.url}/webhooks/{hook.id}", data=body, headers=headers
+                ) as r:
                     assert r.status == 202
                     return str((await r.json())["request_id"])
 
-            from_second = await eventually(second_worker_id, until=lambda rid: rid == retried,
-                                           what="second worker reuses the request id")
+            from_second = await eventually(
+                second_worker_id,
+                until=lambda rid: rid == retried,
+                what="second worker reuses the request id",
+            )
 
     raw = [decode_raw(m) for m in await read_topic(settings, topics.RAW)]
     ids = [str(e.request_id) for e in raw]

@@ -36,7 +36,9 @@ CLIENTS = 6
 
 @dataclass
 class Load:
-    results: list[tuple[str, int, float, float]] = field(default_factory=list)  # key, status, sent, latency
+    results: list[tuple[str, int, float, float]] = field(
+        default_factory=list
+    )  # key, status, sent, latency
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def accepted(self) -> dict[str, str]:
@@ -52,7 +54,9 @@ async def _client(url: str, load: Load, n: int) -> None:
             key = f"d2-{n}-{i}"
             body = orjson.dumps({"first_name": "D2", "email": f"d2-{n}-{i}@example.com"})
             sent = time.monotonic()
-            async with http.post(url, data=body, headers={"Content-Type": "application/json", "webhook-id": key}) as resp:
+            async with http.post(
+                url, data=body, headers={"Content-Type": "application/json", "webhook-id": key}
+            ) as resp:
                 await resp.read()
                 load.results.append((key, resp.status, sent, time.monotonic() - sent))
             await asyncio.sleep(0.02)
@@ -67,11 +71,16 @@ async def test_d2_kafka_stopped_under_load_then_back(settings: CommonSettings) -
         await ensure_topics(private, (topics.RAW, topics.OUTCOMES))
         hook = await create_webhook(settings.database_url)
         async with running_gateway(
-            private, enqueue_timeout_s=ENQUEUE_BOUND_S, kafka_probe_interval_s=1.0,
-            ip_rate_per_minute=0, create_topics=False,
+            private,
+            enqueue_timeout_s=ENQUEUE_BOUND_S,
+            kafka_probe_interval_s=1.0,
+            ip_rate_per_minute=0,
+            create_topics=False,
         ) as gw:
             load = Load()
-            clients = [asyncio.create_task(_client(gw.hook_url(hook), load, n)) for n in range(CLIENTS)]
+            clients = [
+                asyncio.create_task(_client(gw.hook_url(hook), load, n)) for n in range(CLIENTS)
+            ]
             try:
                 await asyncio.sleep(3)
                 before = len(load.accepted())

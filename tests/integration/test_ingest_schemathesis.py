@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 MAX_EXAMPLES = 100
 
 
-async def test_s8_schemathesis_finds_no_server_errors(settings: CommonSettings, tmp_path: Path) -> None:
+async def test_s8_schemathesis_finds_no_server_errors(
+    settings: CommonSettings, tmp_path: Path
+) -> None:
     hook = await create_webhook(settings.database_url)
     fb = await create_webhook(settings.database_url, template="facebook", verify_token="tok")
     async with running_gateway(settings, ip_rate_per_minute=0) as gw:
@@ -44,15 +46,25 @@ async def test_s8_schemathesis_finds_no_server_errors(settings: CommonSettings, 
         spec_file.write_bytes(orjson.dumps(pinned))
         st = Path(sys.executable).with_name("st")
         proc = await asyncio.create_subprocess_exec(
-            str(st), "run", str(spec_file), "--url", gw.url,
-            "--checks", os.environ.get("LEADWIRE_ST_CHECKS", "not_a_server_error"),
-            "--max-examples", str(MAX_EXAMPLES),
-            "--workers", "2",
+            str(st),
+            "run",
+            str(spec_file),
+            "--url",
+            gw.url,
+            "--checks",
+            os.environ.get("LEADWIRE_ST_CHECKS", "not_a_server_error"),
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--workers",
+            "2",
             # Stateful runs need links between operations; this API has none worth following.
-            "--phases", "examples,coverage,fuzzing",
+            "--phases",
+            "examples,coverage,fuzzing",
             "--generation-deterministic",
-            "--suppress-health-check", "all",
-            "--request-timeout", "10",
+            "--suppress-health-check",
+            "all",
+            "--request-timeout",
+            "10",
             cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -26,7 +26,9 @@ async def _cli(settings: CommonSettings, *args: str) -> tuple[int, Any, str]:
 async def _stored(database_url: str) -> asyncpg.Record:
     conn = await asyncpg.connect(database_url)
     try:
-        row = await conn.fetchrow("SELECT settings::text, realtime_token_hash FROM notification_settings")
+        row = await conn.fetchrow(
+            "SELECT settings::text, realtime_token_hash FROM notification_settings"
+        )
         assert row is not None
         return row
     finally:
@@ -41,22 +43,59 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
     assert doc["rules"] == [{"event": "lead_created", "channel": "realtime", "recipients": []}]
     assert doc["realtime_token"] == {"set": False}
 
-    code, doc, _ = await _cli(settings, "set-rule", "-w", "Acme", "--event", "lead_created",
-                              "--channel", "email", "--to", "Sales@Acme.test, b@acme.test", "--json")
+    code, doc, _ = await _cli(
+        settings,
+        "set-rule",
+        "-w",
+        "Acme",
+        "--event",
+        "lead_created",
+        "--channel",
+        "email",
+        "--to",
+        "Sales@Acme.test, b@acme.test",
+        "--json",
+    )
     assert code == 0, doc
-    assert {"event": "lead_created", "channel": "email", "recipients": ["sales@acme.test", "b@acme.test"]} in doc["rules"]
+    assert {
+        "event": "lead_created",
+        "channel": "email",
+        "recipients": ["sales@acme.test", "b@acme.test"],
+    } in doc["rules"]
     assert doc["defaults"] is False and len(doc["rules"]) == 2  # the default realtime rule is kept
 
-    code, doc, _ = await _cli(settings, "high-priority", "-w", str(ws), "--when", "product=Solar",
-                              "--when", "lead_status=hot,warm", "--sms", "+1 415 555 2671", "--json")
+    code, doc, _ = await _cli(
+        settings,
+        "high-priority",
+        "-w",
+        str(ws),
+        "--when",
+        "product=Solar",
+        "--when",
+        "lead_status=hot,warm",
+        "--sms",
+        "+1 415 555 2671",
+        "--json",
+    )
     assert code == 0, doc
     assert doc["high_priority"] == {
-        "conditions": [{"field": "product", "op": "eq", "value": "Solar"},
-                       {"field": "lead_status", "op": "in", "value": ["hot", "warm"]}],
+        "conditions": [
+            {"field": "product", "op": "eq", "value": "Solar"},
+            {"field": "lead_status", "op": "in", "value": ["hot", "warm"]},
+        ],
         "sms_recipients": ["+14155552671"],
     }
-    code, doc, _ = await _cli(settings, "remove-rule", "-w", "Acme", "--event", "lead_created",
-                              "--channel", "realtime", "--json")
+    code, doc, _ = await _cli(
+        settings,
+        "remove-rule",
+        "-w",
+        "Acme",
+        "--event",
+        "lead_created",
+        "--channel",
+        "realtime",
+        "--json",
+    )
     assert code == 0 and [r["channel"] for r in doc["rules"]] == ["email"]
 
     # What the notifier reads is exactly what the CLI wrote.
@@ -74,21 +113,87 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["set-rule", "-w", "nope", "--event", "lead_created", "--channel", "email", "--to", "a@x.test"],
-         1, "no workspace 'nope'"),
-        (["set-rule", "-w", "Acme", "--event", "lead_created", "--channel", "email"], 2, "needs --to"),
-        (["set-rule", "-w", "Acme", "--event", "lead_created", "--channel", "email", "--to", "not-an-email"],
-         2, "not a valid email"),
-        (["set-rule", "-w", "Acme", "--event", "lead_created", "--channel", "sms", "--to", "+1 12"],
-         2, "not a valid phone"),
-        (["set-rule", "-w", "Acme", "--event", "lead_created", "--channel", "realtime", "--to", "a@x.test"],
-         2, "has no --to"),
-        (["remove-rule", "-w", "Acme", "--event", "processing_failed", "--channel", "sms"], 1, "has no"),
-        (["high-priority", "-w", "Acme", "--when", "product", "--sms", "+14155552671"], 2, "field=value"),
+        (
+            [
+                "set-rule",
+                "-w",
+                "nope",
+                "--event",
+                "lead_created",
+                "--channel",
+                "email",
+                "--to",
+                "a@x.test",
+            ],
+            1,
+            "no workspace 'nope'",
+        ),
+        (
+            ["set-rule", "-w", "Acme", "--event", "lead_created", "--channel", "email"],
+            2,
+            "needs --to",
+        ),
+        (
+            [
+                "set-rule",
+                "-w",
+                "Acme",
+                "--event",
+                "lead_created",
+                "--channel",
+                "email",
+                "--to",
+                "not-an-email",
+            ],
+            2,
+            "not a valid email",
+        ),
+        (
+            [
+                "set-rule",
+                "-w",
+                "Acme",
+                "--event",
+                "lead_created",
+                "--channel",
+                "sms",
+                "--to",
+                "+1 12",
+            ],
+            2,
+            "not a valid phone",
+        ),
+        (
+            [
+                "set-rule",
+                "-w",
+                "Acme",
+                "--event",
+                "lead_created",
+                "--channel",
+                "realtime",
+                "--to",
+                "a@x.test",
+            ],
+            2,
+            "has no --to",
+        ),
+        (
+            ["remove-rule", "-w", "Acme", "--event", "processing_failed", "--channel", "sms"],
+            1,
+            "has no",
+        ),
+        (
+            ["high-priority", "-w", "Acme", "--when", "product", "--sms", "+14155552671"],
+            2,
+            "field=value",
+        ),
         (["high-priority", "-w", "Acme", "--when", "product=Solar"], 2, "--when and --sms"),
     ],
 )
-async def test_errors_say_what_to_fix(settings: CommonSettings, args: list[str], code: int, message: str) -> None:
+async def test_errors_say_what_to_fix(
+    settings: CommonSettings, args: list[str], code: int, message: str
+) -> None:
     await seed_workspace(settings.database_url, name="Acme")
     got, _, err = await _cli(settings, *args, "--json")
     assert got == code
@@ -102,7 +207,9 @@ async def test_token_is_created_once_stored_hashed_and_rotated(settings: CommonS
     assert code == 0 and doc["rotated"] is False and doc["token"].startswith("lwrt_")
     assert doc["auth"] == {"workspace_id": doc["workspace_id"], "token": doc["token"]}
     first = doc["token"]
-    assert (await _stored(settings.database_url))["realtime_token_hash"] == hashlib.sha256(first.encode()).hexdigest()
+    assert (await _stored(settings.database_url))["realtime_token_hash"] == hashlib.sha256(
+        first.encode()
+    ).hexdigest()
 
     code, _, err = await _cli(settings, "token", "-w", "Acme", "--json")
     assert code == 1 and "--rotate" in err

@@ -40,15 +40,22 @@ async def _rows(database_url: str, channel: str | None = None) -> list[dict[str,
     return [r for r in await send_rows(database_url) if channel is None or r["channel"] == channel]
 
 
-async def test_provider_down_retries_twice_then_deadletters_and_recovers(settings: CommonSettings) -> None:
+async def test_provider_down_retries_twice_then_deadletters_and_recovers(
+    settings: CommonSettings,
+) -> None:
     smtp = SmtpSink()  # not started: connections are refused
     sms = await SmsStub(status=500).start()
     try:
-        ws = await seed_workspace(settings.database_url, settings={
-            **RULES,
-            "high_priority": {"conditions": [{"field": "product", "op": "eq", "value": "Solar"}],
-                              "sms_recipients": [PHONE]},
-        })
+        ws = await seed_workspace(
+            settings.database_url,
+            settings={
+                **RULES,
+                "high_priority": {
+                    "conditions": [{"field": "product", "op": "eq", "value": "Solar"}],
+                    "sms_recipients": [PHONE],
+                },
+            },
+        )
         s = notifier_settings(settings, smtp=smtp, sms=sms)
         async with running_notifier(s):
             lost = processed(ws)
@@ -80,10 +87,15 @@ async def test_provider_down_retries_twice_then_deadletters_and_recovers(setting
             await eventually(lambda: _sent(smtp, sms), until=lambda n: n == (1, 1))
             assert smtp.per_event() == {str(later.event_id): 1}
             assert str(lost.event_id)[:8] not in sms.messages[0]["Body"]
-            statuses = {(str(r["event_id"]), r["channel"]): r["status"] for r in await _rows(settings.database_url)}
+            statuses = {
+                (str(r["event_id"]), r["channel"]): r["status"]
+                for r in await _rows(settings.database_url)
+            }
             assert statuses == {
-                (str(lost.event_id), "email"): "dead", (str(lost.event_id), "sms"): "dead",
-                (str(later.event_id), "email"): "sent", (str(later.event_id), "sms"): "sent",
+                (str(lost.event_id), "email"): "dead",
+                (str(lost.event_id), "sms"): "dead",
+                (str(later.event_id), "email"): "sent",
+                (str(later.event_id), "sms"): "sent",
             }
     finally:
         smtp.stop()
@@ -128,7 +140,8 @@ async def test_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
             await eventually(
                 lambda: _rows(settings.database_url, "email"),
                 until=lambda rs: len(rs) == 5 and all(r["status"] == "sent" for r in rs),
-                what="all five sent", deadline_s=60,
+                what="all five sent",
+                deadline_s=60,
             )
         finally:
             second.stop()
@@ -161,24 +174,34 @@ async def test_killed_during_a_send_is_deadlettered_as_interrupted_not_resent(
     controller.start()
     try:
         ws = await seed_workspace(settings.database_url, settings=RULES)
-        s = notifier_settings(settings, smtp=sink, notify_batch_window_s=0.1,
-                              notify_send_timeout_s=3.0, notify_claim_lease_s=4.5)
+        s = notifier_settings(
+            settings,
+            smtp=sink,
+            notify_batch_window_s=0.1,
+            notify_send_timeout_s=3.0,
+            notify_claim_lease_s=4.5,
+        )
         env = settings_env(s)
         first = ServiceProcess("notifier", env, tmp_path).start()
         try:
             await first.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
             lead = processed(ws)
             await publish(settings, lead)
-            await eventually(lambda: _rows(settings.database_url, "email"),
-                             until=lambda rs: len(rs) == 1 and rs[0]["status"] == "sending")
+            await eventually(
+                lambda: _rows(settings.database_url, "email"),
+                until=lambda rs: len(rs) == 1 and rs[0]["status"] == "sending",
+            )
             first.kill(signal.SIGKILL)
         finally:
             first.kill(signal.SIGKILL)
         second = ServiceProcess("notifier", env, tmp_path).start()
         try:
             await second.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
-            [row] = await eventually(lambda: _rows(settings.database_url, "email"),
-                                     until=lambda rs: rs[0]["status"] == "dead", deadline_s=30)
+            [row] = await eventually(
+                lambda: _rows(settings.database_url, "email"),
+                until=lambda rs: rs[0]["status"] == "dead",
+                deadline_s=30,
+            )
             assert row["last_error"].startswith("interrupted")
             [entry] = await read_topic(settings, DEADLETTER, min_count=1)
             assert entry["reason"] == "interrupted" and entry["event_ids"] == [str(lead.event_id)]
@@ -211,7 +234,12 @@ async def test_redelivered_and_replayed_events_are_not_sent_twice(settings: Comm
         assert smtp.per_event() == {str(e.event_id): 1 for e in [*leads, sentinel]}
         conn = await asyncpg.connect(settings.database_url)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM notification_sends WHERE channel = 'email'") == 5
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM notification_sends WHERE channel = 'email'"
+                )
+                == 5
+            )
         finally:
             await conn.close()
     finally:
@@ -224,7 +252,9 @@ async def _all_sent(database_url: str, n: int) -> bool:
 
 
 class RefusingHandler:
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
         return f"550 5.1.1 <{address}> mailbox unavailable"
 
 
@@ -239,8 +269,10 @@ async def test_a_permanent_refusal_is_deadlettered_at_once(settings: CommonSetti
         async with running_notifier(notifier_settings(settings, smtp=sink)):
             lead = processed(ws)
             await publish(settings, lead)
-            [row] = await eventually(lambda: _rows(settings.database_url, "email"),
-                                     until=lambda rs: rs and rs[0]["status"] == "dead")
+            [row] = await eventually(
+                lambda: _rows(settings.database_url, "email"),
+                until=lambda rs: rs and rs[0]["status"] == "dead",
+            )
             assert row["attempts"] == 1
             [entry] = await read_topic(settings, DEADLETTER, min_count=1)
             assert entry["reason"] == "permanent_error" and entry["attempts"] == 1

@@ -45,8 +45,10 @@ class Client:
 async def connected(s: NotifierSettings, workspace_id: str, token: str) -> AsyncIterator[Client]:
     client = Client()
     await client.sio.connect(
-        f"http://127.0.0.1:{s.notifier_port}", auth={"workspace_id": workspace_id, "token": token},
-        transports=["websocket"], wait_timeout=5,
+        f"http://127.0.0.1:{s.notifier_port}",
+        auth={"workspace_id": workspace_id, "token": token},
+        transports=["websocket"],
+        wait_timeout=5,
     )
     try:
         yield client
@@ -62,7 +64,9 @@ async def _token(settings: CommonSettings, workspace: str) -> str:
     return str(orjson.loads(out)["token"])
 
 
-async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(settings: CommonSettings) -> None:
+async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(
+    settings: CommonSettings,
+) -> None:
     # Default rules: every lead is pushed in real time. Tokens come from the CLI.
     ws_a = await seed_workspace(settings.database_url, name="rt-a")
     ws_b = await seed_workspace(settings.database_url, name="rt-b")
@@ -71,9 +75,12 @@ async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(setting
     async with running_notifier(s):
         url = f"http://127.0.0.1:{s.notifier_port}"
         # A wrong token, another workspace's token, no auth: refused.
-        for auth in ({"workspace_id": str(ws_a), "token": token_b},
-                     {"workspace_id": str(ws_a), "token": token_a + "x"},
-                     {"workspace_id": "not-a-uuid", "token": token_a}, None):
+        for auth in (
+            {"workspace_id": str(ws_a), "token": token_b},
+            {"workspace_id": str(ws_a), "token": token_a + "x"},
+            {"workspace_id": "not-a-uuid", "token": token_a},
+            None,
+        ):
             intruder = socketio.AsyncClient(reconnection=False)
             with pytest.raises(socketio.exceptions.ConnectionError):
                 await intruder.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
@@ -83,13 +90,19 @@ async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(setting
             # Warm up: the consumer has its partitions once the first push arrives.
             warm = processed(ws_a)
             await publish(settings, warm)
-            await eventually(lambda: _ids(a), until=lambda ids: str(warm.event_id) in ids, deadline_s=30)
+            await eventually(
+                lambda: _ids(a), until=lambda ids: str(warm.event_id) in ids, deadline_s=30
+            )
 
             lead = processed(ws_a, first_name="Jane", last_name="Doe", product="Solar")
             await publish(settings, lead)
             published = time.monotonic()
-            await eventually(lambda: _ids(a), until=lambda ids: str(lead.event_id) in ids, deadline_s=5)
-            received_at, data = next((t, d) for t, d in a.leads if d["event_id"] == str(lead.event_id))
+            await eventually(
+                lambda: _ids(a), until=lambda ids: str(lead.event_id) in ids, deadline_s=5
+            )
+            received_at, data = next(
+                (t, d) for t, d in a.leads if d["event_id"] == str(lead.event_id)
+            )
             assert received_at - published < 1.0, f"push took {received_at - published:.3f}s"
             assert data["contact"]["first_name"] == "Jane" and data["contact"]["product"] == "Solar"
             assert data["contact"]["id"] == str(lead.contact.id)

@@ -103,14 +103,24 @@ async def test_dedupe_priority_never_blank_and_possible_duplicates(
     ]
     for ev, match, contact, is_new, dups in expect:
         o = got[ev.request_id]
-        assert (o.match_type, o.contact.id, o.is_new_contact, o.possible_duplicates) == (match, contact, is_new, dups)
+        assert (o.match_type, o.contact.id, o.is_new_contact, o.possible_duplicates) == (
+            match,
+            contact,
+            is_new,
+            dups,
+        )
         assert o.action == ("created" if is_new else "updated")
         assert o.event_id == outcome_event_id(ev.request_id)
         assert o.request == ev.request and o.lead == ev.lead
-        assert {"authentication", "enqueue", "dedupe", "contact_write", "lead", "rules"} <= set(o.processing.steps)
+        assert {"authentication", "enqueue", "dedupe", "contact_write", "lead", "rules"} <= set(
+            o.processing.steps
+        )
         assert o.processing.start == ev.received_at and o.processing.duration_ms >= 0
 
-    rows = {r["id"]: r for r in await db.fetch("SELECT * FROM contacts WHERE workspace_id = $1", t.workspace_id)}
+    rows = {
+        r["id"]: r
+        for r in await db.fetch("SELECT * FROM contacts WHERE workspace_id = $1", t.workspace_id)
+    }
     assert rows[ann]["first_name"] == "Ann" and rows[ann]["last_name"] == "Lee"
     assert rows[ann]["product"] == "Kitchen" and rows[ann]["phone"] == p1
     assert rows[bob]["crm_id"] == "c7" and rows[bob]["last_name"] == "Stone"
@@ -124,7 +134,10 @@ async def test_dedupe_priority_never_blank_and_possible_duplicates(
     assert {r["status"] for r in stored} == {"processed"}
     for r in stored:
         assert decode_outcome(r["result"].encode()) == got[r["request_id"]]
-    leads = {r["request_id"]: r for r in await db.fetch("SELECT * FROM leads WHERE workspace_id = $1", t.workspace_id)}
+    leads = {
+        r["request_id"]: r
+        for r in await db.fetch("SELECT * FROM leads WHERE workspace_id = $1", t.workspace_id)
+    }
     for rid, o in got.items():
         assert leads[rid]["id"] == o.lead_id and leads[rid]["contact_id"] == o.contact.id
 
@@ -133,24 +146,43 @@ async def test_dedupe_priority_never_blank_and_possible_duplicates(
         t.workspace_id,
     )
     assert {(r["contact_id"], r["other_contact_id"], r["key_type"]) for r in pairs} == {
-        (ann, bob, "phone"), (bob, ann, "email"),
+        (ann, bob, "phone"),
+        (bob, ann, "email"),
     }
 
     env = env_for(psettings)
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "cli.main", "duplicates", "list", "--workspace", str(t.workspace_id), "--json"],
-        env=env, capture_output=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "duplicates",
+            "list",
+            "--workspace",
+            str(t.workspace_id),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr.decode()
     doc = orjson.loads(result.stdout)
     assert doc["count"] == 2
-    assert {(p["contact"]["id"], p["other_contact"]["id"], p["key_type"], p["shared_value"]) for p in doc["pairs"]} == {
-        (str(ann), str(bob), "phone", p2), (str(bob), str(ann), "email", "ann@x.io"),
+    assert {
+        (p["contact"]["id"], p["other_contact"]["id"], p["key_type"], p["shared_value"])
+        for p in doc["pairs"]
+    } == {
+        (str(ann), str(bob), "phone", p2),
+        (str(bob), str(ann), "email", "ann@x.io"),
     }
     shown = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "cli.main", "contacts", "show", str(bob), "--json"],
-        env=env, capture_output=True, timeout=60,
+        subprocess.run,
+        [sys.executable, "-m", "cli.main", "contacts", "show", str(bob), "--json"],
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert shown.returncode == 0, shown.stderr.decode()
     assert len(orjson.loads(shown.stdout)["leads"]) == 4
@@ -161,22 +193,45 @@ async def test_board_rules_order_first_match_and_conditions(
 ) -> None:
     t = await seed_tenant(db, webhooks=2, boards=["kitchen", "hook-b", "hot", "ca", "never"])
     hook_a, hook_b = t.webhook_ids
-    await add_rule(db, t, "kitchen", priority=10, conditions=[{"field": "product", "op": "eq", "value": "kitchen"}])
+    await add_rule(
+        db,
+        t,
+        "kitchen",
+        priority=10,
+        conditions=[{"field": "product", "op": "eq", "value": "kitchen"}],
+    )
     await add_rule(db, t, "hook-b", priority=20, webhook_id=hook_b)
-    await add_rule(db, t, "hot", priority=30,
-                   conditions=[{"field": "lead_status", "op": "in", "value": ["HOT", "urgent"]}])
-    await add_rule(db, t, "ca", priority=40, conditions=[{"field": "state", "op": "eq", "value": "ca"}])
+    await add_rule(
+        db,
+        t,
+        "hot",
+        priority=30,
+        conditions=[{"field": "lead_status", "op": "in", "value": ["HOT", "urgent"]}],
+    )
+    await add_rule(
+        db, t, "ca", priority=40, conditions=[{"field": "state", "op": "eq", "value": "ca"}]
+    )
     # Same priority, created later: never reached while "ca" matches the same leads.
-    await add_rule(db, t, "never", priority=40, conditions=[{"field": "state", "op": "eq", "value": "CA"}])
+    await add_rule(
+        db, t, "never", priority=40, conditions=[{"field": "state", "op": "eq", "value": "CA"}]
+    )
     # A rule for another webhook and product that matches nothing here.
-    await add_rule(db, t, "never", priority=1, webhook_id=hook_b,
-                   conditions=[{"field": "product", "op": "eq", "value": "Solar"}])
+    await add_rule(
+        db,
+        t,
+        "never",
+        priority=1,
+        webhook_id=hook_b,
+        conditions=[{"field": "product", "op": "eq", "value": "Solar"}],
+    )
 
     events = [
         received(t, webhook_id=hook_b, phone="+15550200001", product="Kitchen", lead_status="hot"),
         received(t, webhook_id=hook_b, phone="+15550200002", product="Bath"),
         received(t, webhook_id=hook_a, phone="+15550200003", product="Bath", lead_status="Hot"),
-        received(t, webhook_id=hook_a, phone="+15550200004", product="Bath", custom={"state": "CA"}),
+        received(
+            t, webhook_id=hook_a, phone="+15550200004", product="Bath", custom={"state": "CA"}
+        ),
         received(t, webhook_id=hook_a, phone="+15550200005", product="Bath"),
     ]
     later = received(t, webhook_id=hook_a, phone="+15550200001", product="Bath", lead_status="new")
@@ -196,13 +251,18 @@ async def test_board_rules_order_first_match_and_conditions(
     # No rule matches the later lead: the contact keeps the board it had.
     assert got[later.request_id].rule_applied is False
     assert got[later.request_id].contact.board_name == "kitchen"
-    boards = dict(await db.fetch(
-        "SELECT c.phone, b.name FROM contacts c LEFT JOIN boards b ON b.id = c.board_id WHERE c.workspace_id = $1",
-        t.workspace_id,
-    ))
+    boards = dict(
+        await db.fetch(
+            "SELECT c.phone, b.name FROM contacts c LEFT JOIN boards b ON b.id = c.board_id WHERE c.workspace_id = $1",
+            t.workspace_id,
+        )
+    )
     assert boards == {
-        "+15550200001": "kitchen", "+15550200002": "hook-b", "+15550200003": "hot",
-        "+15550200004": "ca", "+15550200005": None,
+        "+15550200001": "kitchen",
+        "+15550200002": "hook-b",
+        "+15550200003": "hot",
+        "+15550200004": "ca",
+        "+15550200005": None,
     }
 
 
@@ -212,34 +272,56 @@ async def test_vendor_retry_same_key_once_and_conflicting_body_rejected(
     """U3: the same idempotency key twice is one lead; with another body it is rejected."""
     t = await seed_tenant(db)
     original = received(t, idempotency_key="msg_1", phone="+15550300001", email="u3@x.io")
-    retry = received(t, idempotency_key="msg_1", phone="+15550300001", email="u3@x.io",
-                     request_id=original.request_id)
+    retry = received(
+        t,
+        idempotency_key="msg_1",
+        phone="+15550300001",
+        email="u3@x.io",
+        request_id=original.request_id,
+    )
     conflicting = received(t, idempotency_key="msg_1", phone="+15550300999", first_name="Eve")
     assert conflicting.request_id == original.request_id
     assert conflicting.body_sha256 != original.body_sha256
     async with processors(psettings):
         await publish(psettings, [original, retry, conflicting])
-        await wait_processed(psettings.database_url, [original.request_id, conflict_request_id(conflicting)])
+        await wait_processed(
+            psettings.database_url, [original.request_id, conflict_request_id(conflicting)]
+        )
         # Redelivered later, both change nothing.
         await publish(psettings, [conflicting, original])
-        await eventually(lambda: group_caught_up(psettings), deadline_s=30, what="redelivery handled")
+        await eventually(
+            lambda: group_caught_up(psettings), deadline_s=30, what="redelivery handled"
+        )
 
     leads = await db.fetchval("SELECT count(*) FROM leads WHERE webhook_id = $1", t.webhook_id)
-    contacts = await db.fetchval("SELECT count(*) FROM contacts WHERE workspace_id = $1", t.workspace_id)
-    statuses = dict(await db.fetch(
-        "SELECT request_id, status FROM webhook_requests WHERE workspace_id = $1", t.workspace_id
-    ))
+    contacts = await db.fetchval(
+        "SELECT count(*) FROM contacts WHERE workspace_id = $1", t.workspace_id
+    )
+    statuses = dict(
+        await db.fetch(
+            "SELECT request_id, status FROM webhook_requests WHERE workspace_id = $1",
+            t.workspace_id,
+        )
+    )
     print(f"[U3] leads={leads} contacts={contacts} requests={statuses}")
     assert (leads, contacts) == (1, 1)
-    assert statuses == {original.request_id: "processed", conflict_request_id(conflicting): "rejected"}
+    assert statuses == {
+        original.request_id: "processed",
+        conflict_request_id(conflicting): "rejected",
+    }
 
     got = await outcomes(psettings)
     distinct = {o.event_id for o in got}
     print(f"[U3] outcome messages={len(got)} distinct={len(distinct)}")
-    assert distinct == {outcome_event_id(original.request_id), outcome_event_id(conflict_request_id(conflicting))}
+    assert distinct == {
+        outcome_event_id(original.request_id),
+        outcome_event_id(conflict_request_id(conflicting)),
+    }
     rejected = [o for o in got if isinstance(o, LeadRejected)]
     assert rejected and all(
-        o.reason == "idempotency_conflict" and o.status_code == 409 and o.request_id == conflict_request_id(conflicting)
+        o.reason == "idempotency_conflict"
+        and o.status_code == 409
+        and o.request_id == conflict_request_id(conflicting)
         for o in rejected
     )
 
@@ -257,29 +339,55 @@ async def test_poison_messages_fail_alone_and_are_dead_lettered(
     good2 = received(t, phone="+15550400005")
     key = str(t.workspace_id)
     async with processors(psettings) as running:
-        await publish(psettings, [good1, unknown_hook, orjson.dumps(bad_schema), not_json, nul, good2], key=key)
+        await publish(
+            psettings,
+            [good1, unknown_hook, orjson.dumps(bad_schema), not_json, nul, good2],
+            key=key,
+        )
         await wait_processed(
             psettings.database_url,
-            [good1.request_id, good2.request_id, unknown_hook.request_id, uuid.UUID(bad_schema["request_id"]), nul.request_id],
+            [
+                good1.request_id,
+                good2.request_id,
+                unknown_hook.request_id,
+                uuid.UUID(bad_schema["request_id"]),
+                nul.request_id,
+            ],
         )
-        dead = await eventually(lambda: read_topic(psettings, topics.DEADLETTER), until=lambda d: len(d) >= 4,
-                                deadline_s=30, what="4 dead letters")
+        dead = await eventually(
+            lambda: read_topic(psettings, topics.DEADLETTER),
+            until=lambda d: len(d) >= 4,
+            deadline_s=30,
+            what="4 dead letters",
+        )
         assert not running[0].task.done()
 
-    statuses = dict(await db.fetch(
-        "SELECT request_id, status FROM webhook_requests WHERE workspace_id = $1", t.workspace_id
-    ))
+    statuses = dict(
+        await db.fetch(
+            "SELECT request_id, status FROM webhook_requests WHERE workspace_id = $1",
+            t.workspace_id,
+        )
+    )
     assert statuses == {
-        good1.request_id: "processed", good2.request_id: "processed",
-        unknown_hook.request_id: "failed", uuid.UUID(bad_schema["request_id"]): "failed", nul.request_id: "failed",
+        good1.request_id: "processed",
+        good2.request_id: "processed",
+        unknown_hook.request_id: "failed",
+        uuid.UUID(bad_schema["request_id"]): "failed",
+        nul.request_id: "failed",
     }
     entries = [orjson.loads(d) for d in dead]
     reasons = sorted(e["reason"].split(":", 1)[0] for e in entries)
     print(f"[poison] dead letters={len(entries)} reasons={reasons}")
     assert len(entries) == 4
-    assert reasons == sorted(["UnknownWebhook", "SchemaError", "SchemaError", "CharacterNotInRepertoireError"])
+    assert reasons == sorted(
+        ["UnknownWebhook", "SchemaError", "SchemaError", "CharacterNotInRepertoireError"]
+    )
     assert all("15550400" not in e["reason"] for e in entries)
     failed = {o.request_id: o for o in await outcomes(psettings) if isinstance(o, LeadFailed)}
-    assert set(failed) == {unknown_hook.request_id, uuid.UUID(bad_schema["request_id"]), nul.request_id}
+    assert set(failed) == {
+        unknown_hook.request_id,
+        uuid.UUID(bad_schema["request_id"]),
+        nul.request_id,
+    }
     assert failed[unknown_hook.request_id].error.type == "UnknownWebhook"
     assert failed[nul.request_id].lead is not None

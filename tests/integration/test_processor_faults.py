@@ -66,8 +66,11 @@ def workload(t: Tenant, n: int, *, base: int = 0) -> tuple[list[LeadReceived], i
         people += person == i
         events.append(
             received(
-                t, phone=phone_of(base + person), email=f"p{base + person}@x.io",
-                product="Kitchen" if person % 2 else "Bath", first_name=f"F{i}",
+                t,
+                phone=phone_of(base + person),
+                email=f"p{base + person}@x.io",
+                product="Kitchen" if person % 2 else "Bath",
+                first_name=f"F{i}",
             )
         )
     return events, people
@@ -81,27 +84,37 @@ def spread(events: Sequence[LeadReceived]) -> list[tuple[str, LeadReceived]]:
 async def committed_count(url: str, ids: Sequence[uuid.UUID]) -> int:
     conn = await connect(url)
     try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM webhook_requests WHERE request_id = ANY($1::uuid[])", list(ids)
-        ))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM webhook_requests WHERE request_id = ANY($1::uuid[])",
+                list(ids),
+            )
+        )
     finally:
         await conn.close()
 
 
 async def scrape(port: int, name: str) -> float:
     """Sum of a metric's samples on a processor's /metrics."""
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+    ):
         text = await resp.text()
     total = 0.0
     for line in text.splitlines():
         m = re.match(rf"^{name}(\{{[^}}]*\}})? ([0-9.e+-]+)$", line)
-        if m and ('topic="webhooks.raw"' in (m.group(1) or "") or "topic=" not in (m.group(1) or "")):
+        if m and (
+            'topic="webhooks.raw"' in (m.group(1) or "") or "topic=" not in (m.group(1) or "")
+        ):
             if 'result="ok"' in (m.group(1) or "") or "result=" not in (m.group(1) or ""):
                 total += float(m.group(2))
     return total
 
 
-async def check_outcomes(s: CommonSettings, events: Sequence[LeadReceived], name: str) -> tuple[int, int]:
+async def check_outcomes(
+    s: CommonSettings, events: Sequence[LeadReceived], name: str
+) -> tuple[int, int]:
     """Every request has exactly one distinct outcome event id; returns (messages, distinct)."""
     got = await outcomes(s)
     ids = {e.request_id for e in events}
@@ -111,8 +124,10 @@ async def check_outcomes(s: CommonSettings, events: Sequence[LeadReceived], name
     missing = [r for r in ids if r not in by_request]
     multi = [r for r, v in by_request.items() if len(v) != 1]
     distinct = len({o.event_id for o in got})
-    print(f"[{name}] outcome messages={len(got)} distinct={distinct} requests={len(ids)} "
-          f"missing={len(missing)} republished={len(got) - distinct}")
+    print(
+        f"[{name}] outcome messages={len(got)} distinct={distinct} requests={len(ids)} "
+        f"missing={len(missing)} republished={len(got) - distinct}"
+    )
     assert not missing and not multi
     assert all(by_request[r] == {outcome_event_id(r)} for r in ids)
     return len(got), distinct
@@ -152,15 +167,24 @@ async def test_d3_processor_killed_mid_batch(
     watcher = asyncio.create_task(watch())
     try:
         await first.wait_ready(f"http://127.0.0.1:{port}/readyz")
-        await eventually(lambda: committed_count(s.database_url, ids), until=lambda n: n >= 60,
-                         deadline_s=60, what="60 leads committed")
+        await eventually(
+            lambda: committed_count(s.database_url, ids),
+            until=lambda n: n >= 60,
+            deadline_s=60,
+            what="60 leads committed",
+        )
 
         async def in_flight() -> float:
             # Handed to the processor but not committed: a batch is in its transaction.
             return received_by_first - await committed_count(s.database_url, ids)
 
-        await eventually(in_flight, until=lambda n: n > 0, deadline_s=30, interval_s=0.005,
-                         what="a batch in flight")
+        await eventually(
+            in_flight,
+            until=lambda n: n > 0,
+            deadline_s=30,
+            interval_s=0.005,
+            what="a batch in flight",
+        )
         first.kill(sig)
         code = await asyncio.to_thread(first.wait, 30)
     finally:
@@ -193,7 +217,12 @@ async def test_d3_processor_killed_mid_batch(
     counts.extra["redelivered"] = int(received_by_first + received_by_second - len(events))
     counts.extra["republished_from_store"] = int(republished)
     counts.report(f"D3 {sig.name}")
-    assert (counts.lost, counts.duplicates, counts.unseen, counts.delivered) == (0, 0, 0, len(events))
+    assert (counts.lost, counts.duplicates, counts.unseen, counts.delivered) == (
+        0,
+        0,
+        0,
+        len(events),
+    )
     await check_outcomes(s, events, f"D3 {sig.name}")
 
 
@@ -208,7 +237,9 @@ def _republished() -> float:
     return _total(metrics.REPUBLISHED)
 
 
-async def test_d4_rebalance_while_processing(settings: CommonSettings, db: asyncpg.Connection) -> None:
+async def test_d4_rebalance_while_processing(
+    settings: CommonSettings, db: asyncpg.Connection
+) -> None:
     slow = processor_settings(settings, processor_batch_max=10, processor_slow_batch_ms=80)
     fast = processor_settings(settings, processor_batch_max=10)
     await prepare_topics(slow)
@@ -227,11 +258,19 @@ async def test_d4_rebalance_while_processing(settings: CommonSettings, db: async
     second: InProcess | None = None
     feeder = asyncio.create_task(feed())
     try:
-        await eventually(lambda: committed_count(slow.database_url, ids), until=lambda n: n >= 80,
-                         deadline_s=60, what="80 committed")
+        await eventually(
+            lambda: committed_count(slow.database_url, ids),
+            until=lambda n: n >= 80,
+            deadline_s=60,
+            what="80 committed",
+        )
         second = InProcess(fast)  # joins the group: partitions are revoked mid-stream
-        await eventually(lambda: committed_count(slow.database_url, ids), until=lambda n: n >= 200,
-                         deadline_s=60, what="200 committed")
+        await eventually(
+            lambda: committed_count(slow.database_url, ids),
+            until=lambda n: n >= 200,
+            deadline_s=60,
+            what="200 committed",
+        )
         await first.stop()  # leaves: its partitions move to the second processor
         await feeder
         await wait_processed(slow.database_url, ids, deadline_s=90)
@@ -281,8 +320,12 @@ async def test_d6_postgres_restart_under_load(
 
         async with processors(s) as running:
             feeder = asyncio.create_task(feed())
-            await eventually(lambda: committed_count(url, ids), until=lambda n: n >= 60,
-                             deadline_s=60, what="60 committed")
+            await eventually(
+                lambda: committed_count(url, ids),
+                until=lambda n: n >= 60,
+                deadline_s=60,
+                what="60 committed",
+            )
             await stack.postgres.stop()
             await asyncio.sleep(1.0)  # the fault's length: down while leads keep arriving
             await stack.postgres.start()
@@ -302,16 +345,31 @@ async def test_d6_postgres_restart_under_load(
 
 async def _snapshot(conn: asyncpg.Connection, t: Tenant) -> dict[str, Any]:
     return {
-        "leads": sorted(tuple(r) for r in await conn.fetch(
-            "SELECT id, request_id, contact_id FROM leads WHERE workspace_id = $1", t.workspace_id)),
-        "contacts": sorted(tuple(r) for r in await conn.fetch(
-            """SELECT id, crm_id, phone, email, first_name, board_id, updated_at
-                 FROM contacts WHERE workspace_id = $1""", t.workspace_id)),
-        "requests": sorted(tuple(r) for r in await conn.fetch(
-            "SELECT request_id, status, result::text FROM webhook_requests WHERE workspace_id = $1",
-            t.workspace_id)),
+        "leads": sorted(
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT id, request_id, contact_id FROM leads WHERE workspace_id = $1",
+                t.workspace_id,
+            )
+        ),
+        "contacts": sorted(
+            tuple(r)
+            for r in await conn.fetch(
+                """SELECT id, crm_id, phone, email, first_name, board_id, updated_at
+                 FROM contacts WHERE workspace_id = $1""",
+                t.workspace_id,
+            )
+        ),
+        "requests": sorted(
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT request_id, status, result::text FROM webhook_requests WHERE workspace_id = $1",
+                t.workspace_id,
+            )
+        ),
         "pairs": await conn.fetchval(
-            "SELECT count(*) FROM possible_duplicates WHERE workspace_id = $1", t.workspace_id),
+            "SELECT count(*) FROM possible_duplicates WHERE workspace_id = $1", t.workspace_id
+        ),
     }
 
 
@@ -321,7 +379,9 @@ async def test_d7_every_message_twice_then_replay_from_zero(
     s = processor_settings(settings, processor_batch_max=50)
     await prepare_topics(s)
     t = await seed_tenant(db, boards=["kitchen"])
-    await add_rule(db, t, "kitchen", conditions=[{"field": "product", "op": "eq", "value": "kitchen"}])
+    await add_rule(
+        db, t, "kitchen", conditions=[{"field": "product", "op": "eq", "value": "kitchen"}]
+    )
     events, people = workload(t, 120)
     # Every message delivered twice: each is on the topic two times (different offsets).
     await publish(s, spread(events) + spread(events))
@@ -330,11 +390,19 @@ async def test_d7_every_message_twice_then_replay_from_zero(
         await eventually(lambda: group_caught_up(s), deadline_s=30, what="first pass committed")
     first = await _snapshot(db, t)
     got = await outcomes(s)
-    firings = sum(1 for o in {o.event_id: o for o in got}.values() if isinstance(o, LeadProcessed) and o.rule_applied)
+    firings = sum(
+        1
+        for o in {o.event_id: o for o in got}.values()
+        if isinstance(o, LeadProcessed) and o.rule_applied
+    )
 
-    replay = processor_settings(settings, processor_batch_max=50, processor_group=f"replay-{uuid.uuid4().hex[:8]}")
+    replay = processor_settings(
+        settings, processor_batch_max=50, processor_group=f"replay-{uuid.uuid4().hex[:8]}"
+    )
     async with processors(replay):
-        await eventually(lambda: group_caught_up(replay), deadline_s=60, what="replay from offset 0")
+        await eventually(
+            lambda: group_caught_up(replay), deadline_s=60, what="replay from offset 0"
+        )
     second = await _snapshot(db, t)
     counts = await tally(s.database_url, events, people=people)
     counts.report("D7")
@@ -395,7 +463,9 @@ async def test_d8_process_exits_between_commit_and_publish(
     assert code == 137, crashing.logs()[-2000:]
     stored = await committed_count(s.database_url, ids)
     before = await read_topic(s, topics.OUTCOMES)
-    print(f"[D8] exited {code} after committing {stored} requests; outcomes published={len(before)}")
+    print(
+        f"[D8] exited {code} after committing {stored} requests; outcomes published={len(before)}"
+    )
     assert stored > 0 and before == []
 
     port = free_port()

@@ -50,7 +50,10 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 def _retries() -> float:
     return sum(
-        s.value for m in metrics.TX_RETRIES.collect() for s in m.samples if s.name.endswith("_total")
+        s.value
+        for m in metrics.TX_RETRIES.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
     )
 
 
@@ -64,20 +67,29 @@ async def test_u1_same_phone_storm_on_two_processors(
         for round_no, n in enumerate((2, 5, 13, 50, 50)):
             phone = f"+1555060{round_no:04d}"
             events = [
-                received(t, phone=phone, email=f"u1-{round_no}-{i}@x.io" if i % 3 == 0 else None,
-                         first_name=f"N{i}")
+                received(
+                    t,
+                    phone=phone,
+                    email=f"u1-{round_no}-{i}@x.io" if i % 3 == 0 else None,
+                    first_name=f"N{i}",
+                )
                 for i in range(n)
             ]
             # Random keys spread one person's leads over every partition, so both
             # processors get some of them at the same moment.
             await publish(psettings, [(str(uuid.uuid4()), e) for e in events])
-            await wait_processed(psettings.database_url, [e.request_id for e in events], deadline_s=60)
+            await wait_processed(
+                psettings.database_url, [e.request_id for e in events], deadline_s=60
+            )
             sent += events
             contacts = await db.fetchval(
-                "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND phone = $2", t.workspace_id, phone
+                "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND phone = $2",
+                t.workspace_id,
+                phone,
             )
             leads = await db.fetchval(
-                "SELECT count(*) FROM leads l JOIN contacts c ON c.id = l.contact_id WHERE c.phone = $1", phone
+                "SELECT count(*) FROM leads l JOIN contacts c ON c.id = l.contact_id WHERE c.phone = $1",
+                phone,
             )
             print(f"[U1] round={round_no} n={n} contacts={contacts} leads={leads}")
             assert (contacts, leads) == (1, n)
@@ -124,9 +136,7 @@ async def test_u2_cross_key_race(psettings: ProcessorSettings, db: asyncpg.Conne
     counts = await tally(psettings.database_url, sent)
     # One person per round, but the race may legitimately split one into two contacts
     # recorded as a possible duplicate pair: count contacts beyond that as duplicates.
-    contacts = await db.fetch(
-        "SELECT id FROM contacts WHERE workspace_id = $1", t.workspace_id
-    )
+    contacts = await db.fetch("SELECT id FROM contacts WHERE workspace_id = $1", t.workspace_id)
     pairs = await db.fetchval(
         "SELECT count(DISTINCT (contact_id, other_contact_id)) FROM possible_duplicates WHERE workspace_id = $1",
         t.workspace_id,
@@ -157,7 +167,9 @@ async def test_u1_backstop_without_advisory_locks(
             phone = f"+1555080{round_no:04d}"
             events = [received(t, phone=phone, first_name=f"N{i}") for i in range(30)]
             await publish(psettings, [(str(uuid.uuid4()), e) for e in events])
-            await wait_processed(psettings.database_url, [e.request_id for e in events], deadline_s=60)
+            await wait_processed(
+                psettings.database_url, [e.request_id for e in events], deadline_s=60
+            )
             sent += events
         assert not any(p.task.done() for p in running)
     counts = await tally(psettings.database_url, sent, people=4)

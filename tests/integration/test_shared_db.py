@@ -26,9 +26,21 @@ async def test_migrations_apply_from_empty_then_reapply_as_noop(infra_env: dict[
 
     db = await connect(url)
     try:
-        tables = {r["tablename"] for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
-        assert {"workspaces", "webhooks", "boards", "board_rules", "contacts", "leads",
-                "webhook_requests", "possible_duplicates", "notification_settings"} <= tables
+        tables = {
+            r["tablename"]
+            for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        }
+        assert {
+            "workspaces",
+            "webhooks",
+            "boards",
+            "board_rules",
+            "contacts",
+            "leads",
+            "webhook_requests",
+            "possible_duplicates",
+            "notification_settings",
+        } <= tables
     finally:
         await db.close()
 
@@ -39,15 +51,23 @@ async def test_one_contact_per_identity_key_is_enforced(database_url: str) -> No
         ws = uuid.uuid4()
         await db.execute("INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"w{ws.hex[:6]}")
         await db.execute(
-            "INSERT INTO contacts (id, workspace_id, phone) VALUES ($1, $2, '+16266633444')", uuid.uuid4(), ws
+            "INSERT INTO contacts (id, workspace_id, phone) VALUES ($1, $2, '+16266633444')",
+            uuid.uuid4(),
+            ws,
         )
         with pytest.raises(asyncpg.UniqueViolationError):
             await db.execute(
-                "INSERT INTO contacts (id, workspace_id, phone) VALUES ($1, $2, '+16266633444')", uuid.uuid4(), ws
+                "INSERT INTO contacts (id, workspace_id, phone) VALUES ($1, $2, '+16266633444')",
+                uuid.uuid4(),
+                ws,
             )
         # many contacts may lack a key
         for _ in range(2):
-            await db.execute("INSERT INTO contacts (id, workspace_id, email) VALUES ($1, $2, NULL)", uuid.uuid4(), ws)
+            await db.execute(
+                "INSERT INTO contacts (id, workspace_id, email) VALUES ($1, $2, NULL)",
+                uuid.uuid4(),
+                ws,
+            )
     finally:
         await db.close()
 

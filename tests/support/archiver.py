@@ -113,7 +113,11 @@ def _common(
 ) -> dict[str, Any]:
     rid = request_id or uuid.uuid4()
     received = received_at or datetime.now(UTC)
-    payload = payload if payload is not None else {"phone": "+14155550100", "email": f"{rid.hex[:8]}@example.com"}
+    payload = (
+        payload
+        if payload is not None
+        else {"phone": "+14155550100", "email": f"{rid.hex[:8]}@example.com"}
+    )
     return {
         "event_id": outcome_event_id(rid),
         "request_id": rid,
@@ -143,15 +147,21 @@ def processed(
     request_id: uuid.UUID | None = None,
 ) -> LeadProcessed:
     common = _common(
-        workspace_id=workspace_id, webhook_id=webhook_id, received_at=received_at,
-        payload=payload, canaries=canaries, request_id=request_id,
+        workspace_id=workspace_id,
+        webhook_id=webhook_id,
+        received_at=received_at,
+        payload=payload,
+        canaries=canaries,
+        request_id=request_id,
     )
     contact_id = uuid.uuid4()
     return LeadProcessed(
         **common,
         lead=lead or MappedLead(phone="+14155550100"),
         lead_id=uuid.uuid4(),
-        contact=ContactSummary(id=contact_id, phone="+14155550100", board_id=uuid.uuid4(), board_name="Sales"),
+        contact=ContactSummary(
+            id=contact_id, phone="+14155550100", board_id=uuid.uuid4(), board_name="Sales"
+        ),
         action="created",
         match_type="new",
         is_new_contact=True,
@@ -169,8 +179,12 @@ def failed(
     request_id: uuid.UUID | None = None,
 ) -> LeadFailed:
     common = _common(
-        workspace_id=workspace_id, webhook_id=webhook_id, received_at=received_at,
-        payload=payload, canaries=canaries, request_id=request_id,
+        workspace_id=workspace_id,
+        webhook_id=webhook_id,
+        received_at=received_at,
+        payload=payload,
+        canaries=canaries,
+        request_id=request_id,
     )
     return LeadFailed(**common, error=ErrorInfo(type="poison", message="could not be processed"))
 
@@ -185,8 +199,12 @@ def rejected(
     request_id: uuid.UUID | None = None,
 ) -> LeadRejected:
     common = _common(
-        workspace_id=workspace_id, webhook_id=webhook_id, received_at=received_at,
-        payload=payload, canaries=canaries, request_id=request_id,
+        workspace_id=workspace_id,
+        webhook_id=webhook_id,
+        received_at=received_at,
+        payload=payload,
+        canaries=canaries,
+        request_id=request_id,
     )
     return LeadRejected(
         **common,
@@ -204,7 +222,9 @@ def mixed_outcomes(
     return [makers[i % 3](workspace_id, webhook_id, received_at=received_at) for i in range(n)]
 
 
-async def publish_outcomes(settings: CommonSettings, events: Iterable[Any], *, chunk: int = 200) -> None:
+async def publish_outcomes(
+    settings: CommonSettings, events: Iterable[Any], *, chunk: int = 200
+) -> None:
     items = [(str(e.workspace_id), e) for e in events]
     async with Publisher(settings, client_id="test-outcomes") as pub:
         for start in range(0, len(items), chunk):
@@ -214,7 +234,9 @@ async def publish_outcomes(settings: CommonSettings, events: Iterable[Any], *, c
 def as_messages(events: list[Any], start: int = 0, topic: str = "outcomes") -> list[Message[Any]]:
     """Events as consumed messages (partition 0, consecutive offsets from ``start``)."""
     return [
-        Message(topic=topic, partition=0, offset=start + i, key=None, value=e, raw=b"", timestamp_ms=0)
+        Message(
+            topic=topic, partition=0, offset=start + i, key=None, value=e, raw=b"", timestamp_ms=0
+        )
         for i, e in enumerate(events)
     ]
 
@@ -241,7 +263,8 @@ async def record_keys(settings: CommonSettings) -> list[str]:
         paginator = s3.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=settings.s3_bucket):
             keys.extend(
-                o["Key"] for o in page.get("Contents", []) or []
+                o["Key"]
+                for o in page.get("Contents", []) or []
                 if records.parse_record_key(o["Key"]) is not None
             )
     return keys
@@ -265,7 +288,11 @@ async def running_archiver(settings: ArchiverSettings) -> AsyncIterator[asyncio.
 
 
 async def create_webhook(
-    conn: asyncpg.Connection, *, mapping: list[dict[str, Any]], name: str = "vendor", region: str = "US"
+    conn: asyncpg.Connection,
+    *,
+    mapping: list[dict[str, Any]],
+    name: str = "vendor",
+    region: str = "US",
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A workspace and a webhook with ``mapping``; returns (workspace_id, webhook_id).
 
@@ -273,16 +300,23 @@ async def create_webhook(
     workspace_id, webhook_id = uuid.uuid4(), uuid.uuid4()
     await conn.execute(
         "INSERT INTO workspaces (id, name, default_region) VALUES ($1, $2, $3)",
-        workspace_id, f"ws-{workspace_id.hex[:8]}", region,
+        workspace_id,
+        f"ws-{workspace_id.hex[:8]}",
+        region,
     )
     await conn.execute(
         "INSERT INTO webhooks (id, workspace_id, name, mapping) VALUES ($1, $2, $3, $4::jsonb)",
-        webhook_id, workspace_id, name, mapping,
+        webhook_id,
+        workspace_id,
+        name,
+        mapping,
     )
     return workspace_id, webhook_id
 
 
-async def read_raw(settings: CommonSettings, *, idle_s: float = 2.0, expect: int | None = None) -> list[LeadReceived]:
+async def read_raw(
+    settings: CommonSettings, *, idle_s: float = 2.0, expect: int | None = None
+) -> list[LeadReceived]:
     """Every message on the raw topic (a fresh group from offset 0), until ``expect`` are read
     or nothing new arrived for ``idle_s`` seconds."""
     consumer = AIOKafkaConsumer(
@@ -375,16 +409,23 @@ class FakeS3:
     async def put_bucket_lifecycle_configuration(self, **_: Any) -> dict[str, Any]:
         self._check()
         if not self.lifecycle:
-            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "PutBucketLifecycleConfiguration")
+            raise ClientError(
+                {"Error": {"Code": "NotImplemented", "Message": "no"}},
+                "PutBucketLifecycleConfiguration",
+            )
         return {}
 
-    async def put_object(self, *, Key: str, Body: bytes, Metadata: dict[str, str] | None = None, **_: Any) -> dict[str, Any]:
+    async def put_object(
+        self, *, Key: str, Body: bytes, Metadata: dict[str, str] | None = None, **_: Any
+    ) -> dict[str, Any]:
         self.put_attempts += 1
         if self.down:  # an unreachable endpoint fails slowly (connect timeouts, retries)
             await asyncio.sleep(self.put_delay_s)
         self._check()
         if Key in self.fail_keys:
-            raise ClientError({"Error": {"Code": self.fail_keys[Key], "Message": "refused"}}, "PutObject")
+            raise ClientError(
+                {"Error": {"Code": self.fail_keys[Key], "Message": "refused"}}, "PutObject"
+            )
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -409,7 +450,12 @@ class FakeS3:
         return {"Metadata": dict(self.objects[Key].metadata)}
 
     async def list_objects_v2(
-        self, *, Prefix: str = "", Delimiter: str | None = None, ContinuationToken: str | None = None, **_: Any
+        self,
+        *,
+        Prefix: str = "",
+        Delimiter: str | None = None,
+        ContinuationToken: str | None = None,
+        **_: Any,
     ) -> dict[str, Any]:
         self._check()
         keys = sorted(k for k in self.objects if k.startswith(Prefix))
@@ -448,7 +494,9 @@ class FakeS3:
 # --- Kafka positions and the CLI --------------------------------------------------------
 
 
-async def group_caught_up(settings: CommonSettings, group: str, topic: str = topics.OUTCOMES) -> bool:
+async def group_caught_up(
+    settings: CommonSettings, group: str, topic: str = topics.OUTCOMES
+) -> bool:
     """True when ``group`` has committed the end offset of every partition of ``topic``."""
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -478,9 +526,14 @@ async def run_cli(env: dict[str, str], *args: str, timeout_s: float = 60) -> tup
     from tests.support.processes import ROOT
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", *args,
-        cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "cli.main",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None

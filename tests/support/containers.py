@@ -14,7 +14,9 @@ async def container_infra() -> AsyncIterator[dict[str, str]]:
     from testcontainers.postgres import PostgresContainer
 
     with (
-        PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="leadwire") as pg,
+        PostgresContainer(
+            "postgres:15", username="postgres", password="postgres", dbname="leadwire"
+        ) as pg,
         KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka,
         DockerContainer("versity/versitygw:v1.7.0")
         .with_env("ROOT_ACCESS_KEY", "leadwire")

@@ -71,8 +71,13 @@ async def create_webhook(
     conn = await connect(database_url)
     try:
         return await insert_webhook(
-            conn, auth_mode=auth_mode, secret=secret, template=template, region=region,
-            workspace_id=workspace_id, **columns,
+            conn,
+            auth_mode=auth_mode,
+            secret=secret,
+            template=template,
+            region=region,
+            workspace_id=workspace_id,
+            **columns,
         )
     finally:
         await conn.close()
@@ -92,7 +97,9 @@ async def insert_webhook(
         workspace_id = uuid.uuid4()
         await conn.execute(
             "INSERT INTO workspaces (id, name, default_region) VALUES ($1, $2, $3)",
-            workspace_id, f"ws-{workspace_id.hex[:10]}", region,
+            workspace_id,
+            f"ws-{workspace_id.hex[:10]}",
+            region,
         )
     hook_id = uuid.uuid4()
     if auth_mode == "standard" and secret is None:
@@ -226,7 +233,9 @@ async def wait_until_ready(url: str, deadline_s: float = 30.0) -> None:
 # --- topics -------------------------------------------------------------------------
 
 
-async def read_topic(settings: CommonSettings, topic: str, *, bootstrap: str | None = None) -> list[bytes]:
+async def read_topic(
+    settings: CommonSettings, topic: str, *, bootstrap: str | None = None
+) -> list[bytes]:
     """Every message now in a (logical) topic, read from the beginning to the end offsets."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap or settings.kafka_bootstrap,
@@ -240,7 +249,10 @@ async def read_topic(settings: CommonSettings, topic: str, *, bootstrap: str | N
         for _ in range(50):  # a just-created topic may take a moment to show its partitions
             cluster = await consumer._client.fetch_all_metadata()
             partitions = cluster.partitions_for_topic(full) or set()
-            if partitions and all(cluster.leader_for_partition(TopicPartition(full, p)) not in (None, -1) for p in partitions):
+            if partitions and all(
+                cluster.leader_for_partition(TopicPartition(full, p)) not in (None, -1)
+                for p in partitions
+            ):
                 break
             await asyncio.sleep(0.1)
         tps = [TopicPartition(full, p) for p in sorted(partitions)]
@@ -253,6 +265,7 @@ async def read_topic(settings: CommonSettings, topic: str, *, bootstrap: str | N
             consumer.seek(tp, begin[tp])
         out: list[bytes] = []
         deadline = time.monotonic() + 30
+
         async def behind() -> bool:
             for tp in tps:
                 if await consumer.position(tp) < end[tp]:

@@ -66,8 +66,13 @@ def processed(
     now = datetime.now(UTC)
     received = received_at or now
     lead = MappedLead(
-        phone=phone, email=email_addr, first_name=first_name, last_name=last_name,
-        product=product, lead_status=lead_status, custom=custom or {},
+        phone=phone,
+        email=email_addr,
+        first_name=first_name,
+        last_name=last_name,
+        product=product,
+        lead_status=lead_status,
+        custom=custom or {},
     )
     return LeadProcessed(
         event_id=outcome_event_id(request_id),
@@ -81,8 +86,13 @@ def processed(
         lead=lead,
         lead_id=uuid.uuid4(),
         contact=ContactSummary(
-            id=uuid.uuid4(), phone=phone, email=email_addr, first_name=first_name,
-            last_name=last_name, product=product, lead_status=lead_status,
+            id=uuid.uuid4(),
+            phone=phone,
+            email=email_addr,
+            first_name=first_name,
+            last_name=last_name,
+            product=product,
+            lead_status=lead_status,
         ),
         action=action,
         match_type="new" if action == "created" else "phone",
@@ -95,8 +105,12 @@ def failed(workspace_id: uuid.UUID) -> LeadFailed:
     request_id = uuid.uuid4()
     now = datetime.now(UTC)
     return LeadFailed(
-        event_id=outcome_event_id(request_id), request_id=request_id, workspace_id=workspace_id,
-        webhook_id=uuid.uuid4(), occurred_at=now, received_at=now,
+        event_id=outcome_event_id(request_id),
+        request_id=request_id,
+        workspace_id=workspace_id,
+        webhook_id=uuid.uuid4(),
+        occurred_at=now,
+        received_at=now,
         request=RawRequest(path="/w/x", headers={}, content_type="application/json", payload={}),
         processing=Processing(start=now, end=now, duration_ms=1.0),
         error=ErrorInfo(type="MappingError", message="field product missing"),
@@ -105,8 +119,13 @@ def failed(workspace_id: uuid.UUID) -> LeadFailed:
 
 def alert(workspace_id: uuid.UUID, *, state: str = "firing") -> PerformanceAlert:
     return PerformanceAlert(
-        event_id=uuid.uuid4(), workspace_id=workspace_id, webhook_id=uuid.uuid4(),
-        metric="error_rate", value=0.25, threshold=0.1, state=state,
+        event_id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        webhook_id=uuid.uuid4(),
+        metric="error_rate",
+        value=0.25,
+        threshold=0.1,
+        state=state,
         occurred_at=datetime.now(UTC) - timedelta(seconds=1),
     )
 
@@ -139,9 +158,7 @@ class _Handler:
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._sink.lock:
-            self._sink.messages.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), msg)
-            )
+            self._sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
         return "250 OK"
 
 
@@ -204,7 +221,9 @@ class SmsStub:
             return web.json_response({"message": "unauthorized"}, status=401)
         import base64
 
-        user, _, password = base64.b64decode(request.headers["Authorization"].split()[1]).decode().partition(":")
+        user, _, password = (
+            base64.b64decode(request.headers["Authorization"].split()[1]).decode().partition(":")
+        )
         if (user, password) != (self.sid, self.token):
             return web.json_response({"message": "unauthorized"}, status=401)
         if self.status >= 300:
@@ -231,7 +250,10 @@ class SmsStub:
 
 
 def notifier_settings(
-    settings: CommonSettings, *, smtp: SmtpSink | None = None, sms: SmsStub | None = None,
+    settings: CommonSettings,
+    *,
+    smtp: SmtpSink | None = None,
+    sms: SmsStub | None = None,
     **overrides: Any,
 ) -> NotifierSettings:
     values: dict[str, Any] = {
@@ -243,10 +265,16 @@ def notifier_settings(
         "notify_send_timeout_s": 5.0,
     }
     if smtp is not None:
-        values.update(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="leadwire <noreply@leadwire.test>")
+        values.update(
+            smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="leadwire <noreply@leadwire.test>"
+        )
     if sms is not None:
-        values.update(sms_base_url=sms.base_url, sms_account_sid=sms.sid, sms_auth_token=sms.token,
-                      sms_from="+15550000000")
+        values.update(
+            sms_base_url=sms.base_url,
+            sms_account_sid=sms.sid,
+            sms_auth_token=sms.token,
+            sms_from="+15550000000",
+        )
     values.update(overrides)
     return NotifierSettings(**values)
 
@@ -267,20 +295,25 @@ def settings_env(s: NotifierSettings) -> dict[str, str]:
 
 
 async def seed_workspace(
-    database_url: str, *, name: str | None = None, settings: dict[str, Any] | None = None,
+    database_url: str,
+    *,
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
     token: str | None = None,
 ) -> uuid.UUID:
     workspace_id = uuid.uuid4()
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            "INSERT INTO workspaces (id, name) VALUES ($1, $2)", workspace_id,
+            "INSERT INTO workspaces (id, name) VALUES ($1, $2)",
+            workspace_id,
             name or f"ws-{workspace_id.hex[:8]}",
         )
         await conn.execute(
             """INSERT INTO notification_settings (workspace_id, settings, realtime_token_hash)
                VALUES ($1, $2::jsonb, $3)""",
-            workspace_id, orjson.dumps(settings or {}).decode(),
+            workspace_id,
+            orjson.dumps(settings or {}).decode(),
             hashlib.sha256(token.encode()).hexdigest() if token else None,
         )
     finally:
@@ -309,7 +342,9 @@ async def running_notifier(s: NotifierSettings) -> AsyncIterator[asyncio.Task[No
     task = asyncio.create_task(run_notifier(s, stop, ready=ready))
     try:
         waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait([waiter, task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [waiter, task], timeout=60, return_when=asyncio.FIRST_COMPLETED
+        )
         if task in done:
             task.result()
         assert waiter in done, "notifier did not start"
@@ -319,12 +354,16 @@ async def running_notifier(s: NotifierSettings) -> AsyncIterator[asyncio.Task[No
         await asyncio.wait_for(task, 30)
 
 
-async def read_topic(settings: CommonSettings, logical: str, *, min_count: int = 0,
-                     deadline_s: float = 10.0) -> list[dict[str, Any]]:
+async def read_topic(
+    settings: CommonSettings, logical: str, *, min_count: int = 0, deadline_s: float = 10.0
+) -> list[dict[str, Any]]:
     """Every message of a topic (JSON), reading until ``min_count`` arrived or the deadline."""
     consumer = AIOKafkaConsumer(
-        settings.topic(logical), bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+        settings.topic(logical),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     out: list[dict[str, Any]] = []

@@ -79,7 +79,9 @@ class ServiceProcess:
             while True:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.logs()[-3000:]}")
+                    raise RuntimeError(
+                        f"{self.name} exited {self.proc.returncode}:\n{self.logs()[-3000:]}"
+                    )
                 try:
                     async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
                         if resp.status == 200:

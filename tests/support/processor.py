@@ -66,13 +66,14 @@ async def seed_tenant(
 ) -> Tenant:
     """A workspace with webhooks and boards, inserted straight into the tables."""
     ws = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"ws-{ws.hex[:8]}"
-    )
+    await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"ws-{ws.hex[:8]}")
     hooks = [uuid.uuid4() for _ in range(webhooks)]
     for i, hook in enumerate(hooks):
         await conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, $3)", hook, ws, f"hook-{i}"
+            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, $3)",
+            hook,
+            ws,
+            f"hook-{i}",
         )
     tenant = Tenant(ws, hooks)
     for name in boards:
@@ -85,14 +86,24 @@ async def seed_tenant(
 
 
 async def add_rule(
-    conn: asyncpg.Connection, tenant: Tenant, board: str, *, conditions: list[dict[str, Any]] | None = None,
-    webhook_id: uuid.UUID | None = None, priority: int = 100,
+    conn: asyncpg.Connection,
+    tenant: Tenant,
+    board: str,
+    *,
+    conditions: list[dict[str, Any]] | None = None,
+    webhook_id: uuid.UUID | None = None,
+    priority: int = 100,
 ) -> uuid.UUID:
     rule = uuid.uuid4()
     await conn.execute(
         """INSERT INTO board_rules (id, workspace_id, board_id, webhook_id, conditions, priority)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        rule, tenant.workspace_id, tenant.boards[board], webhook_id, conditions or [], priority,
+        rule,
+        tenant.workspace_id,
+        tenant.boards[board],
+        webhook_id,
+        conditions or [],
+        priority,
     )
     return rule
 
@@ -119,16 +130,20 @@ def received(
 ) -> LeadReceived:
     """A LeadReceived as the gateway makes it: the vendor's body, the mapped lead, steps."""
     hook = webhook_id or tenant.webhook_id
-    payload = body if body is not None else {
-        "firstname": first_name,
-        "lastname": last_name,
-        "phone_number": phone,
-        "email": email,
-        "external_crm_id": crm_id,
-        "product": product,
-        "lead_status": lead_status,
-        **(custom or {}),
-    }
+    payload = (
+        body
+        if body is not None
+        else {
+            "firstname": first_name,
+            "lastname": last_name,
+            "phone_number": phone,
+            "email": email,
+            "external_crm_id": crm_id,
+            "product": product,
+            "lead_status": lead_status,
+            **(custom or {}),
+        }
+    )
     raw = orjson.dumps(payload)
     rid = request_id or (
         request_id_for(hook, idempotency_key) if idempotency_key is not None else uuid.uuid4()
@@ -144,11 +159,20 @@ def received(
         idempotency_key=idempotency_key,
         body_sha256=hashlib.sha256(raw).hexdigest(),
         request=RawRequest(
-            path=f"/webhooks/{hook}", headers=headers, content_type="application/json", payload=payload
+            path=f"/webhooks/{hook}",
+            headers=headers,
+            content_type="application/json",
+            payload=payload,
         ),
         lead=MappedLead(
-            crm_id=crm_id, phone=phone, email=email, first_name=first_name, last_name=last_name,
-            product=product, lead_status=lead_status, custom=custom or {},
+            crm_id=crm_id,
+            phone=phone,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            product=product,
+            lead_status=lead_status,
+            custom=custom or {},
         ),
         steps={"authentication": 0.2, "field_mapping": 0.4, "validation": 0.1, "enqueue": 2.0},
         replay_of=replay_of,
@@ -160,7 +184,9 @@ def phone_of(i: int) -> str:
 
 
 async def prepare_topics(settings: CommonSettings, partitions: int = 4) -> None:
-    await ensure_topics(settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER), partitions=partitions)
+    await ensure_topics(
+        settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER), partitions=partitions
+    )
 
 
 async def publish(
@@ -190,7 +216,9 @@ async def publish(
 class InProcess:
     """One processor running in this event loop."""
 
-    def __init__(self, settings: ProcessorSettings, *, after_commit: AfterCommit | None = None) -> None:
+    def __init__(
+        self, settings: ProcessorSettings, *, after_commit: AfterCommit | None = None
+    ) -> None:
         self.settings = settings
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] = asyncio.create_task(
@@ -213,16 +241,23 @@ async def processors(
         for p in running:
             if not p.task.done():
                 p.stop_event.set()
-        await asyncio.gather(*(asyncio.wait_for(p.task, 30) for p in running), return_exceptions=True)
+        await asyncio.gather(
+            *(asyncio.wait_for(p.task, 30) for p in running), return_exceptions=True
+        )
 
 
 # --- observing ----------------------------------------------------------------------
 
 
-async def read_topic(settings: CommonSettings, logical: str, *, deadline_s: float = 15) -> list[bytes]:
+async def read_topic(
+    settings: CommonSettings, logical: str, *, deadline_s: float = 15
+) -> list[bytes]:
     """Every message on a topic from offset 0 up to its current end (no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         name = settings.topic(logical)
@@ -237,6 +272,7 @@ async def read_topic(settings: CommonSettings, logical: str, *, deadline_s: floa
         out: list[bytes] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_s
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in tps])
 
@@ -253,8 +289,11 @@ async def read_topic(settings: CommonSettings, logical: str, *, deadline_s: floa
 
 async def group_caught_up(settings: ProcessorSettings, *, logical: str = topics.RAW) -> bool:
     """The processor group's committed offsets reached the end of every partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=settings.processor_group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.processor_group,
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         name = settings.topic(logical)
@@ -320,9 +359,11 @@ class Tally:
 
     def report(self, name: str) -> str:
         extras = "".join(f" {k}={v}" for k, v in self.extra.items())
-        line = (f"[{name}] sent={self.sent} delivered={self.delivered} lost={self.lost} "
-                f"duplicate={self.duplicates} (leads={self.duplicate_leads} "
-                f"contacts={self.duplicate_contacts}) unseen={self.unseen}{extras}")
+        line = (
+            f"[{name}] sent={self.sent} delivered={self.delivered} lost={self.lost} "
+            f"duplicate={self.duplicates} (leads={self.duplicate_leads} "
+            f"contacts={self.duplicate_contacts}) unseen={self.unseen}{extras}"
+        )
         print(line)
         return line
 

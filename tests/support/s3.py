@@ -11,5 +11,8 @@ async def create_bucket(settings: CommonSettings) -> None:
         try:
             await s3.create_bucket(Bucket=settings.s3_bucket)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if exc.response["Error"]["Code"] not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
                 raise

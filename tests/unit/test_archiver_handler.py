@@ -81,7 +81,9 @@ async def test_s3_down_raises_and_the_retry_uploads_only_what_is_missing() -> No
     events = mixed_outcomes(6, WS, WH)
     messages = as_messages(events)
     last = events[5]
-    s3.fail_keys[records.record_key(last.workspace_id, last.webhook_id, last.received_at, last.request_id)] = "ServiceUnavailable"
+    s3.fail_keys[
+        records.record_key(last.workspace_id, last.webhook_id, last.received_at, last.request_id)
+    ] = "ServiceUnavailable"
     with pytest.raises(ClientError):
         await archiver.handle(messages)
     assert len(record_objects(s3)) == 5
@@ -109,7 +111,9 @@ async def test_an_object_s3_can_never_accept_is_poison() -> None:
     s3 = FakeS3()
     events = mixed_outcomes(3, WS, WH)
     bad = events[1]
-    s3.fail_keys[records.record_key(bad.workspace_id, bad.webhook_id, bad.received_at, bad.request_id)] = "EntityTooLarge"
+    s3.fail_keys[
+        records.record_key(bad.workspace_id, bad.webhook_id, bad.received_at, bad.request_id)
+    ] = "EntityTooLarge"
     messages = as_messages(events)
     archiver = BatchArchiver(store=ArchiveStore(s3, "b"))
     with pytest.raises(PoisonMessage) as caught:

@@ -17,7 +17,16 @@ pytestmark = pytest.mark.unit
 WS = uuid.UUID("11111111-1111-4111-8111-111111111111")
 WH = uuid.UUID("22222222-2222-4222-8222-222222222222")
 
-SEED_FIELDS = {"log_id", "webhook_id", "workspace_id", "timestamp", "request", "processing", "result", "error"}
+SEED_FIELDS = {
+    "log_id",
+    "webhook_id",
+    "workspace_id",
+    "timestamp",
+    "request",
+    "processing",
+    "result",
+    "error",
+}
 
 
 def test_key_is_derived_from_the_request_and_its_utc_receive_day() -> None:
@@ -83,7 +92,10 @@ def test_clean_headers_drops_anything_named_like_a_credential() -> None:
         "Proxy-Authorization": "s4",
         "X-Signature-Timestamp": "s5",
     }
-    assert records.clean_headers(headers) == {"content-type": "application/json", "x-request-id": "abc"}
+    assert records.clean_headers(headers) == {
+        "content-type": "application/json",
+        "x-request-id": "abc",
+    }
 
 
 def test_metadata_names_status_and_time() -> None:
@@ -101,7 +113,10 @@ def test_days_between_and_expiry() -> None:
     since = datetime(2025, 2, 27, 22, tzinfo=UTC)
     until = datetime(2025, 3, 2, 1, tzinfo=UTC)
     assert list(records.days_between(since, until)) == [
-        date(2025, 2, 27), date(2025, 2, 28), date(2025, 3, 1), date(2025, 3, 2)
+        date(2025, 2, 27),
+        date(2025, 2, 28),
+        date(2025, 3, 1),
+        date(2025, 3, 2),
     ]
     now = datetime(2025, 3, 31, 12, tzinfo=UTC)
     # 30 days before now is Mar 1 12:00: Feb 28 ended before that, Mar 1 did not.

@@ -56,8 +56,12 @@ async def archived(events: list[Any], *, metadata: bool = True) -> ArchiveStore:
 
 async def load(store: ArchiveStore, hook: WebhookConfig, **kw: Any) -> list[Any]:
     return await find_archived(
-        store, workspace_id=hook.workspace_id, webhook_id=hook.id,
-        since=NOW - timedelta(days=3), until=NOW, **kw,
+        store,
+        workspace_id=hook.workspace_id,
+        webhook_id=hook.id,
+        since=NOW - timedelta(days=3),
+        until=NOW,
+        **kw,
     )
 
 
@@ -85,11 +89,15 @@ async def test_find_filters_by_window_and_status(metadata: bool) -> None:
 
 async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> None:
     hook = webhook(FIXED)
-    original = rejected(hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD)
+    original = rejected(
+        hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD
+    )
     store = await archived([original])
     entries = await load(store, hook, with_records=True)
     fp = replay.mapping_fingerprint(hook.mapping, hook.default_region)
-    (item,) = replay.plan(entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp, now=NOW)
+    (item,) = replay.plan(
+        entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp, now=NOW
+    )
     assert item.kind == "replay"
     event = item.event
     assert isinstance(event, LeadReceived)
@@ -108,21 +116,29 @@ async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> 
     assert described["current"]["lead"]["phone"] == "+14155550100"
 
     # Replaying again with the same mapping: the same new request (nothing created twice).
-    (again,) = replay.plan(entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp)
+    (again,) = replay.plan(
+        entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp
+    )
     assert again.request_id == event.request_id
     # After another mapping change it is a new request.
     other = webhook([*FIXED, {"source": "fname", "target": "custom.nick"}])
     fp2 = replay.mapping_fingerprint(other.mapping, other.default_region)
-    (changed,) = replay.plan(entries, webhook=other, mapper=replay.compile_mapper(other), fingerprint=fp2)
+    (changed,) = replay.plan(
+        entries, webhook=other, mapper=replay.compile_mapper(other), fingerprint=fp2
+    )
     assert changed.request_id != event.request_id
 
 
 async def test_invalid_under_the_current_mapping_becomes_a_rejection() -> None:
     hook = webhook(WRONG)
-    original = processed(hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD)
+    original = processed(
+        hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD
+    )
     entries = await load(await archived([original]), hook, with_records=True)
     fp = replay.mapping_fingerprint(hook.mapping, hook.default_region)
-    (item,) = replay.plan(entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp, now=NOW)
+    (item,) = replay.plan(
+        entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp, now=NOW
+    )
     assert item.kind == "rejected"
     assert isinstance(item.event, LeadRejected)
     assert item.event.replay_of == original.request_id
@@ -142,7 +158,9 @@ async def test_a_replay_and_its_original_in_one_window_replay_once() -> None:
     not_an_object = not_an_object.model_copy(
         update={"request": not_an_object.request.model_copy(update={"payload": "phone=1"})}
     )
-    entries = await load(await archived([original, earlier_replay, not_an_object]), hook, with_records=True)
+    entries = await load(
+        await archived([original, earlier_replay, not_an_object]), hook, with_records=True
+    )
     fp = replay.mapping_fingerprint(hook.mapping, hook.default_region)
     items = replay.plan(entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp)
     assert [i.kind for i in items] == ["replay", "skipped", "skipped"]

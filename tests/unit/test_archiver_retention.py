@@ -43,6 +43,8 @@ async def test_prune_deletes_expired_days_with_their_pointers() -> None:
     kept = [records.parse_record_key(k) for k in s3.objects]
     days = sorted({p.day for p in kept if p})
     assert days == [(NOW - timedelta(days=10)).date(), (NOW - timedelta(days=1)).date()]
-    pointers = [k for k in s3.objects if k.startswith(records.POINTER_PREFIX) and k.endswith(".json")]
+    pointers = [
+        k for k in s3.objects if k.startswith(records.POINTER_PREFIX) and k.endswith(".json")
+    ]
     assert len(pointers) == 6
     assert (await prune(store, older_than_days=30, now=NOW)).records == 0

@@ -32,7 +32,8 @@ def known_env_vars() -> set[str]:
         if importlib.util.find_spec(f"services.{name}") and importlib.util.find_spec(module_name):
             module = importlib.import_module(module_name)
             classes += [
-                c for _, c in inspect.getmembers(module, inspect.isclass)
+                c
+                for _, c in inspect.getmembers(module, inspect.isclass)
                 if issubclass(c, BaseSettings) and c.__module__ == module_name
             ]
     return {f"{ENV_PREFIX}{field.upper()}" for c in classes for field in c.model_fields}
@@ -48,7 +49,9 @@ def test_infra_and_every_service_are_there(compose: dict) -> None:
 def test_service_runs_its_module_on_its_port_with_healthcheck(compose: dict, name: str) -> None:
     service = compose["services"][name]
     assert service["command"] == ["python", "-m", f"services.{name}"]
-    assert (ROOT / "services" / name / "__main__.py").exists(), f"services/{name}/__main__.py missing"
+    assert (ROOT / "services" / name / "__main__.py").exists(), (
+        f"services/{name}/__main__.py missing"
+    )
     port = CommonSettings.model_fields[f"{name}_port"].default
     assert service["ports"] == [f"{port}:{port}"]
     assert service["environment"][f"LEADWIRE_{name.upper()}_PORT"] == str(port)
@@ -62,9 +65,18 @@ def test_env_vars_are_the_ones_the_code_reads(compose: dict) -> None:
     known = known_env_vars()
     unknown = sorted(k for k in env if k not in known)
     assert not unknown, f"compose sets variables no settings class reads: {unknown}"
-    for required in ("LEADWIRE_DATABASE_URL", "LEADWIRE_KAFKA_BOOTSTRAP", "LEADWIRE_S3_ENDPOINT",
-                     "LEADWIRE_S3_BUCKET", "LEADWIRE_S3_ACCESS_KEY", "LEADWIRE_S3_SECRET_KEY"):
+    for required in (
+        "LEADWIRE_DATABASE_URL",
+        "LEADWIRE_KAFKA_BOOTSTRAP",
+        "LEADWIRE_S3_ENDPOINT",
+        "LEADWIRE_S3_BUCKET",
+        "LEADWIRE_S3_ACCESS_KEY",
+        "LEADWIRE_S3_SECRET_KEY",
+    ):
         assert required in env
     assert env["LEADWIRE_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    assert env["LEADWIRE_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["LEADWIRE_DATABASE_URL"]
+    assert (
+        env["LEADWIRE_DATABASE_URL"].startswith("postgresql://")
+        and "@postgres:5432/" in env["LEADWIRE_DATABASE_URL"]
+    )
     assert env["LEADWIRE_S3_ENDPOINT"] == "http://s3:7070"

@@ -31,7 +31,12 @@ def std_headers(**override: str | None) -> CIMultiDict[str]:
     return CIMultiDict({k: v for k, v in values.items() if v is not None})
 
 
-def verify_std(headers: CIMultiDict[str], body: bytes = S1_BODY, now: float = S1_TS, secrets: list[auth.Secret] | None = None) -> auth.AuthFailure | None:
+def verify_std(
+    headers: CIMultiDict[str],
+    body: bytes = S1_BODY,
+    now: float = S1_TS,
+    secrets: list[auth.Secret] | None = None,
+) -> auth.AuthFailure | None:
     return auth.verify(
         "standard",
         secrets=secrets or [auth.make_secret("standard", S1_SECRET)],
@@ -64,7 +69,17 @@ def test_s3_each_header_missing(missing: str) -> None:
     assert failure is not None and failure.code == "missing_signature"
 
 
-@pytest.mark.parametrize("timestamp", ["abc", "-5", "1614265330.5", "", "\uff11\uff16\uff11\uff14\uff12\uff16\uff15\uff13\uff13\uff10", "9" * 20])
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "abc",
+        "-5",
+        "1614265330.5",
+        "",
+        "\uff11\uff16\uff11\uff14\uff12\uff16\uff15\uff13\uff13\uff10",
+        "9" * 20,
+    ],
+)
 def test_s3_bad_timestamp(timestamp: str) -> None:
     failure = verify_std(std_headers(**{"webhook-timestamp": timestamp}))
     assert failure is not None
@@ -101,7 +116,9 @@ def test_s3_several_signatures_one_valid() -> None:
     assert verify_std(std_headers(**{"webhook-signature": f"{bad} v2,abc {S1_SIG}"})) is None
     assert verify_std(std_headers(**{"webhook-signature": f"{bad} {bad}"})) is not None
     # Only v1 signatures count, even if the bytes match.
-    assert verify_std(std_headers(**{"webhook-signature": S1_SIG.replace("v1,", "v2,")})) is not None
+    assert (
+        verify_std(std_headers(**{"webhook-signature": S1_SIG.replace("v1,", "v2,")})) is not None
+    )
 
 
 def test_rotation_previous_secret_until_it_expires() -> None:
@@ -116,12 +133,44 @@ def test_rotation_previous_secret_until_it_expires() -> None:
 
 def test_github_wrong_and_missing() -> None:
     secrets = [auth.make_secret("github", S2_SECRET)]
-    assert auth.verify("github", secrets=secrets, headers=CIMultiDict(), body=S2_BODY, now=0) is not None
+    assert (
+        auth.verify("github", secrets=secrets, headers=CIMultiDict(), body=S2_BODY, now=0)
+        is not None
+    )
     wrong = auth.sign_github(b"another secret", S2_BODY)
-    assert auth.verify("github", secrets=secrets, headers=CIMultiDict({"X-Hub-Signature-256": wrong}), body=S2_BODY, now=0) is not None
+    assert (
+        auth.verify(
+            "github",
+            secrets=secrets,
+            headers=CIMultiDict({"X-Hub-Signature-256": wrong}),
+            body=S2_BODY,
+            now=0,
+        )
+        is not None
+    )
     # Upper-case hex is the same signature.
-    assert auth.verify("github", secrets=secrets, headers=CIMultiDict({"X-Hub-Signature-256": S2_SIG.upper().replace("SHA256=", "sha256=")}), body=S2_BODY, now=0) is None
-    assert auth.verify("github", secrets=secrets, headers=CIMultiDict({"X-Hub-Signature-256": S2_SIG}), body=S2_BODY + b" ", now=0) is not None
+    assert (
+        auth.verify(
+            "github",
+            secrets=secrets,
+            headers=CIMultiDict(
+                {"X-Hub-Signature-256": S2_SIG.upper().replace("SHA256=", "sha256=")}
+            ),
+            body=S2_BODY,
+            now=0,
+        )
+        is None
+    )
+    assert (
+        auth.verify(
+            "github",
+            secrets=secrets,
+            headers=CIMultiDict({"X-Hub-Signature-256": S2_SIG}),
+            body=S2_BODY + b" ",
+            now=0,
+        )
+        is not None
+    )
 
 
 def basic(user: str, password: str) -> CIMultiDict[str]:
@@ -133,7 +182,9 @@ def test_basic_auth() -> None:
     secrets = [auth.make_secret("basic", hash_secret("pa55word-long-enough"))]
 
     def check(headers: CIMultiDict[str]) -> auth.AuthFailure | None:
-        return auth.verify("basic", secrets=secrets, headers=headers, body=b"", now=0, basic_username="lw_1234")
+        return auth.verify(
+            "basic", secrets=secrets, headers=headers, body=b"", now=0, basic_username="lw_1234"
+        )
 
     assert check(basic("lw_1234", "pa55word-long-enough")) is None
     assert check(basic("lw_1234", "wrong")) is not None
@@ -145,11 +196,32 @@ def test_basic_auth() -> None:
 
 def test_api_key() -> None:
     secrets = [auth.make_secret("api-key", hash_secret("lwk_secret_value"))]
-    ok = auth.verify("api-key", secrets=secrets, headers=CIMultiDict({"X-Lead-Key": "lwk_secret_value"}), body=b"", now=0, api_key_header="X-Lead-Key")
+    ok = auth.verify(
+        "api-key",
+        secrets=secrets,
+        headers=CIMultiDict({"X-Lead-Key": "lwk_secret_value"}),
+        body=b"",
+        now=0,
+        api_key_header="X-Lead-Key",
+    )
     assert ok is None
-    wrong = auth.verify("api-key", secrets=secrets, headers=CIMultiDict({"X-Lead-Key": "lwk_other"}), body=b"", now=0, api_key_header="X-Lead-Key")
+    wrong = auth.verify(
+        "api-key",
+        secrets=secrets,
+        headers=CIMultiDict({"X-Lead-Key": "lwk_other"}),
+        body=b"",
+        now=0,
+        api_key_header="X-Lead-Key",
+    )
     assert wrong is not None and wrong.code == "invalid_credentials"
-    default_header = auth.verify("api-key", secrets=secrets, headers=CIMultiDict({"X-API-Key": "lwk_secret_value"}), body=b"", now=0, api_key_header="X-Lead-Key")
+    default_header = auth.verify(
+        "api-key",
+        secrets=secrets,
+        headers=CIMultiDict({"X-API-Key": "lwk_secret_value"}),
+        body=b"",
+        now=0,
+        api_key_header="X-Lead-Key",
+    )
     assert default_header is not None
 
 

@@ -62,7 +62,9 @@ def test_json_shape_bounds() -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
     max_leaves=40,
 )
 
@@ -85,7 +87,9 @@ def _count(v: Any) -> int:
 
 @settings(max_examples=200, deadline=None)
 @given(_json, st.integers(1, 6), st.integers(0, 30))
-def test_json_shape_agrees_with_a_recursive_definition(doc: Any, max_depth: int, max_keys: int) -> None:
+def test_json_shape_agrees_with_a_recursive_definition(
+    doc: Any, max_depth: int, max_keys: int
+) -> None:
     expected_ok = _depth(doc) <= max_depth and _count(doc) <= max_keys
     try:
         check_json_shape(doc, max_depth=max_depth, max_keys=max_keys)
@@ -159,16 +163,31 @@ def test_build_config_uses_template_mapping_when_empty() -> None:
 
 def test_build_config_flags_problems() -> None:
     assert build_config(_row(auth_mode="standard", secret=None)).problem == "auth_secret_missing"
-    assert build_config(_row(auth_mode="standard", secret="whsec_%%%")).problem == "auth_secret_malformed"
-    assert build_config(_row(mapping=[{"target": "nope"}], template="none")).problem == "mapping_invalid"
+    assert (
+        build_config(_row(auth_mode="standard", secret="whsec_%%%")).problem
+        == "auth_secret_malformed"
+    )
+    assert (
+        build_config(_row(mapping=[{"target": "nope"}], template="none")).problem
+        == "mapping_invalid"
+    )
     assert not build_config(_row(workspace_status="disabled")).active
     assert not build_config(_row(status="disabled")).active
 
 
 def test_build_config_previous_secret_needs_expiry() -> None:
     expires = datetime.now(UTC) + timedelta(hours=1)
-    config = build_config(_row(auth_mode="github", secret="a" * 20, secret_previous="b" * 20, secret_previous_expires_at=expires))
-    assert len(config.secrets) == 2 and config.secrets[1].expires_at == pytest.approx(expires.timestamp())
+    config = build_config(
+        _row(
+            auth_mode="github",
+            secret="a" * 20,
+            secret_previous="b" * 20,
+            secret_previous_expires_at=expires,
+        )
+    )
+    assert len(config.secrets) == 2 and config.secrets[1].expires_at == pytest.approx(
+        expires.timestamp()
+    )
     config = build_config(_row(auth_mode="github", secret="a" * 20, secret_previous="b" * 20))
     assert len(config.secrets) == 1
 
@@ -234,19 +253,34 @@ def test_outcome_body_is_seed_shaped() -> None:
     row = {
         "status": "processed",
         "result": {
-            "type": "lead.processed", "status": "processed", "contact": {"id": str(cid), "phone": "+16266633444"},
-            "match_type": "crm_id", "is_new_contact": False, "rule_applied": True, "action": "updated",
+            "type": "lead.processed",
+            "status": "processed",
+            "contact": {"id": str(cid), "phone": "+16266633444"},
+            "match_type": "crm_id",
+            "is_new_contact": False,
+            "rule_applied": True,
+            "action": "updated",
             "processing": {"duration_ms": 12.4},
         },
     }
     status, body = outcome_body(row, webhook_id=wid, request_id=rid, duplicate=False)
     assert status == 200
     assert body == {
-        "success": True, "message": "Contact updated via crm_id match", "contact_id": str(cid),
-        "webhook_id": str(wid), "rule_applied": True, "match_type": "crm_id", "is_new_contact": False,
-        "processing_time": "12ms", "request_id": str(rid), "status": "processed",
+        "success": True,
+        "message": "Contact updated via crm_id match",
+        "contact_id": str(cid),
+        "webhook_id": str(wid),
+        "rule_applied": True,
+        "match_type": "crm_id",
+        "is_new_contact": False,
+        "processing_time": "12ms",
+        "request_id": str(rid),
+        "status": "processed",
     }
-    failed = {"status": "failed", "result": {"status": "failed", "error": {"type": "poison", "message": "boom"}}}
+    failed = {
+        "status": "failed",
+        "result": {"status": "failed", "error": {"type": "poison", "message": "boom"}},
+    }
     status, body = outcome_body(failed, webhook_id=wid, request_id=rid, duplicate=False)
     assert status == 422 and body["success"] is False and body["error"]["type"] == "poison"
 
@@ -255,9 +289,13 @@ def test_status_summary_has_no_personal_data() -> None:
     row = {
         "status": "processed",
         "result": {
-            "status": "processed", "contact": {"id": "c", "phone": "+16266633444", "email": "a@b.co"},
-            "lead": {"phone": "+16266633444"}, "request": {"payload": {"phone": "+16266633444"}},
-            "match_type": "new", "is_new_contact": True, "processing": {"duration_ms": 3},
+            "status": "processed",
+            "contact": {"id": "c", "phone": "+16266633444", "email": "a@b.co"},
+            "lead": {"phone": "+16266633444"},
+            "request": {"payload": {"phone": "+16266633444"}},
+            "match_type": "new",
+            "is_new_contact": True,
+            "processing": {"duration_ms": 3},
         },
     }
     text = orjson.dumps(status_summary(row)).decode()
@@ -266,6 +304,16 @@ def test_status_summary_has_no_personal_data() -> None:
 
 def test_openapi_is_31_and_documents_every_route() -> None:
     assert SPEC["openapi"].startswith("3.1")
-    assert {"/webhooks/{webhook_id}", "/webhooks/{webhook_id}/requests/{request_id}", "/healthz", "/readyz", "/metrics"} <= set(SPEC["paths"])
+    assert {
+        "/webhooks/{webhook_id}",
+        "/webhooks/{webhook_id}/requests/{request_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(SPEC["paths"])
     page = render_html()
-    assert "<h1>" in page and "/webhooks/{webhook_id}" in page and "http" not in page.split("<body>")[0].replace("http-equiv", "")
+    assert (
+        "<h1>" in page
+        and "/webhooks/{webhook_id}" in page
+        and "http" not in page.split("<body>")[0].replace("http-equiv", "")
+    )

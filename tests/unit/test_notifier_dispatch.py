@@ -23,8 +23,14 @@ WS = uuid.uuid4()
 
 def _row(recipient: str, attempts: int = 1, channel: str = "email") -> ClaimedSend:
     return ClaimedSend(
-        id=uuid.uuid4(), event_id=uuid.uuid4(), workspace_id=WS, channel=channel, recipient=recipient,
-        kinds=("lead_created",), summary={"event_id": "e", "workspace_id": str(WS)}, attempts=attempts,
+        id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        workspace_id=WS,
+        channel=channel,
+        recipient=recipient,
+        kinds=("lead_created",),
+        summary={"event_id": "e", "workspace_id": str(WS)},
+        attempts=attempts,
         event_at=datetime.now(UTC),
     )
 
@@ -41,9 +47,19 @@ def test_batches_group_per_recipient_and_channel() -> None:
 
 
 def test_deadletter_entry_counts_attempts() -> None:
-    dead = [DeadSend(id=uuid.uuid4(), event_id=uuid.uuid4(), workspace_id=WS, channel="sms",
-                     recipient="+15550001111", kinds=("lead_created", "high_priority"), attempts=3,
-                     last_error="SMS provider answered 500", claim_id=None)]
+    dead = [
+        DeadSend(
+            id=uuid.uuid4(),
+            event_id=uuid.uuid4(),
+            workspace_id=WS,
+            channel="sms",
+            recipient="+15550001111",
+            kinds=("lead_created", "high_priority"),
+            attempts=3,
+            last_error="SMS provider answered 500",
+            claim_id=None,
+        )
+    ]
     entry = deadletter_entry(dead, reason="retries_exhausted", failed_at=datetime.now(UTC))
     assert entry["attempts"] == 3 and entry["retries"] == 2
     assert entry["event_ids"] == [str(dead[0].event_id)]
@@ -66,7 +82,12 @@ class FakeRepo:
 
     async def mark_dead(self, ids: Sequence[uuid.UUID], **kw: Any) -> dict[str, Any]:
         self.dead += ids
-        return {"send_ids": [str(i) for i in ids], "attempts": 3, "deadletter_id": "d", "channel": "email"}
+        return {
+            "send_ids": [str(i) for i in ids],
+            "attempts": 3,
+            "deadletter_id": "d",
+            "channel": "email",
+        }
 
     async def publish_deadletters(self, publish: Any) -> int:
         return 0
@@ -101,7 +122,9 @@ async def test_transient_failure_retries_until_the_budget_is_spent() -> None:
 
 
 async def test_permanent_failure_is_deadlettered_at_once() -> None:
-    d, repo = _dispatcher(FailingSender(SendError("550 no such user", code="smtp_550", permanent=True)))
+    d, repo = _dispatcher(
+        FailingSender(SendError("550 no such user", code="smtp_550", permanent=True))
+    )
     row = _row("a", attempts=1)
     await d._send_batch(uuid.uuid4(), [row])
     assert repo.dead == [row.id] and repo.retried == []

@@ -34,15 +34,23 @@ def test_single_email_names_the_lead() -> None:
     assert msg["Subject"] == "[leadwire] New contact: Jane Doe (Solar)"
     assert msg["X-Leadwire-Event-Ids"] == str(event.event_id)
     body = msg.get_content()
-    for expected in ("Jane Doe", "+16266633444", "benjie.malinao@example.com", "Solar", str(event.contact.id),
-                     str(event.event_id)):
+    for expected in (
+        "Jane Doe",
+        "+16266633444",
+        "benjie.malinao@example.com",
+        "Solar",
+        str(event.contact.id),
+        str(event.event_id),
+    ):
         assert expected in body
 
 
 def test_digest_email_lists_every_notification() -> None:
     events = [processed(WS, first_name=f"P{i}") for i in range(3)] + [failed(WS)] + [alert(WS)]
-    items = [_item(e) for e in events[:3]] + [_item(events[3], ("processing_failed",)),
-                                               _item(events[4], ("performance_alert",))]
+    items = [_item(e) for e in events[:3]] + [
+        _item(events[3], ("processing_failed",)),
+        _item(events[4], ("performance_alert",)),
+    ]
     msg = render_email(items, sender="n@x.test", to="sales@x.test", now=NOW)
     assert msg["Subject"] == "[leadwire] 5 notifications for Acme"
     assert msg["X-Leadwire-Event-Ids"].split(",") == [str(e.event_id) for e in events]
@@ -70,8 +78,15 @@ def test_realtime_message_and_notice() -> None:
     assert data["contact"]["first_name"] == "Jane" and data["kinds"] == ["lead_created"]
     assert "workspace_name" not in data
     assert realtime_message(summarize(alert(WS), workspace_name=None), [])[0] == "alert"
-    send = NewSend(event_id=event.event_id, workspace_id=WS, channel="realtime", recipient=str(WS),
-                   kinds=["lead_created"], summary=summary, event_at=event.received_at)
+    send = NewSend(
+        event_id=event.event_id,
+        workspace_id=WS,
+        channel="realtime",
+        recipient=str(WS),
+        kinds=["lead_created"],
+        summary=summary,
+        event_at=event.received_at,
+    )
     assert len(realtime_notice(send, event=name, data=data)) < 7900
     # A huge summary is cut down to ids so pg_notify can carry it.
     big = {**data, "contact": {**data["contact"], "last_name": "y" * 9000}}

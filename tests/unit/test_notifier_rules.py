@@ -32,8 +32,14 @@ def _settings(**kw: object) -> NotificationSettings:
 
 
 def test_event_kinds() -> None:
-    assert event_kinds(processed(WS, action="created")) == [EventKind.CONTACT_CREATED, EventKind.LEAD_CREATED]
-    assert event_kinds(processed(WS, action="updated")) == [EventKind.CONTACT_UPDATED, EventKind.LEAD_CREATED]
+    assert event_kinds(processed(WS, action="created")) == [
+        EventKind.CONTACT_CREATED,
+        EventKind.LEAD_CREATED,
+    ]
+    assert event_kinds(processed(WS, action="updated")) == [
+        EventKind.CONTACT_UPDATED,
+        EventKind.LEAD_CREATED,
+    ]
     assert event_kinds(failed(WS)) == [EventKind.PROCESSING_FAILED]
     assert event_kinds(alert(WS)) == [EventKind.PERFORMANCE_ALERT]
 
@@ -55,18 +61,25 @@ def test_explicit_empty_rules_mean_nothing() -> None:
 
 
 def test_one_notification_per_channel_and_recipient_with_every_kind() -> None:
-    settings = _settings(rules=[
-        {"event": "contact_created", "channel": "email", "recipients": ["A@x.com"]},
-        {"event": "lead_created", "channel": "email", "recipients": ["a@x.com", "b@x.com"]},
-    ])
+    settings = _settings(
+        rules=[
+            {"event": "contact_created", "channel": "email", "recipients": ["A@x.com"]},
+            {"event": "lead_created", "channel": "email", "recipients": ["a@x.com", "b@x.com"]},
+        ]
+    )
     planned = {(p.channel, p.recipient): p.kinds for p in plan(processed(WS), settings)}
     assert planned == {
         (Channel.EMAIL, "a@x.com"): ["contact_created", "lead_created"],
         (Channel.EMAIL, "b@x.com"): ["lead_created"],
     }
     # An update is not a creation: only the lead_created rule fires.
-    planned = {(p.channel, p.recipient): p.kinds for p in plan(processed(WS, action="updated"), settings)}
-    assert planned == {(Channel.EMAIL, "a@x.com"): ["lead_created"], (Channel.EMAIL, "b@x.com"): ["lead_created"]}
+    planned = {
+        (p.channel, p.recipient): p.kinds for p in plan(processed(WS, action="updated"), settings)
+    }
+    assert planned == {
+        (Channel.EMAIL, "a@x.com"): ["lead_created"],
+        (Channel.EMAIL, "b@x.com"): ["lead_created"],
+    }
 
 
 def test_high_priority_adds_sms_when_every_condition_holds() -> None:
@@ -90,7 +103,9 @@ def test_high_priority_adds_sms_when_every_condition_holds() -> None:
 
 
 def test_high_priority_on_custom_fields() -> None:
-    hp = HighPriority(conditions=(Condition(field="budget", value="high"),), sms_recipients=("+15551230000",))
+    hp = HighPriority(
+        conditions=(Condition(field="budget", value="high"),), sms_recipients=("+15551230000",)
+    )
     settings = NotificationSettings(high_priority=hp)
     assert plan(processed(WS, custom={"budget": "High"}), settings)
     assert not plan(processed(WS, custom={"budget": "low"}), settings)
@@ -107,13 +122,19 @@ def test_rule_validation() -> None:
     with pytest.raises(ValidationError):
         Rule(event=EventKind.LEAD_CREATED, channel=Channel.REALTIME, recipients=("a@x.com",))
     with pytest.raises(ValidationError):
-        Rule.model_validate({"event": "lead_exploded", "channel": "email", "recipients": ["a@x.com"]})
+        Rule.model_validate(
+            {"event": "lead_exploded", "channel": "email", "recipients": ["a@x.com"]}
+        )
 
 
 def test_with_and_without_rule() -> None:
     s = NotificationSettings()
-    s = s.with_rule(Rule(event=EventKind.LEAD_CREATED, channel=Channel.EMAIL, recipients=("a@x.com",)))
-    s = s.with_rule(Rule(event=EventKind.LEAD_CREATED, channel=Channel.EMAIL, recipients=("b@x.com",)))
+    s = s.with_rule(
+        Rule(event=EventKind.LEAD_CREATED, channel=Channel.EMAIL, recipients=("a@x.com",))
+    )
+    s = s.with_rule(
+        Rule(event=EventKind.LEAD_CREATED, channel=Channel.EMAIL, recipients=("b@x.com",))
+    )
     assert [r.recipients for r in s.rules] == [("b@x.com",)]
     s, removed = s.without_rule(EventKind.LEAD_CREATED, Channel.EMAIL)
     assert removed and s.rules == ()

@@ -20,7 +20,9 @@ def contact(**fields: object) -> ContactState:
 
 def test_new_contact_takes_every_key() -> None:
     index = IdentityIndex()
-    d = index.apply(WS, MappedLead(crm_id="c1", phone="+15550000001", email="a@x.io", first_name="Ann"))
+    d = index.apply(
+        WS, MappedLead(crm_id="c1", phone="+15550000001", email="a@x.io", first_name="Ann")
+    )
     assert d.match_type == "new" and d.is_new_contact
     assert (d.contact.crm_id, d.contact.phone, d.contact.email) == ("c1", "+15550000001", "a@x.io")
     assert d.contact.is_new and d.contact.dirty
@@ -55,7 +57,10 @@ def test_keys_on_two_contacts_go_to_the_higher_priority_one_and_are_not_moved() 
     # a keeps its own phone; b keeps the phone and the email the lead also carried.
     assert a.phone == "+15550000001" and a.email is None
     assert b.phone == "+15550000002" and b.email == "b@x.io"
-    assert {(x.other_contact_id, x.key_type) for x in d.duplicates} == {(b.id, "phone"), (b.id, "email")}
+    assert {(x.other_contact_id, x.key_type) for x in d.duplicates} == {
+        (b.id, "phone"),
+        (b.id, "email"),
+    }
 
 
 def test_free_key_is_added_and_replaces_an_old_value() -> None:
@@ -69,11 +74,24 @@ def test_free_key_is_added_and_replaces_an_old_value() -> None:
 
 
 def test_update_never_blanks_and_custom_fields_merge() -> None:
-    a = contact(phone="+15550000001", first_name="Ann", last_name="Lee", product="Bath",
-                custom={"source": "fb", "score": 5})
+    a = contact(
+        phone="+15550000001",
+        first_name="Ann",
+        last_name="Lee",
+        product="Bath",
+        custom={"source": "fb", "score": 5},
+    )
     index = IdentityIndex([a])
-    index.apply(WS, MappedLead(phone="+15550000001", first_name="", last_name=None,
-                               product="Kitchen", custom={"score": 7, "utm": "x", "empty": ""}))
+    index.apply(
+        WS,
+        MappedLead(
+            phone="+15550000001",
+            first_name="",
+            last_name=None,
+            product="Kitchen",
+            custom={"score": 7, "utm": "x", "empty": ""},
+        ),
+    )
     assert (a.first_name, a.last_name, a.product) == ("Ann", "Lee", "Kitchen")
     assert a.custom == {"source": "fb", "score": 7, "utm": "x"}
 

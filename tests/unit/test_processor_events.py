@@ -37,15 +37,23 @@ NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 def received(**lead: object) -> LeadReceived:
     return LeadReceived(
-        request_id=uuid.uuid4(), workspace_id=uuid.uuid4(), webhook_id=uuid.uuid4(),
-        received_at=NOW, idempotency_key="k1", body_sha256="ab" * 32,
-        request=RawRequest(path="/webhooks/x", headers={}, content_type="application/json", payload={"a": 1}),
+        request_id=uuid.uuid4(),
+        workspace_id=uuid.uuid4(),
+        webhook_id=uuid.uuid4(),
+        received_at=NOW,
+        idempotency_key="k1",
+        body_sha256="ab" * 32,
+        request=RawRequest(
+            path="/webhooks/x", headers={}, content_type="application/json", payload={"a": 1}
+        ),
         lead=MappedLead(**lead),
     )
 
 
 def msg(value: object) -> Message[object]:
-    return Message(topic="raw", partition=0, offset=0, key=None, value=value, raw=b"", timestamp_ms=0)
+    return Message(
+        topic="raw", partition=0, offset=0, key=None, value=value, raw=b"", timestamp_ms=0
+    )
 
 
 def test_decode_valid_and_invalid() -> None:
@@ -66,9 +74,15 @@ def test_decode_valid_and_invalid() -> None:
 def test_outcome_json_drops_nul_characters() -> None:
     rid = uuid.uuid4()
     event = LeadFailed(
-        event_id=outcome_event_id(rid), request_id=rid, workspace_id=uuid.uuid4(),
-        webhook_id=uuid.uuid4(), occurred_at=NOW, received_at=NOW,
-        request=RawRequest(path="/x", headers={}, content_type="text/plain", payload={"n\x00": "a\x00b"}),
+        event_id=outcome_event_id(rid),
+        request_id=rid,
+        workspace_id=uuid.uuid4(),
+        webhook_id=uuid.uuid4(),
+        occurred_at=NOW,
+        received_at=NOW,
+        request=RawRequest(
+            path="/x", headers={}, content_type="text/plain", payload={"n\x00": "a\x00b"}
+        ),
         processing=Processing(start=NOW, end=NOW, duration_ms=0),
         error=ErrorInfo(type="T", message="m"),
     )

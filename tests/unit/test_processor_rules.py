@@ -15,14 +15,26 @@ HOOK_A = uuid.uuid4()
 HOOK_B = uuid.uuid4()
 
 
-def rule(conditions: object = (), webhook_id: uuid.UUID | None = None, name: str = "r") -> BoardRule:
+def rule(
+    conditions: object = (), webhook_id: uuid.UUID | None = None, name: str = "r"
+) -> BoardRule:
     parsed, valid = parse_conditions(list(conditions))  # type: ignore[call-overload]
-    return BoardRule(id=uuid.uuid4(), board_id=uuid.uuid4(), board_name=name, webhook_id=webhook_id,
-                     conditions=parsed, valid=valid)
+    return BoardRule(
+        id=uuid.uuid4(),
+        board_id=uuid.uuid4(),
+        board_name=name,
+        webhook_id=webhook_id,
+        conditions=parsed,
+        valid=valid,
+    )
 
 
-LEAD = MappedLead(phone="+15550000001", product="Bath Remodel", lead_status="new",
-                  custom={"state": "CA", "score": 7, "tags": ["hot", "web"]})
+LEAD = MappedLead(
+    phone="+15550000001",
+    product="Bath Remodel",
+    lead_status="new",
+    custom={"state": "CA", "score": 7, "tags": ["hot", "web"]},
+)
 
 
 def test_first_match_wins_in_order() -> None:
@@ -54,8 +66,13 @@ def test_webhook_scope() -> None:
         ([{"field": "score", "op": "in", "value": [1, 7]}], True),
         ([{"field": "tags", "op": "eq", "value": "HOT"}], True),  # list field: any element
         ([{"field": "missing", "op": "eq", "value": "x"}], False),
-        ([{"field": "product", "op": "eq", "value": "bath remodel"},
-          {"field": "lead_status", "op": "eq", "value": "old"}], False),  # all must hold
+        (
+            [
+                {"field": "product", "op": "eq", "value": "bath remodel"},
+                {"field": "lead_status", "op": "eq", "value": "old"},
+            ],
+            False,
+        ),  # all must hold
         ([{"field": "product", "op": "regex", "value": ".*"}], False),  # unknown op: never
         ([{"field": "product"}], False),  # malformed
     ],

@@ -27,14 +27,22 @@ pytestmark = pytest.mark.unit
 
 
 def _request() -> RawRequest:
-    return RawRequest(path="/webhooks/x", headers={"content-type": "application/json"},
-                      content_type="application/json", payload={"a": 1})
+    return RawRequest(
+        path="/webhooks/x",
+        headers={"content-type": "application/json"},
+        content_type="application/json",
+        payload={"a": 1},
+    )
 
 
 def test_lead_received_round_trip() -> None:
     event = LeadReceived(
-        request_id=uuid.uuid4(), workspace_id=uuid.uuid4(), webhook_id=uuid.uuid4(),
-        received_at=utcnow(), body_sha256="0" * 64, request=_request(),
+        request_id=uuid.uuid4(),
+        workspace_id=uuid.uuid4(),
+        webhook_id=uuid.uuid4(),
+        received_at=utcnow(),
+        body_sha256="0" * 64,
+        request=_request(),
         lead=MappedLead(phone="+16266633444", custom={"utm": "x"}),
     )
     assert decode_raw(encode(event)) == event
@@ -45,14 +53,24 @@ def test_outcomes_decode_to_their_type() -> None:
     rid = uuid.uuid4()
     now = utcnow()
     common = dict(
-        event_id=outcome_event_id(rid), request_id=rid, workspace_id=uuid.uuid4(),
-        webhook_id=uuid.uuid4(), occurred_at=now, received_at=now, request=_request(),
+        event_id=outcome_event_id(rid),
+        request_id=rid,
+        workspace_id=uuid.uuid4(),
+        webhook_id=uuid.uuid4(),
+        occurred_at=now,
+        received_at=now,
+        request=_request(),
         processing=Processing(start=now, end=now, duration_ms=1.5, steps={"dedupe": 0.5}),
     )
     processed = LeadProcessed(
-        **common, lead=MappedLead(email="a@b.co"), lead_id=uuid.uuid4(),
-        contact=ContactSummary(id=uuid.uuid4()), action="created", match_type="new",
-        is_new_contact=True, rule_applied=False,
+        **common,
+        lead=MappedLead(email="a@b.co"),
+        lead_id=uuid.uuid4(),
+        contact=ContactSummary(id=uuid.uuid4()),
+        action="created",
+        match_type="new",
+        is_new_contact=True,
+        rule_applied=False,
     )
     rejected = LeadRejected(**common, status_code=400, reason="validation")
     assert isinstance(decode_outcome(encode(processed)), LeadProcessed)

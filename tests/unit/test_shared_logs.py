@@ -41,7 +41,15 @@ def test_log_line_with_phone_email_and_secret_is_redacted(captured: io.StringIO)
         request_id="550e8400-e29b-41d4-a716-446655440000",
     )
     line = captured.getvalue()
-    for canary in (CANARY_PHONE, "6266633444", "663-3444", CANARY_EMAIL, "Benjie", CANARY_SECRET, CANARY_SIG):
+    for canary in (
+        CANARY_PHONE,
+        "6266633444",
+        "663-3444",
+        CANARY_EMAIL,
+        "Benjie",
+        CANARY_SECRET,
+        CANARY_SIG,
+    ):
         assert canary not in line
     doc = orjson.loads(line.strip().splitlines()[-1])
     assert doc["phone"] == REDACTED and doc["email"] == REDACTED and doc["secret"] == REDACTED
@@ -58,8 +66,15 @@ def test_stdlib_logging_is_redacted_too(captured: io.StringIO) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["+16266633444", "626.663.3444", "(626) 663-3444", "16266633444", "020 7946 0958",
-     "Bearer abcdefghijklmnop", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"],
+    [
+        "+16266633444",
+        "626.663.3444",
+        "(626) 663-3444",
+        "16266633444",
+        "020 7946 0958",
+        "Bearer abcdefghijklmnop",
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+    ],
 )
 def test_scrub_masks_phone_and_secret_shapes(text: str) -> None:
     assert scrub(f"x {text} y") == f"x {REDACTED} y"
