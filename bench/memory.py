@@ -15,13 +15,21 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import NO_EXTRAS, LoadGenerator, Target
-from bench.soak import SERVICES, SmtpSink, SoakStack, free_ports, run_cli, running_stack, say
+from bench.loadgen import NO_EXTRAS, LoadGenerator
+from bench.soak import (
+    SERVICES,
+    SmtpSink,
+    SoakStack,
+    form_webhook,
+    free_ports,
+    run_cli,
+    running_stack,
+    say,
+)
 from infra import list_processes
 from infra.processes import children_of, group_members
 
@@ -84,30 +92,15 @@ async def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         async with running_stack(stack):
+            target = await form_webhook(stack)
             env = stack.cli_env()
-            name = f"bench-{uuid.uuid4().hex[:6]}"
-            await asyncio.to_thread(run_cli, env, "workspace", "create", name)
-            doc = await asyncio.to_thread(
-                run_cli,
-                env,
-                "webhook",
-                "create",
-                "--workspace",
-                name,
-                "--name",
-                "form",
-                "--template",
-                "generic",
-                "--auth",
-                "none",
-            )
             await asyncio.to_thread(
                 run_cli,
                 env,
                 "notify",
                 "set-rule",
                 "--workspace",
-                name,
+                target.workspace,
                 "--event",
                 "lead_created",
                 "--channel",
@@ -115,7 +108,6 @@ async def run() -> list[dict[str, Any]]:
                 "--to",
                 "sales@example.com",
             )
-            target = Target(name="form", id=doc["id"], url=doc["url"], vendor="generic")
             await asyncio.sleep(REST_SECONDS)
             rest = await asyncio.to_thread(sample, stack)
             say(f"memory: at rest { ({k: round(v / 2**20) for k, v in rest.items()}) } MiB")

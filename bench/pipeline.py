@@ -25,13 +25,12 @@ import contextlib
 import os
 import sys
 import time
-import uuid
 from typing import Any
 
 import asyncpg
 
 from bench.loadgen import NO_EXTRAS, Item, LoadGenerator, Target
-from bench.soak import EXTRA_PROCESSOR, SoakStack, run_cli, running_stack, say
+from bench.soak import EXTRA_PROCESSOR, SoakStack, form_webhook, running_stack, say
 from infra.stack import stop_process
 
 PACED_RATE = float(os.environ.get("LEADWIRE_BENCH_PIPELINE_RATE", "100"))
@@ -130,24 +129,7 @@ async def run() -> list[dict[str, Any]]:
     )
     async with running_stack(stack):
         assert stack.settings is not None
-        env = stack.cli_env()
-        name = f"bench-{uuid.uuid4().hex[:6]}"
-        await asyncio.to_thread(run_cli, env, "workspace", "create", name)
-        doc = await asyncio.to_thread(
-            run_cli,
-            env,
-            "webhook",
-            "create",
-            "--workspace",
-            name,
-            "--name",
-            "form",
-            "--template",
-            "generic",
-            "--auth",
-            "none",
-        )
-        target = Target(name="form", id=doc["id"], url=doc["url"], vendor="generic")
+        target = await form_webhook(stack)
         commits = Commits()
         await commits.start(stack.settings.database_url)
         try:

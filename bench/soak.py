@@ -381,6 +381,28 @@ def run_cli(env: dict[str, str], *args: str) -> Any:
     return orjson.loads(proc.stdout)
 
 
+async def form_webhook(stack: SoakStack) -> Target:
+    """A fresh workspace with one unsigned generic webhook (the benchmarks' target)."""
+    env = stack.cli_env()
+    workspace = f"bench-{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(run_cli, env, "workspace", "create", workspace)
+    doc = await asyncio.to_thread(
+        run_cli,
+        env,
+        "webhook",
+        "create",
+        "--workspace",
+        workspace,
+        "--name",
+        "form",
+        "--template",
+        "generic",
+        "--auth",
+        "none",
+    )
+    return Target(name="form", id=doc["id"], url=doc["url"], vendor="generic", workspace=workspace)
+
+
 @dataclass
 class WorkspacePlan:
     name: str

@@ -21,14 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.context import load_settings
+from cli.context import database, load_settings
 from cli.output import CliError, emit, fail, table
 from services.archiver import records, replay
 from services.archiver.repository import AmbiguousWebhook, WebhookConfig, webhook_config
 from services.archiver.retention import prune
 from services.archiver.search import STATUSES, find_archived
 from services.archiver.store import ArchiveStore, error_code
-from shared.db import connect
 from shared.kafka import KafkaUnavailable, Publisher
 from shared.s3 import s3_client
 from shared.settings import CommonSettings
@@ -89,25 +88,6 @@ async def _store(settings: CommonSettings) -> AsyncIterator[ArchiveStore]:
             f"cannot reach S3 at {settings.s3_endpoint} ({type(exc).__name__})",
             hint="start the stack with `make up`, or set LEADWIRE_S3_ENDPOINT",
         ) from exc
-
-
-@contextlib.asynccontextmanager
-async def _db(settings: CommonSettings) -> AsyncIterator[asyncpg.Connection]:
-    try:
-        conn = await connect(settings.database_url, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise CliError(
-            f"cannot connect to Postgres ({type(exc).__name__})",
-            hint="start the stack with `make up`, or set LEADWIRE_DATABASE_URL",
-        ) from exc
-    try:
-        yield conn
-    except asyncpg.UndefinedTableError as exc:
-        raise CliError(
-            "the database has no leadwire schema", hint="run `leadwire db migrate`"
-        ) from exc
-    finally:
-        await conn.close()
 
 
 async def _webhook(conn: asyncpg.Connection, webhook: str, workspace: str | None) -> WebhookConfig:
@@ -244,7 +224,7 @@ def list_command(
         if ws_id is None or wh_id is None:
             # Names (or a webhook id alone): the workspace comes from Postgres. Both ids
             # given work without Postgres (e.g. for a deleted webhook).
-            async with _db(settings) as conn:
+            async with database(settings) as conn:
                 config = await _webhook(conn, webhook, workspace)
             ws_id, wh_id = config.workspace_id, config.id
         async with _store(settings) as store:
@@ -336,7 +316,7 @@ def replay_command(
     async def work(settings: CommonSettings) -> dict[str, Any]:
         start, end = _window(since, until)
         wanted = _status(status)
-        async with _db(settings) as conn:
+        async with database(settings) as conn:
             config = await _webhook(conn, webhook, workspace)
         if "disabled" in (config.status, config.workspace_status) and not dry_run:
             what = "webhook" if config.status == "disabled" else "workspace"

@@ -4,8 +4,9 @@ are not set, the running local stack's ``.leadwire/stack.env``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,31 +67,41 @@ def load_settings() -> CommonSettings:
     return CommonSettings(**fields)
 
 
+@contextlib.asynccontextmanager
+async def database(settings: CommonSettings) -> AsyncIterator[asyncpg.Connection]:
+    """One Postgres connection; connection and schema errors become clear CLI errors."""
+    try:
+        conn = await connect(settings.database_url, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise CliError(
+            f"cannot connect to Postgres ({type(exc).__name__})",
+            hint="start the stack with `make up`, or set LEADWIRE_DATABASE_URL",
+        ) from exc
+    try:
+        yield conn
+    except asyncpg.UndefinedTableError as exc:
+        raise CliError(
+            "the database has no leadwire schema", hint="run `leadwire db migrate`"
+        ) from exc
+    finally:
+        await conn.close()
+
+
 def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool) -> T:
     """Run ``work`` on one Postgres connection; connection errors become clear CLI errors."""
     settings = load_settings()
 
     async def _main() -> T:
-        try:
-            conn = await connect(settings.database_url, timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise CliError(
-                f"cannot connect to Postgres ({type(exc).__name__})",
-                hint="start the stack with `make up`, or set LEADWIRE_DATABASE_URL",
-            ) from exc
-        try:
-            return await work(conn)
-        except asyncpg.UndefinedTableError as exc:
-            raise CliError(
-                "the database has no leadwire schema", hint="run `leadwire db migrate`"
-            ) from exc
-        except asyncpg.PostgresError as exc:
-            # Constraint checks the CLI did not catch first (the row stays unchanged).
-            raise CliError(
-                f"the database refused the change ({type(exc).__name__}: {exc})"
-            ) from exc
-        finally:
-            await conn.close()
+        async with database(settings) as conn:
+            try:
+                return await work(conn)
+            except asyncpg.UndefinedTableError:
+                raise
+            except asyncpg.PostgresError as exc:
+                # Constraint checks the CLI did not catch first (the row stays unchanged).
+                raise CliError(
+                    f"the database refused the change ({type(exc).__name__}: {exc})"
+                ) from exc
 
     try:
         return asyncio.run(_main())
