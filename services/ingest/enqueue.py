@@ -49,7 +49,6 @@ class KafkaLink:
         self.publisher: Publisher | None = None
         self.up = False
         self._wake = asyncio.Event()
-        self._retiring: set[asyncio.Task[None]] = set()
 
     def ready(self) -> bool:
         return self.up
@@ -85,7 +84,10 @@ class KafkaLink:
                 assert self.publisher is not None
                 alive = await self.publisher.probe(timeout=min(2.0, self._settings.kafka_timeout_s))
                 if alive and not self.up:
-                    await self._replace_publisher()
+                    # The publisher renews its producer after the failed sends itself
+                    # (shared.kafka.Publisher: a producer can stay wedged after a restart).
+                    self.up = True
+                    log.info("kafka_back")
                 elif not alive and self.up:
                     log.warning("kafka_probe_failed")
                     self.up = False
@@ -112,32 +114,9 @@ class KafkaLink:
             log.info("kafka_connected")
             return
 
-    async def _replace_publisher(self) -> None:
-        """Kafka answers again: carry on with a fresh producer.
-
-        After a broker restart aiokafka's idempotent producer can stay wedged behind the
-        batches that timed out (their sequence numbers must go first), so every later
-        send times out too. A new producer starts clean; the old one flushes what it
-        still holds (requests already answered 503) and is closed in the background.
-        """
-        fresh = self._factory()
-        try:
-            await fresh.start()
-        except KafkaUnavailable:
-            return
-        old, self.publisher = self.publisher, fresh
-        self.up = True
-        log.info("kafka_back")
-        if old is not None:
-            task = asyncio.get_running_loop().create_task(old.stop())
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
-
     async def close(self) -> None:
         """Flush what is buffered and stop the producer (bounded)."""
         self.up = False
         publisher, self.publisher = self.publisher, None
         if publisher is not None:
             await publisher.stop()
-        if self._retiring:
-            await asyncio.wait(set(self._retiring), timeout=self._settings.kafka_timeout_s + 1)
