@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import orjson
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
@@ -37,6 +38,7 @@ from pydantic import BaseModel
 from shared import topics
 from shared.events import encode, utcnow
 from shared.logs import get_logger
+from shared.retry import DEPENDENCY_ERRORS, Stopped, retry_until
 from shared.settings import CommonSettings
 
 log = get_logger(__name__)
@@ -288,6 +290,37 @@ class Message(Generic[E]):
 BatchHandler = Callable[[list[Message[E]]], Awaitable[None]]
 
 
+class _Abandoned(Exception):
+    """The runner is stopping while a batch is being retried: leave it uncommitted."""
+
+
+def position_of(
+    records: Sequence[Message[Any]] | Sequence[ConsumerRecord[bytes, bytes]],
+) -> dict[str, Any]:
+    """Log context for the messages being handled: ``topic``, ``partition`` and ``offset``
+    (the first; ``last_offset`` when there are more), or per-partition ranges when a batch
+    spans partitions. The runner binds it to every log line of the handling."""
+    if not records:
+        return {}
+    first = records[0]
+    spans: dict[int, list[int]] = {}
+    for r in records:
+        span = spans.setdefault(r.partition, [r.offset, r.offset])
+        span[0] = min(span[0], r.offset)
+        span[1] = max(span[1], r.offset)
+    if len(spans) == 1:
+        low, high = spans[first.partition]
+        context: dict[str, Any] = {"topic": first.topic, "partition": first.partition}
+        context["offset"] = low
+        if high != low:
+            context["last_offset"] = high
+        return context
+    return {
+        "topic": first.topic,
+        "offsets": ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items())),
+    }
+
+
 @dataclass
 class _Progress:
     """Offsets handled but not yet committed, per partition (next offset to read)."""
@@ -399,19 +432,21 @@ class ConsumerRunner(Generic[E]):
                 log.warning("kafka_consumer_stop_timeout")
 
     async def _start_consumer(self) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                # Subscribing to a missing topic assigns nothing until metadata refreshes.
-                await ensure_topics(self._settings, self._logical.values())
-                await asyncio.wait_for(self._consumer.start(), self._settings.kafka_timeout_s)
-                break
-            except (TimeoutError, KafkaError, OSError) as exc:
-                if self._stopping.is_set():
-                    raise KafkaUnavailable("stopped before Kafka became reachable") from exc
-                log.warning("kafka_consumer_start_retry", error=type(exc).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+        async def start() -> None:
+            # Subscribing to a missing topic assigns nothing until metadata refreshes.
+            await ensure_topics(self._settings, self._logical.values())
+            await asyncio.wait_for(self._consumer.start(), self._settings.kafka_timeout_s)
+
+        try:
+            await retry_until(
+                self._stopping,
+                "kafka consumer",
+                start,
+                retry_on=(*DEPENDENCY_ERRORS, KafkaUnavailable),
+                max_delay_s=self._max_backoff_s,
+            )
+        except Stopped as exc:
+            raise KafkaUnavailable("stopped before Kafka became reachable") from exc
         self._consumer.subscribe(list(self._logical), listener=_Rebalance(self))
         self._last_poll = time.monotonic()
 
@@ -446,6 +481,21 @@ class ConsumerRunner(Generic[E]):
                     timestamp_ms=record.timestamp,
                 )
             )
+        try:
+            with structlog.contextvars.bound_contextvars(**position_of(messages or records)):
+                await self._handle_decoded(messages)
+        except _Abandoned:
+            return  # stopping mid-retry: nothing is committed, the batch is redelivered
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._progress.pending[tp] = record.offset + 1
+            self._positions[tp] = record.offset + 1
+        if records:
+            BATCH_SIZE.labels(self._logical.get(records[0].topic, records[0].topic)).observe(
+                len(records)
+            )
+
+    async def _handle_decoded(self, messages: list[Message[E]]) -> None:
         backoff = 0.1
         attempt = 0
         while messages:
@@ -463,17 +513,9 @@ class ConsumerRunner(Generic[E]):
                 )
                 if self._stopping.is_set():
                     # Shutting down: leave the batch uncommitted; it is redelivered.
-                    return
+                    raise _Abandoned from exc
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            self._progress.pending[tp] = record.offset + 1
-            self._positions[tp] = record.offset + 1
-        if records:
-            BATCH_SIZE.labels(self._logical.get(records[0].topic, records[0].topic)).observe(
-                len(records)
-            )
         for m in messages:
             CONSUMED.labels(m.topic, "ok").inc()
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer
 
 from shared import topics
@@ -92,6 +93,36 @@ async def test_round_trip_through_publisher_and_runner(settings: CommonSettings)
 
 async def _ret(value):
     return value
+
+
+async def test_runner_binds_topic_partition_and_offset_to_the_handling(
+    settings: CommonSettings,
+) -> None:
+    await ensure_topics(settings)
+    contexts: list[dict] = []
+
+    async def handle(messages: list[Message[dict]]) -> None:
+        contexts.append({**structlog.contextvars.get_contextvars(), "got": len(messages)})
+
+    async with Publisher(settings) as pub:
+        meta = await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="one-key")
+        runner = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-context",
+            decode=_decode,
+            handler=handle,
+            publisher=pub,
+        )
+        async with running(runner):
+            await eventually(lambda: _ret(len(contexts)), what="handled")
+    assert contexts[0] == {
+        "topic": topics.RAW,
+        "partition": meta.partition,
+        "offset": meta.offset,
+        "got": 1,
+    }
+    assert structlog.contextvars.get_contextvars() == {}
 
 
 async def test_poison_message_is_dead_lettered_with_reason_and_consumer_goes_on(
