@@ -1,0 +1,56 @@
+"""Topics: created if missing, with every partition's leader elected before returning."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared import topics
+from shared.kafka.errors import KafkaUnavailable
+from shared.settings import CommonSettings
+
+
+async def ensure_topics(
+    settings: CommonSettings, names: Iterable[str] = topics.ALL, *, partitions: int = 4
+) -> None:
+    """Create the topics (prefixed) if missing and wait until every partition has a leader;
+    existing topics are left as they are."""
+    names = list(names)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(settings.kafka_timeout_s * 1000),
+    )
+    await asyncio.wait_for(admin.start(), settings.kafka_timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(n), num_partitions=partitions, replication_factor=1)
+            for n in names
+            if settings.topic(n) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        # create_topics returns before a new topic has partition leaders in the brokers'
+        # metadata (seconds on a fresh broker); a send in that window waits or times out.
+        full = [settings.topic(n) for n in names]
+        deadline = asyncio.get_running_loop().time() + 3 * settings.kafka_timeout_s
+        while True:
+            described = await admin.describe_topics(full)
+            if all(
+                t["error_code"] == 0
+                and t["partitions"]
+                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaUnavailable(f"topics not ready: {', '.join(full)}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
