@@ -32,8 +32,9 @@ import asyncpg
 import orjson
 
 from services.notifier import metrics
+from services.notifier.ledger import ClaimedSend
 from services.notifier.render import Item
-from services.notifier.repository import ClaimedSend, Repository
+from services.notifier.repository import Repository
 from services.notifier.senders import Sender, SendError
 from services.notifier.settings import NotifierSettings
 from shared import topics
@@ -52,6 +53,20 @@ def retry_delay(attempts: int, base_s: float, *, jitter: float = 0.1) -> float:
     """Seconds before the next attempt, after ``attempts`` failed ones (1, 2, ...)."""
     delay = base_s * 2 ** max(attempts - 1, 0)
     return delay * random.uniform(1 - jitter, 1 + jitter)
+
+
+async def report_queue_depth(repo: Repository) -> None:
+    """Upkeep: the queue-depth gauge, per channel."""
+    depth = await repo.queue_depth()
+    for channel in ("email", "sms"):
+        metrics.QUEUE_DEPTH.labels(channel).set(depth.get(channel, 0))
+
+
+async def prune(repo: Repository, *, retention_s: float) -> None:
+    """Upkeep: forget finished sends (and the contact details they hold) past retention."""
+    pruned = await repo.prune(older_than_s=retention_s)
+    if pruned:
+        log.info("notification_sends_pruned", count=pruned)
 
 
 def batches(rows: Sequence[ClaimedSend]) -> list[list[ClaimedSend]]:
@@ -83,8 +98,6 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._last_cycle = 0.0
         self._next_recover = 0.0
-        self._next_depth = 0.0
-        self._next_prune = time.monotonic() + 60
 
     # --- control ----------------------------------------------------------------------
 
@@ -155,16 +168,6 @@ class Dispatcher:
                 task = asyncio.create_task(self._send_batch(claim_id, batch))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
-        if now >= self._next_depth:
-            self._next_depth = now + 1.0
-            depth = await self._repo.queue_depth()
-            for channel in ("email", "sms"):
-                metrics.QUEUE_DEPTH.labels(channel).set(depth.get(channel, 0))
-        if now >= self._next_prune:
-            self._next_prune = now + 3600
-            pruned = await self._repo.prune(older_than_s=self._s.notify_retention_days * 86400)
-            if pruned:
-                log.info("notification_sends_pruned", count=pruned)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

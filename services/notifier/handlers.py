@@ -19,19 +19,18 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from services.notifier import metrics
+from services.notifier.ledger import NewSend, realtime_notice
 from services.notifier.render import event_time, realtime_message, summarize
-from services.notifier.repository import NewSend, Repository, realtime_notice
+from services.notifier.repository import Repository
 from services.notifier.rules import Channel, Notifiable, NotificationSettings, parse_settings, plan
-from shared.events import LeadFailed, LeadProcessed, LeadRejected, PerformanceAlert, utcnow
+from shared.events import utcnow
 from shared.kafka import Message
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
 _notifiable: TypeAdapter[Notifiable] = TypeAdapter(
-    Annotated[
-        LeadProcessed | LeadFailed | LeadRejected | PerformanceAlert, Field(discriminator="type")
-    ]
+    Annotated[Notifiable, Field(discriminator="type")]
 )
 
 
@@ -60,6 +59,9 @@ async def handle_events(
     on_recorded: Callable[[], None],
     max_age_s: float,
 ) -> None:
+    """Record the send rows (and real-time pushes) of a batch of events in one
+    transaction; call ``on_recorded`` if there are new email/SMS rows to send. Events
+    older than ``max_age_s`` are skipped (see the module docstring for why)."""
     events = [m.value for m in messages]
     configs = await repo.workspace_configs(list({e.workspace_id for e in events}))
     cutoff = utcnow() - timedelta(seconds=max_age_s)

@@ -18,7 +18,6 @@ re-established) misses them; the CRM reloads its lists on reconnect.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import uuid
 from collections import OrderedDict
@@ -31,17 +30,13 @@ import socketio
 from aiohttp import web
 
 from services.notifier import metrics
-from services.notifier.repository import REALTIME_CHANNEL, Repository
+from services.notifier.ledger import REALTIME_CHANNEL, token_hash
+from services.notifier.repository import Repository
 from shared.db import connect
 from shared.events import utcnow
 from shared.logs import get_logger
 
 log = get_logger(__name__)
-
-
-def token_hash(token: str) -> str:
-    """How a real-time token is stored: hex sha256 (the token itself is never stored)."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class RealtimeHub:

@@ -1,4 +1,8 @@
-"""All of the notifier's SQL, in one place.
+"""All of the notifier's SQL, in one place: the :class:`Repository` protocol that the
+handler, the dispatcher and the real-time hub use, its asyncpg implementation
+(:class:`PgRepository`), the in-memory :class:`FakeRepository` that unit tests use, and
+the SQL of a workspace's notification settings that the CLI drives through
+:mod:`services.notifier.admin`.
 
 The send ledger (``notification_sends``, migration 030) is the notifier's queue and its
 memory: a row per (event, channel, recipient), unique, so inserting the rows of a
@@ -9,96 +13,91 @@ redelivered or replayed event does nothing (``ON CONFLICT DO NOTHING``), and a r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
 
-# pg_notify channel carrying real-time pushes to every notifier instance.
-REALTIME_CHANNEL = "leadwire_notifier_realtime"
-# pg_notify payloads must stay under 8000 bytes.
-_MAX_NOTIFY_BYTES = 7900
+from services.notifier.ledger import (
+    INTERRUPTED,
+    REALTIME_CHANNEL,
+    ClaimedSend,
+    DeadSend,
+    NewSend,
+    WorkspaceConfig,
+    deadletter_entry,
+    interrupted_entries,
+    split_kinds,
+    token_hash,
+)
+
+#: Publishes one dead-letter entry (to Kafka); raising stops a publishing round.
+PublishEntry = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class WorkspaceConfig:
-    workspace_id: uuid.UUID
-    name: str | None
-    settings: dict[str, Any] | None
+class Repository(Protocol):
+    """What the notifier's handler, dispatcher and real-time hub need from storage."""
+
+    async def ping(self) -> bool: ...
+
+    async def workspace_configs(
+        self, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, WorkspaceConfig]: ...
+
+    async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None: ...
+
+    async def record(
+        self,
+        sends: Sequence[NewSend],
+        realtime_notices: Mapping[tuple[uuid.UUID, str], str],
+    ) -> int: ...
+
+    async def claim_batches(
+        self,
+        *,
+        claim_id: uuid.UUID,
+        batch_size: int,
+        window_s: float,
+        lease_s: float,
+        max_batches: int,
+    ) -> list[ClaimedSend]: ...
+
+    async def mark_sent(
+        self, ids: Sequence[uuid.UUID], *, claim_id: uuid.UUID, provider_ref: str | None
+    ) -> list[tuple[uuid.UUID, datetime, datetime]]: ...
+
+    async def mark_retry(
+        self, ids: Sequence[uuid.UUID], *, claim_id: uuid.UUID, error: str, delay_s: float
+    ) -> int: ...
+
+    async def mark_dead(
+        self,
+        ids: Sequence[uuid.UUID],
+        *,
+        claim_id: uuid.UUID,
+        error: str,
+        reason: str,
+        failed_at: datetime,
+    ) -> dict[str, Any] | None: ...
+
+    async def recover_interrupted(self, *, failed_at: datetime) -> list[dict[str, Any]]: ...
+
+    async def publish_deadletters(self, publish: PublishEntry, *, limit: int = 100) -> int: ...
+
+    async def queue_depth(self) -> dict[str, int]: ...
+
+    async def prune(self, *, older_than_s: float, limit: int = 5000) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NewSend:
-    event_id: uuid.UUID
-    workspace_id: uuid.UUID
-    channel: str
-    recipient: str
-    kinds: Sequence[str]
-    summary: dict[str, Any]
-    event_at: datetime
+# --- Postgres -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedSend:
-    id: uuid.UUID
-    event_id: uuid.UUID
-    workspace_id: uuid.UUID
-    channel: str
-    recipient: str
-    kinds: tuple[str, ...]
-    summary: dict[str, Any]
-    attempts: int
-    event_at: datetime
+class PgRepository:
+    """The notifier's tables in Postgres, through a pool."""
 
-
-@dataclass(frozen=True, slots=True)
-class DeadSend:
-    id: uuid.UUID
-    event_id: uuid.UUID
-    workspace_id: uuid.UUID
-    channel: str
-    recipient: str
-    kinds: tuple[str, ...]
-    attempts: int
-    last_error: str | None
-    claim_id: uuid.UUID | None
-
-
-def realtime_notice(send: NewSend, *, event: str, data: dict[str, Any]) -> str:
-    """The pg_notify payload of one real-time push (ids only if the summary is too big)."""
-    doc = {
-        "workspace_id": str(send.workspace_id),
-        "event": event,
-        "data": data,
-        "event_at": send.event_at.isoformat(),
-    }
-    text = orjson.dumps(doc, default=str).decode()
-    if len(text.encode()) > _MAX_NOTIFY_BYTES:
-        slim: dict[str, Any] = {
-            k: data[k]
-            for k in (
-                "type",
-                "event_id",
-                "workspace_id",
-                "webhook_id",
-                "kinds",
-                "lead_id",
-                "action",
-                "occurred_at",
-            )
-            if k in data
-        }
-        if "contact" in data:
-            slim["contact"] = {"id": data["contact"].get("id")}
-        slim["truncated"] = True
-        text = orjson.dumps({**doc, "data": slim}, default=str).decode()
-    return text
-
-
-class Repository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -128,7 +127,9 @@ class Repository:
     # --- recording (consumer side) ----------------------------------------------------
 
     async def record(
-        self, sends: Sequence[NewSend], realtime_notices: dict[tuple[uuid.UUID, str], str]
+        self,
+        sends: Sequence[NewSend],
+        realtime_notices: Mapping[tuple[uuid.UUID, str], str],
     ) -> int:
         """Insert every send in one transaction; publish the real-time notices of the
         real-time rows that are new (a repeat of an event publishes nothing).
@@ -241,7 +242,7 @@ class Repository:
                 workspace_id=r["workspace_id"],
                 channel=r["channel"],
                 recipient=r["recipient"],
-                kinds=tuple(k for k in r["kinds"].split(",") if k),
+                kinds=split_kinds(r["kinds"]),
                 summary=r["summary"],
                 attempts=r["attempts"],
                 event_at=r["event_at"],
@@ -321,7 +322,6 @@ class Repository:
         (that could send twice); their dead-letter entry says 'interrupted' and carries
         what an operator needs to re-drive them.
         """
-        error = "interrupted: the notifier stopped during the send; delivery unknown"
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """WITH stale AS (
@@ -337,18 +337,11 @@ class Repository:
                    WHERE s.id = stale.id
                    RETURNING s.id, s.event_id, s.workspace_id, s.channel, s.recipient, s.kinds,
                              s.attempts, s.last_error, stale.claim_id""",
-                error,
+                INTERRUPTED,
             )
-            # One entry per former batch: same claim, workspace, channel and recipient.
-            groups: dict[tuple[Any, ...], list[DeadSend]] = {}
-            for r in rows:
-                key = (r["claim_id"], r["workspace_id"], r["channel"], r["recipient"])
-                groups.setdefault(key, []).append(_dead(r))
-            entries = []
-            for dead in groups.values():
-                entry = deadletter_entry(dead, reason="interrupted", failed_at=failed_at)
+            entries = interrupted_entries([_dead(r) for r in rows], failed_at=failed_at)
+            for entry in entries:
                 await self._insert_deadletter(conn, entry)
-                entries.append(entry)
             return entries
 
     @staticmethod
@@ -359,9 +352,7 @@ class Repository:
             entry,  # the pool's jsonb codec encodes it
         )
 
-    async def publish_deadletters(
-        self, publish: Callable[[dict[str, Any]], Awaitable[None]], *, limit: int = 100
-    ) -> int:
+    async def publish_deadletters(self, publish: PublishEntry, *, limit: int = 100) -> int:
         """Publish unpublished dead-letter entries with ``publish`` and mark them.
 
         The rows are locked while they are published (``SKIP LOCKED``), so two dispatchers
@@ -420,35 +411,71 @@ def _dead(r: asyncpg.Record) -> DeadSend:
         workspace_id=r["workspace_id"],
         channel=r["channel"],
         recipient=r["recipient"],
-        kinds=tuple(k for k in r["kinds"].split(",") if k),
+        kinds=split_kinds(r["kinds"]),
         attempts=r["attempts"],
         last_error=r["last_error"],
         claim_id=r["claim_id"],
     )
 
 
-def deadletter_entry(
-    dead: Sequence[DeadSend], *, reason: str, failed_at: datetime
-) -> dict[str, Any]:
-    """One dead-letter entry for a batch that gave up: enough to re-drive it (the
-    recipient is included for that, so the topic is as sensitive as the database), no
-    message content."""
-    first = dead[0]
-    attempts = max(d.attempts for d in dead)
-    kinds: dict[str, None] = {}
-    for d in dead:
-        kinds.update(dict.fromkeys(d.kinds))
-    return {
-        "deadletter_id": str(uuid.uuid4()),
-        "reason": reason,
-        "channel": first.channel,
-        "workspace_id": str(first.workspace_id),
-        "recipient": first.recipient,
-        "event_ids": [str(d.event_id) for d in dead],
-        "send_ids": [str(d.id) for d in dead],
-        "kinds": list(kinds),
-        "attempts": attempts,
-        "retries": max(attempts - 1, 0),
-        "last_error": (first.last_error or "")[:2000],
-        "failed_at": failed_at.isoformat(),
-    }
+# --- a workspace's settings and token (the CLI's side, through admin.py) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSettings:
+    settings: dict[str, Any] | None
+    realtime_token_hash: str | None
+    updated_at: datetime | None
+
+
+_SETTINGS_COLUMNS = "settings, realtime_token_hash, updated_at"
+
+
+def _stored(row: asyncpg.Record) -> StoredSettings:
+    return StoredSettings(row["settings"], row["realtime_token_hash"], row["updated_at"])
+
+
+async def stored_settings(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID
+) -> StoredSettings | None:
+    row = await conn.fetchrow(
+        f"SELECT {_SETTINGS_COLUMNS} FROM notification_settings WHERE workspace_id = $1",
+        workspace_id,
+    )
+    return _stored(row) if row is not None else None
+
+
+async def settings_for_update(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> StoredSettings:
+    """The workspace's row (created if missing), locked until the transaction ends."""
+    await conn.execute(
+        "INSERT INTO notification_settings (workspace_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        workspace_id,
+    )
+    row = await conn.fetchrow(
+        f"""SELECT {_SETTINGS_COLUMNS} FROM notification_settings
+            WHERE workspace_id = $1 FOR UPDATE""",
+        workspace_id,
+    )
+    assert row is not None
+    return _stored(row)
+
+
+async def save_settings(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, settings: dict[str, Any]
+) -> None:
+    await conn.execute(
+        """UPDATE notification_settings SET settings = $2, updated_at = now()
+           WHERE workspace_id = $1""",
+        workspace_id,
+        settings,  # the connection's jsonb codec encodes it
+    )
+
+
+async def save_token(conn: asyncpg.Connection, workspace_id: uuid.UUID, token: str) -> None:
+    """Store the token's hash (never the token)."""
+    await conn.execute(
+        """UPDATE notification_settings SET realtime_token_hash = $2, updated_at = now()
+           WHERE workspace_id = $1""",
+        workspace_id,
+        token_hash(token),
+    )

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from services.notifier.dispatcher import Dispatcher, batches, retry_delay
+from services.notifier.ledger import ClaimedSend, DeadSend, deadletter_entry
 from services.notifier.render import Item
-from services.notifier.repository import ClaimedSend, DeadSend, deadletter_entry
 from services.notifier.senders import SendError
 from shared.settings import CommonSettings
 from tests.support.notifier import notifier_settings

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.notifier.ledger import NewSend, realtime_notice
 from services.notifier.render import (
     SMS_MAX_CHARS,
     Item,
@@ -15,7 +16,6 @@ from services.notifier.render import (
     render_sms,
     summarize,
 )
-from services.notifier.repository import NewSend, realtime_notice
 from tests.support.notifier import alert, failed, processed
 
 pytestmark = pytest.mark.unit
