@@ -7,28 +7,18 @@ batch of events, so a change applies to the next events without a restart.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import uuid
 from typing import Annotated, Any, NoReturn
 
 import asyncpg
 import email_validator
 import phonenumbers
 import typer
-from pydantic import ValidationError
 
+from cli import repository as repo
 from cli.context import load_settings, run_db
 from cli.output import CliError, emit, fail, table
-from services.notifier.rules import (
-    Channel,
-    EventKind,
-    HighPriority,
-    NotificationSettings,
-    Rule,
-    parse_condition,
-    parse_settings,
-)
+from services.notifier import admin
+from services.notifier.admin import Channel, EventKind, HighPriority, NotificationSettings, Rule
 
 notify_app = typer.Typer(
     name="notify",
@@ -37,40 +27,16 @@ notify_app = typer.Typer(
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name or id.")]
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-W", help="Workspace name or id.")]
 EventOpt = Annotated[EventKind, typer.Option("--event", "-e", help="The event that triggers it.")]
 ChannelOpt = Annotated[Channel, typer.Option("--channel", "-c", help="Where it goes.")]
-
-TOKEN_PREFIX = "lwrt_"
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(notify_app, name="notify")
 
 
-# --- lookups and validation -----------------------------------------------------------
-
-
-async def _workspace(conn: asyncpg.Connection, ref: str) -> asyncpg.Record:
-    ident: uuid.UUID | None
-    try:
-        ident = uuid.UUID(ref)
-    except ValueError:
-        ident = None
-    row = None
-    if ident is not None:
-        row = await conn.fetchrow(
-            "SELECT id, name, default_region FROM workspaces WHERE id = $1", ident
-        )
-    if row is None:
-        row = await conn.fetchrow(
-            "SELECT id, name, default_region FROM workspaces WHERE name = $1", ref
-        )
-    if row is None:
-        raise CliError(
-            f"no workspace {ref!r}", hint="see `leadwire workspace list` for names and ids"
-        )
-    return row
+# --- validation -----------------------------------------------------------
 
 
 def _split(values: str) -> list[str]:
@@ -124,60 +90,32 @@ def recipients_for(channel: Channel, to: str | None, region: str) -> tuple[str, 
 # --- stored settings ------------------------------------------------------------------
 
 
-async def _load_for_update(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> asyncpg.Record:
-    await conn.execute(
-        "INSERT INTO notification_settings (workspace_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        workspace_id,
-    )
-    row = await conn.fetchrow(
-        """SELECT settings, realtime_token_hash, updated_at FROM notification_settings
-           WHERE workspace_id = $1 FOR UPDATE""",
-        workspace_id,
-    )
-    assert row is not None
-    return row
+def _about(ws: dict[str, Any]) -> dict[str, Any]:
+    return {"workspace_id": str(ws["id"]), "workspace": ws["name"]}
 
 
-def _parse(stored: dict[str, Any] | None) -> tuple[NotificationSettings, bool]:
+async def _describe(conn: asyncpg.Connection, ws: dict[str, Any]) -> dict[str, Any]:
     try:
-        return parse_settings(stored)
-    except ValidationError as exc:
-        raise CliError(
-            f"the stored notification settings are invalid ({exc.error_count()} errors)",
-            hint="fix them with `leadwire notify set-rule` / `remove-rule` after "
-            "resetting them: UPDATE notification_settings SET settings = '{}'",
-        ) from None
+        return {**_about(ws), **await admin.describe(conn, ws["id"])}
+    except admin.InvalidStoredSettings as exc:
+        raise _invalid(exc) from None
 
 
-async def _update(conn: asyncpg.Connection, ws: asyncpg.Record, change: Any) -> dict[str, Any]:
-    async with conn.transaction():
-        row = await _load_for_update(conn, ws["id"])
-        current, _ = _parse(row["settings"])
-        updated = change(current)
-        await conn.execute(
-            "UPDATE notification_settings SET settings = $2, updated_at = now() WHERE workspace_id = $1",
-            ws["id"],
-            updated.to_json(),
-        )
-    return await _describe(conn, ws)
+async def _update(
+    conn: asyncpg.Connection, ws: dict[str, Any], change: admin.Change
+) -> dict[str, Any]:
+    try:
+        return {**_about(ws), **await admin.update(conn, ws["id"], change)}
+    except admin.InvalidStoredSettings as exc:
+        raise _invalid(exc) from None
 
 
-async def _describe(conn: asyncpg.Connection, ws: asyncpg.Record) -> dict[str, Any]:
-    row = await conn.fetchrow(
-        "SELECT settings, realtime_token_hash, updated_at FROM notification_settings WHERE workspace_id = $1",
-        ws["id"],
+def _invalid(exc: admin.InvalidStoredSettings) -> CliError:
+    return CliError(
+        str(exc),
+        hint="fix them with `leadwire notify set-rule` / `remove-rule` after "
+        "resetting them: UPDATE notification_settings SET settings = '{}'",
     )
-    settings, defaults = _parse(row["settings"] if row else None)
-    doc = settings.to_json()
-    return {
-        "workspace_id": str(ws["id"]),
-        "workspace": ws["name"],
-        "rules": doc["rules"],
-        "high_priority": doc["high_priority"],
-        "defaults": defaults,
-        "realtime_token": {"set": bool(row and row["realtime_token_hash"])},
-        "updated_at": row["updated_at"] if row else None,
-    }
 
 
 def _text(doc: dict[str, Any]) -> str:
@@ -231,7 +169,7 @@ def set_rule(
     """Send EVENT to CHANNEL (replaces the recipients of an existing rule for both)."""
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        ws = await _workspace(conn, workspace)
+        ws = await repo.get_workspace(conn, workspace)
         rule = Rule(
             event=event,
             channel=channel,
@@ -253,7 +191,7 @@ def remove_rule(
     """Stop sending EVENT to CHANNEL."""
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        ws = await _workspace(conn, workspace)
+        ws = await repo.get_workspace(conn, workspace)
 
         def change(s: NotificationSettings) -> NotificationSettings:
             updated, removed = s.without_rule(event, channel)
@@ -298,11 +236,11 @@ def high_priority(
         )
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        ws = await _workspace(conn, workspace)
+        ws = await repo.get_workspace(conn, workspace)
         rule: HighPriority | None = None
         if not clear:
             try:
-                conditions = tuple(parse_condition(w) for w in when or [])
+                conditions = tuple(admin.parse_condition(w) for w in when or [])
             except ValueError as exc:
                 raise CliError(str(exc), hint="--when product=Solar", exit_code=2) from None
             phones = tuple(
@@ -322,7 +260,7 @@ def show(workspace: WorkspaceOpt, as_json: Json = False) -> None:
     """Show a workspace's notification rules."""
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        return await _describe(conn, await _workspace(conn, workspace))
+        return await _describe(conn, await repo.get_workspace(conn, workspace))
 
     doc = run_db(work, as_json=as_json)
     emit(doc, as_json=as_json, text=_text)
@@ -343,26 +281,18 @@ def token(
     settings = load_settings()
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        ws = await _workspace(conn, workspace)
-        async with conn.transaction():
-            row = await _load_for_update(conn, ws["id"])
-            if row["realtime_token_hash"] and not rotate:
-                raise CliError(
-                    f"workspace {ws['name']!r} already has a real-time token (it is shown only once)",
-                    hint=f"make a new one with `leadwire notify token --workspace {ws['name']} --rotate`",
-                )
-            value = TOKEN_PREFIX + secrets.token_urlsafe(32)
-            await conn.execute(
-                """UPDATE notification_settings SET realtime_token_hash = $2, updated_at = now()
-                   WHERE workspace_id = $1""",
-                ws["id"],
-                hashlib.sha256(value.encode()).hexdigest(),
-            )
+        ws = await repo.get_workspace(conn, workspace)
+        try:
+            value, rotated = await admin.issue_token(conn, ws["id"], rotate=rotate)
+        except admin.TokenExists:
+            raise CliError(
+                f"workspace {ws['name']!r} already has a real-time token (it is shown only once)",
+                hint=f"make a new one with `leadwire notify token --workspace {ws['name']} --rotate`",
+            ) from None
         return {
-            "workspace_id": str(ws["id"]),
-            "workspace": ws["name"],
+            **_about(ws),
             "token": value,
-            "rotated": bool(row["realtime_token_hash"]),
+            "rotated": rotated,
             "socketio_url": f"http://{settings.http_host}:{settings.notifier_port}",
             "auth": {"workspace_id": str(ws["id"]), "token": value},
         }

@@ -87,11 +87,6 @@ class Condition(_Model):
             return have == _fold(self.value)
         return have in {_fold(v) for v in self.value}
 
-    def describe(self) -> str:
-        if isinstance(self.value, str):
-            return f"{self.field}={self.value}"
-        return f"{self.field} in {','.join(self.value)}"
-
 
 class HighPriority(_Model):
     # Every condition must hold (AND).

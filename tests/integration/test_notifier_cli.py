@@ -46,7 +46,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
     code, doc, _ = await _cli(
         settings,
         "set-rule",
-        "-w",
+        "-W",
         "Acme",
         "--event",
         "lead_created",
@@ -67,7 +67,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
     code, doc, _ = await _cli(
         settings,
         "high-priority",
-        "-w",
+        "-W",
         str(ws),
         "--when",
         "product=Solar",
@@ -88,7 +88,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
     code, doc, _ = await _cli(
         settings,
         "remove-rule",
-        "-w",
+        "-W",
         "Acme",
         "--event",
         "lead_created",
@@ -103,10 +103,10 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
     parsed, defaults = parse_settings(orjson.loads(stored["settings"]))
     assert not defaults and parsed.to_json()["rules"] == doc["rules"]
 
-    code, text, _ = await _cli(settings, "show", "-w", "Acme")
+    code, text, _ = await _cli(settings, "show", "-W", "Acme")
     assert code == 0 and "lead_created" in text and "product=Solar" in text
 
-    code, doc, _ = await _cli(settings, "high-priority", "-w", "Acme", "--clear", "--json")
+    code, doc, _ = await _cli(settings, "high-priority", "-W", "Acme", "--clear", "--json")
     assert code == 0 and doc["high_priority"] is None
 
 
@@ -116,7 +116,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
         (
             [
                 "set-rule",
-                "-w",
+                "-W",
                 "nope",
                 "--event",
                 "lead_created",
@@ -126,17 +126,17 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
                 "a@x.test",
             ],
             1,
-            "no workspace 'nope'",
+            "no workspace named 'nope'",
         ),
         (
-            ["set-rule", "-w", "Acme", "--event", "lead_created", "--channel", "email"],
+            ["set-rule", "-W", "Acme", "--event", "lead_created", "--channel", "email"],
             2,
             "needs --to",
         ),
         (
             [
                 "set-rule",
-                "-w",
+                "-W",
                 "Acme",
                 "--event",
                 "lead_created",
@@ -151,7 +151,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
         (
             [
                 "set-rule",
-                "-w",
+                "-W",
                 "Acme",
                 "--event",
                 "lead_created",
@@ -166,7 +166,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
         (
             [
                 "set-rule",
-                "-w",
+                "-W",
                 "Acme",
                 "--event",
                 "lead_created",
@@ -179,16 +179,16 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
             "has no --to",
         ),
         (
-            ["remove-rule", "-w", "Acme", "--event", "processing_failed", "--channel", "sms"],
+            ["remove-rule", "-W", "Acme", "--event", "processing_failed", "--channel", "sms"],
             1,
             "has no",
         ),
         (
-            ["high-priority", "-w", "Acme", "--when", "product", "--sms", "+14155552671"],
+            ["high-priority", "-W", "Acme", "--when", "product", "--sms", "+14155552671"],
             2,
             "field=value",
         ),
-        (["high-priority", "-w", "Acme", "--when", "product=Solar"], 2, "--when and --sms"),
+        (["high-priority", "-W", "Acme", "--when", "product=Solar"], 2, "--when and --sms"),
     ],
 )
 async def test_errors_say_what_to_fix(
@@ -203,7 +203,7 @@ async def test_errors_say_what_to_fix(
 
 async def test_token_is_created_once_stored_hashed_and_rotated(settings: CommonSettings) -> None:
     await seed_workspace(settings.database_url, name="Acme")
-    code, doc, _ = await _cli(settings, "token", "-w", "Acme", "--json")
+    code, doc, _ = await _cli(settings, "token", "-W", "Acme", "--json")
     assert code == 0 and doc["rotated"] is False and doc["token"].startswith("lwrt_")
     assert doc["auth"] == {"workspace_id": doc["workspace_id"], "token": doc["token"]}
     first = doc["token"]
@@ -211,12 +211,12 @@ async def test_token_is_created_once_stored_hashed_and_rotated(settings: CommonS
         first.encode()
     ).hexdigest()
 
-    code, _, err = await _cli(settings, "token", "-w", "Acme", "--json")
+    code, _, err = await _cli(settings, "token", "-W", "Acme", "--json")
     assert code == 1 and "--rotate" in err
 
-    code, doc, _ = await _cli(settings, "token", "-w", "Acme", "--rotate", "--json")
+    code, doc, _ = await _cli(settings, "token", "-W", "Acme", "--rotate", "--json")
     assert code == 0 and doc["rotated"] is True and doc["token"] != first
     stored = (await _stored(settings.database_url))["realtime_token_hash"]
     assert stored == hashlib.sha256(doc["token"].encode()).hexdigest()
-    code, doc, _ = await _cli(settings, "show", "-w", "Acme", "--json")
+    code, doc, _ = await _cli(settings, "show", "-W", "Acme", "--json")
     assert doc["realtime_token"] == {"set": True} and first not in orjson.dumps(doc).decode()

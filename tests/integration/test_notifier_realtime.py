@@ -127,7 +127,7 @@ async def test_rotating_the_token_locks_the_old_one_out(settings: CommonSettings
     ws = await seed_workspace(settings.database_url, name="rt-rotate")
     old = await _token(settings, "rt-rotate")
     code, out, err = await asyncio.to_thread(
-        run_cli, env_for(settings), "notify", "token", "-w", "rt-rotate", "--rotate", "--json"
+        run_cli, env_for(settings), "notify", "token", "-W", "rt-rotate", "--rotate", "--json"
     )
     assert code == 0, err
     new = orjson.loads(out)["token"]

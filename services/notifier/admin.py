@@ -1,0 +1,111 @@
+"""What the CLI (``leadwire notify``) may do to the notifier's domain, and the one module
+of the notifier it imports: a workspace's notification rules, its high-priority SMS rule
+and its real-time (Socket.IO) token.
+
+Settings are stored in ``notification_settings`` and read by the notifier for every
+batch of events, so a change applies to the next events without a restart. Every change
+reads the stored settings under a row lock, applies ``change`` and writes them back in
+one transaction, so two concurrent changes do not lose one another.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from services.notifier import repository
+from services.notifier.rules import (
+    Channel,
+    EventKind,
+    HighPriority,
+    NotificationSettings,
+    Rule,
+    parse_condition,
+    parse_settings,
+)
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "Change",
+    "Channel",
+    "EventKind",
+    "HighPriority",
+    "InvalidStoredSettings",
+    "NotificationSettings",
+    "Rule",
+    "TokenExists",
+    "describe",
+    "issue_token",
+    "parse_condition",
+    "update",
+]
+
+TOKEN_PREFIX = "lwrt_"
+
+Change = Callable[[NotificationSettings], NotificationSettings]
+
+
+class InvalidStoredSettings(Exception):
+    """The stored settings do not validate (written around the CLI)."""
+
+    def __init__(self, errors: int) -> None:
+        super().__init__(f"the stored notification settings are invalid ({errors} errors)")
+        self.errors = errors
+
+
+class TokenExists(Exception):
+    """The workspace already has a real-time token and no rotation was asked for."""
+
+
+def _parse(stored: dict[str, Any] | None) -> tuple[NotificationSettings, bool]:
+    try:
+        return parse_settings(stored)
+    except ValidationError as exc:
+        raise InvalidStoredSettings(exc.error_count()) from None
+
+
+async def describe(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> dict[str, Any]:
+    """The workspace's rules (the defaults if none are stored), its high-priority rule,
+    whether it has a real-time token, and when they last changed."""
+    row = await repository.stored_settings(conn, workspace_id)
+    settings, defaults = _parse(row.settings if row else None)
+    doc = settings.to_json()
+    return {
+        "rules": doc["rules"],
+        "high_priority": doc["high_priority"],
+        "defaults": defaults,
+        "realtime_token": {"set": bool(row and row.realtime_token_hash)},
+        "updated_at": row.updated_at if row else None,
+    }
+
+
+async def update(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, change: Change
+) -> dict[str, Any]:
+    """Apply ``change`` to the stored settings; returns :func:`describe` after it."""
+    async with conn.transaction():
+        row = await repository.settings_for_update(conn, workspace_id)
+        current, _ = _parse(row.settings)
+        await repository.save_settings(conn, workspace_id, change(current).to_json())
+    return await describe(conn, workspace_id)
+
+
+async def issue_token(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, *, rotate: bool
+) -> tuple[str, bool]:
+    """Create the workspace's real-time token, or replace it if ``rotate`` (else
+    :class:`TokenExists`). Returns the token (only its hash is stored, so this is the one
+    time it can be shown) and whether an old one was replaced."""
+    async with conn.transaction():
+        row = await repository.settings_for_update(conn, workspace_id)
+        rotated = bool(row.realtime_token_hash)
+        if rotated and not rotate:
+            raise TokenExists()
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        await repository.save_token(conn, workspace_id, token)
+    return token, rotated
