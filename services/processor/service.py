@@ -5,9 +5,12 @@ in-process."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
-from services.processor import repository
-from services.processor.handlers import AfterCommit, BatchHandler, Incoming, decode_message
+from services.processor.decode import Incoming, decode_message
+from services.processor.handlers import AfterCommit, Hooks, handle_batch
+from services.processor.outcomes import OutcomePublisher
+from services.processor.repository import PostgresRepository
 from services.processor.settings import ProcessorSettings
 from shared import topics
 from shared.kafka import ConsumerRunner
@@ -23,7 +26,8 @@ async def run_processor(
     ready: asyncio.Event | None = None,
 ) -> None:
     """Process the raw topic until ``stop`` is set; then finish the batch in hand, publish
-    its outcomes, commit its offsets and return."""
+    its outcomes, commit its offsets and return. ``after_commit``: a test's fault hook
+    (see :class:`~services.processor.handlers.Hooks`)."""
     async with Service("processor", stop, ready=ready) as svc:
         pool = await svc.pool(
             settings.database_url,
@@ -32,13 +36,18 @@ async def run_processor(
         )
         publisher = await svc.publisher(settings, client_id="leadwire-processor")
         await svc.topics(settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER))
+        repo = PostgresRepository(pool)
         runner: ConsumerRunner[Incoming] = ConsumerRunner(
             settings,
             topics=[topics.RAW],
             group_id=settings.processor_group,
             decode=decode_message,
-            handler=BatchHandler(
-                pool=pool, publisher=publisher, settings=settings, after_commit=after_commit
+            handler=functools.partial(
+                handle_batch,
+                repo=repo,
+                publish=OutcomePublisher(publisher).publish,
+                settings=settings,
+                hooks=Hooks(after_commit=after_commit),
             ),
             publisher=publisher,
             max_batch=settings.processor_batch_max,
@@ -47,15 +56,11 @@ async def run_processor(
             fetch_max_wait_ms=settings.processor_fetch_max_wait_ms,
         )
 
-        async def database_ready() -> bool:
-            async with pool.acquire(timeout=2) as conn:
-                return await repository.ping(conn)
-
         if serve_http:
             await svc.serve_ops(
                 settings.http_host,
                 settings.processor_port,
-                checks={"consumer": runner.healthy, "database": database_ready},
+                checks={"consumer": runner.healthy, "database": repo.ping},
             )
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         await svc.run()

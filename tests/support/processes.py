@@ -31,10 +31,14 @@ def env_for(settings: CommonSettings, **extra: str) -> dict[str, str]:
 
 
 class ServiceProcess:
-    """``python -m services.<name>`` as a subprocess with its log captured to a file."""
+    """``python -m services.<name>`` (or ``module``) as a subprocess with its log captured
+    to a file."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], log_dir: Path, *, module: str | None = None
+    ) -> None:
         self.name = name
+        self.module = module or f"services.{name}"
         self.env = dict(env)
         self.log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,7 +47,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
+            [sys.executable, "-m", self.module],
             cwd=ROOT,
             env=self.env,
             stdout=log,

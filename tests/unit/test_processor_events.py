@@ -8,15 +8,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.processor.handlers import (
-    PublishedIds,
-    Undecodable,
-    conflict_request_id,
-    decode_message,
-    lock_keys_of,
-    outcome_json,
-)
+from services.processor.decode import Undecodable, decode_message
+from services.processor.outcomes import PublishedIds, outcome_json
 from services.processor.repository import lock_key
+from services.processor.transaction import conflict_request_id, lock_keys_of
 from shared.events import (
     ErrorInfo,
     LeadFailed,

@@ -1,0 +1,160 @@
+"""The statements of :mod:`services.processor.repository` (the only module that runs them)."""
+
+from __future__ import annotations
+
+LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+
+# Finished requests, webhooks, idempotency keys in use, the contacts holding any of the
+# batch's keys (row-locked, in id order) and the workspaces' board rules: one round trip.
+LOAD = """
+WITH stored AS (
+    SELECT request_id, status, body_sha256, result, error
+      FROM webhook_requests
+     WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL),
+hooks AS (
+    SELECT id, workspace_id FROM webhooks WHERE id = ANY($2::uuid[])),
+idem AS (
+    SELECT l.webhook_id, l.idempotency_key, l.request_id
+      FROM leads l JOIN unnest($3::uuid[], $4::text[]) AS k(webhook_id, idem)
+        ON l.webhook_id = k.webhook_id AND l.idempotency_key = k.idem),
+found AS (
+    SELECT c.id FROM contacts c JOIN unnest($5::uuid[], $6::text[]) AS k(ws, v)
+        ON c.workspace_id = k.ws AND c.crm_id = k.v AND c.crm_id IS NOT NULL
+    UNION
+    SELECT c.id FROM contacts c JOIN unnest($7::uuid[], $8::text[]) AS k(ws, v)
+        ON c.workspace_id = k.ws AND c.phone = k.v AND c.phone IS NOT NULL
+    UNION
+    SELECT c.id FROM contacts c JOIN unnest($9::uuid[], $10::text[]) AS k(ws, v)
+        ON c.workspace_id = k.ws AND c.email = k.v AND c.email IS NOT NULL),
+locked AS (
+    SELECT c.id, c.workspace_id, c.crm_id, c.phone, c.email, c.first_name, c.last_name,
+           c.product, c.lead_status, c.custom, c.board_id
+      FROM contacts c
+     WHERE c.id IN (SELECT id FROM found)
+     ORDER BY c.id
+       FOR UPDATE),
+rules AS (
+    SELECT r.id, r.workspace_id, r.board_id, b.name AS board_name, r.webhook_id, r.conditions,
+           r.priority, r.created_at
+      FROM board_rules r JOIN boards b ON b.id = r.board_id
+     WHERE r.workspace_id = ANY($11::uuid[]))
+SELECT (SELECT json_agg(s) FROM stored s) AS stored,
+       (SELECT json_agg(h) FROM hooks h) AS hooks,
+       (SELECT json_agg(i) FROM idem i) AS idem,
+       (SELECT json_agg(json_build_object(
+                   'id', c.id, 'workspace_id', c.workspace_id, 'crm_id', c.crm_id,
+                   'phone', c.phone, 'email', c.email, 'first_name', c.first_name,
+                   'last_name', c.last_name, 'product', c.product,
+                   'lead_status', c.lead_status, 'custom', c.custom,
+                   'board_id', c.board_id, 'board_name', b.name))
+          FROM locked c LEFT JOIN boards b ON b.id = c.board_id) AS contacts,
+       (SELECT json_agg(r ORDER BY r.workspace_id, r.priority, r.created_at, r.id)
+          FROM rules r) AS rules
+"""
+
+CLEAR_KEYS = """
+UPDATE contacts c
+   SET crm_id = CASE WHEN u.crm THEN NULL ELSE c.crm_id END,
+       phone  = CASE WHEN u.phone THEN NULL ELSE c.phone END,
+       email  = CASE WHEN u.email THEN NULL ELSE c.email END
+  FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[]) AS u(id, crm, phone, email)
+ WHERE c.id = u.id
+"""
+
+WRITE_CONTACTS = """
+WITH upd AS (
+    UPDATE contacts c
+       SET crm_id = u.crm_id, phone = u.phone, email = u.email,
+           first_name = u.first_name, last_name = u.last_name,
+           product = u.product, lead_status = u.lead_status,
+           custom = u.custom::jsonb, board_id = u.board_id, updated_at = now()
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[])
+        AS u(id, crm_id, phone, email, first_name, last_name, product,
+             lead_status, custom, board_id)
+     WHERE c.id = u.id
+ RETURNING 1),
+ins AS (
+    INSERT INTO contacts (id, crm_id, phone, email, first_name, last_name, product,
+                          lead_status, custom, board_id, workspace_id)
+    SELECT u.id, u.crm_id, u.phone, u.email, u.first_name, u.last_name, u.product,
+           u.lead_status, u.custom::jsonb, u.board_id, u.workspace_id
+      FROM unnest($11::uuid[], $12::text[], $13::text[], $14::text[], $15::text[],
+                  $16::text[], $17::text[], $18::text[], $19::text[], $20::uuid[],
+                  $21::uuid[])
+        AS u(id, crm_id, phone, email, first_name, last_name, product,
+             lead_status, custom, board_id, workspace_id)
+ RETURNING 1)
+SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)
+"""
+
+WRITE_LEADS = """
+WITH new_leads AS (
+    INSERT INTO leads (id, workspace_id, contact_id, webhook_id, request_id,
+                       idempotency_key, source, status, product_interest, replay_of)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[])
+    RETURNING 1),
+pairs AS (
+    INSERT INTO possible_duplicates (workspace_id, contact_id, other_contact_id, key_type, request_id)
+    SELECT * FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::uuid[])
+    ON CONFLICT (workspace_id, contact_id, other_contact_id, key_type) DO NOTHING
+    RETURNING 1)
+SELECT (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs)
+"""
+
+# Completes a row the gateway left without a result; never overwrites a finished one.
+RECORD = """
+WITH finished AS (
+    INSERT INTO webhook_requests (request_id, workspace_id, webhook_id, status, received_at,
+                                  processed_at, idempotency_key, body_sha256, replay_of,
+                                  result, steps, error)
+    SELECT u.request_id, u.workspace_id, u.webhook_id, u.status, u.received_at,
+           u.processed_at, u.idempotency_key, u.body_sha256, u.replay_of,
+           u.result::jsonb, u.steps::jsonb, u.error::jsonb
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
+                  $6::timestamptz[], $7::text[], $8::text[], $9::uuid[], $10::text[],
+                  $11::text[], $12::text[])
+        AS u(request_id, workspace_id, webhook_id, status, received_at, processed_at,
+             idempotency_key, body_sha256, replay_of, result, steps, error)
+    ON CONFLICT (request_id) DO UPDATE
+       SET status = EXCLUDED.status, processed_at = EXCLUDED.processed_at,
+           result = EXCLUDED.result, steps = EXCLUDED.steps, error = EXCLUDED.error,
+           body_sha256 = COALESCE(webhook_requests.body_sha256, EXCLUDED.body_sha256)
+     WHERE webhook_requests.result IS NULL
+    RETURNING request_id)
+SELECT count(pg_notify('leadwire_request_done', f.request_id::text)) FROM finished f
+"""
+
+# --- for a person (the CLI, through admin.py) ----------------------------------------
+
+POSSIBLE_DUPLICATES = """
+SELECT d.id AS pair_id, d.key_type, d.request_id, d.created_at,
+       a.id AS a_id, a.crm_id AS a_crm_id, a.phone AS a_phone, a.email AS a_email,
+       a.first_name AS a_first_name, a.last_name AS a_last_name,
+       b.id AS b_id, b.crm_id AS b_crm_id, b.phone AS b_phone, b.email AS b_email,
+       b.first_name AS b_first_name, b.last_name AS b_last_name
+  FROM possible_duplicates d
+  JOIN contacts a ON a.id = d.contact_id
+  JOIN contacts b ON b.id = d.other_contact_id
+ WHERE d.workspace_id = $1
+ ORDER BY d.created_at DESC, d.id DESC
+ LIMIT $2
+"""
+
+CONTACT = """
+SELECT c.*, b.name AS board_name FROM contacts c
+  LEFT JOIN boards b ON b.id = c.board_id WHERE c.id = $1
+"""
+
+CONTACT_LEADS = """
+SELECT id, request_id, webhook_id, source, status, product_interest, created_at
+  FROM leads WHERE contact_id = $1 ORDER BY created_at DESC LIMIT 50
+"""
+
+CONTACT_DUPLICATES = """
+SELECT CASE WHEN contact_id = $1 THEN other_contact_id ELSE contact_id END AS other,
+       key_type, created_at
+  FROM possible_duplicates WHERE contact_id = $1 OR other_contact_id = $1
+ ORDER BY created_at DESC
+"""
