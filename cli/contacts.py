@@ -1,9 +1,6 @@
-"""``leadwire duplicates list`` and ``leadwire contacts show``: what dedupe left for a person.
-
-A possible duplicate is a pair of contacts that share a person's keys: a lead's CRM id,
-phone or email already belonged to another contact than the one the lead went to. The
-processor never merges them by itself; these commands show the pairs to decide on.
-"""
+"""``leadwire duplicates list`` and ``leadwire contacts show``: what dedupe left for a person
+(the pairs of contacts that share a person's keys, to decide on a merge). The data comes
+from :mod:`services.processor.admin`."""
 
 from __future__ import annotations
 
@@ -16,6 +13,7 @@ import typer
 from cli import repository as repo
 from cli.context import run_db
 from cli.output import CliError, JsonFlag, emit, fail, table
+from services.processor import admin
 
 duplicates_app = typer.Typer(
     help="Possible duplicate contacts found by dedupe.", no_args_is_help=True
@@ -30,17 +28,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(contacts_app, name="contacts")
 
 
-def _contact(row: asyncpg.Record, prefix: str) -> dict[str, Any]:
-    return {
-        "id": row[f"{prefix}id"],
-        "crm_id": row[f"{prefix}crm_id"],
-        "phone": row[f"{prefix}phone"],
-        "email": row[f"{prefix}email"],
-        "name": " ".join(p for p in (row[f"{prefix}first_name"], row[f"{prefix}last_name"]) if p)
-        or None,
-    }
-
-
 @duplicates_app.command("list")
 def list_duplicates(
     workspace: WorkspaceOpt,
@@ -51,34 +38,7 @@ def list_duplicates(
 
     async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
         ws = (await repo.get_workspace(conn, workspace))["id"]
-        rows = await conn.fetch(
-            """SELECT d.id AS pair_id, d.key_type, d.request_id, d.created_at,
-                      a.id AS a_id, a.crm_id AS a_crm_id, a.phone AS a_phone, a.email AS a_email,
-                      a.first_name AS a_first_name, a.last_name AS a_last_name,
-                      b.id AS b_id, b.crm_id AS b_crm_id, b.phone AS b_phone, b.email AS b_email,
-                      b.first_name AS b_first_name, b.last_name AS b_last_name
-                 FROM possible_duplicates d
-                 JOIN contacts a ON a.id = d.contact_id
-                 JOIN contacts b ON b.id = d.other_contact_id
-                WHERE d.workspace_id = $1
-                ORDER BY d.created_at DESC, d.id DESC
-                LIMIT $2""",
-            ws,
-            limit,
-        )
-        return [
-            {
-                "pair_id": r["pair_id"],
-                "key_type": r["key_type"],
-                # The value the lead carried, which stays with the other contact.
-                "shared_value": r[f"b_{r['key_type']}"],
-                "request_id": r["request_id"],
-                "created_at": r["created_at"],
-                "contact": _contact(r, "a_"),
-                "other_contact": _contact(r, "b_"),
-            }
-            for r in rows
-        ]
+        return await admin.possible_duplicates(conn, ws, limit=limit)
 
     pairs = run_db(work, as_json=as_json)
 
@@ -116,50 +76,12 @@ def show_contact(
         fail(CliError(f"{contact_id!r} is not a contact id (a UUID)"), as_json=as_json)
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        row = await conn.fetchrow(
-            """SELECT c.*, b.name AS board_name FROM contacts c
-                 LEFT JOIN boards b ON b.id = c.board_id WHERE c.id = $1""",
-            cid,
-        )
-        if row is None:
+        found = await admin.contact(conn, cid)
+        if found is None:
             raise CliError(
                 f"no contact {contact_id}", hint="find ids with `leadwire duplicates list`"
             )
-        leads = await conn.fetch(
-            """SELECT id, request_id, webhook_id, source, status, product_interest, created_at
-                 FROM leads WHERE contact_id = $1 ORDER BY created_at DESC LIMIT 50""",
-            cid,
-        )
-        dups = await conn.fetch(
-            """SELECT CASE WHEN contact_id = $1 THEN other_contact_id ELSE contact_id END AS other,
-                      key_type, created_at
-                 FROM possible_duplicates WHERE contact_id = $1 OR other_contact_id = $1
-                 ORDER BY created_at DESC""",
-            cid,
-        )
-        return {
-            **{
-                k: row[k]
-                for k in (
-                    "id",
-                    "workspace_id",
-                    "crm_id",
-                    "phone",
-                    "email",
-                    "first_name",
-                    "last_name",
-                    "product",
-                    "lead_status",
-                    "custom",
-                    "board_id",
-                    "board_name",
-                    "created_at",
-                    "updated_at",
-                )
-            },
-            "leads": [dict(r) for r in leads],
-            "possible_duplicates": [dict(r) for r in dups],
-        }
+        return found
 
     contact = run_db(work, as_json=as_json)
 
