@@ -20,16 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import NO_EXTRAS, LoadGenerator
-from bench.soak import (
-    SERVICES,
-    SmtpSink,
-    SoakStack,
-    form_webhook,
-    free_ports,
-    run_cli,
-    running_stack,
-    say,
-)
+from bench.ports import free_ports
+from bench.sinks import SmtpSink, smtp_env
+from bench.stack import SERVICES, LaunchedStack, email_rule, form_webhook, running_stack, say
 from infra import list_processes
 from infra.processes import children_of, group_members
 
@@ -58,11 +51,11 @@ def group_rss(pgid: int) -> int:
     return sum(rss_bytes(pid) for pid in set(group_members(pgid)) | set(children_of(pgid)))
 
 
-def sample(stack: SoakStack) -> dict[str, int]:
+def sample(stack: LaunchedStack) -> dict[str, int]:
     return {p.name: group_rss(p.pid) for p in list_processes(stack.stack)}
 
 
-async def _watch(stack: SoakStack, seconds: float, peaks: dict[str, int]) -> None:
+async def _watch(stack: LaunchedStack, seconds: float, peaks: dict[str, int]) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for name, value in (await asyncio.to_thread(sample, stack)).items():
@@ -77,36 +70,22 @@ def _row(metric: str, value: float, note: str = "") -> dict[str, Any]:
 async def run() -> list[dict[str, Any]]:
     smtp = SmtpSink(free_ports(1, 18890)[0])
     smtp.start()
-    stack = SoakStack(
+    stack = LaunchedStack(
         "bench-memory",
         port_base=18800,
         extra_env={
             "LEADWIRE_INGEST_WORKERS": "2",
             "LEADWIRE_IP_RATE_PER_MINUTE": "0",
             "LEADWIRE_LOG_LEVEL": "WARNING",
-            "LEADWIRE_SMTP_HOST": "127.0.0.1",
-            "LEADWIRE_SMTP_PORT": str(smtp.port),
-            "LEADWIRE_SMTP_STARTTLS": "false",
+            **smtp_env(smtp),
         },
     )
     rows: list[dict[str, Any]] = []
     try:
         async with running_stack(stack):
             target = await form_webhook(stack)
-            env = stack.cli_env()
             await asyncio.to_thread(
-                run_cli,
-                env,
-                "notify",
-                "set-rule",
-                "--workspace",
-                target.workspace,
-                "--event",
-                "lead_created",
-                "--channel",
-                "email",
-                "--to",
-                "sales@example.com",
+                email_rule, stack.cli_env(), target.workspace, ["sales@example.com"]
             )
             await asyncio.sleep(REST_SECONDS)
             rest = await asyncio.to_thread(sample, stack)

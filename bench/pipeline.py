@@ -29,8 +29,9 @@ from typing import Any
 
 import asyncpg
 
+from bench.figures import figure, percentile
 from bench.loadgen import NO_EXTRAS, Item, LoadGenerator, Target
-from bench.soak import EXTRA_PROCESSOR, SoakStack, form_webhook, running_stack, say
+from bench.stack import EXTRA_PROCESSOR, LaunchedStack, form_webhook, running_stack, say
 from infra.stack import stop_process
 
 PACED_RATE = float(os.environ.get("LEADWIRE_BENCH_PIPELINE_RATE", "100"))
@@ -41,14 +42,7 @@ DEADLINE_S = 180.0
 
 
 def _row(metric: str, value: float, unit: str, note: str = "") -> dict[str, Any]:
-    return {"benchmark": "pipeline", "metric": metric, "value": value, "unit": unit, "note": note}
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return figure("pipeline", metric, value, unit, note)
 
 
 class Commits:
@@ -116,9 +110,111 @@ def _ids(gen: LoadGenerator) -> set[str]:
     return {i.request_id for i in gen.items.values() if i.acked and i.request_id}
 
 
-async def run() -> list[dict[str, Any]]:
+async def _paced(target: Target, commits: Commits) -> list[dict[str, Any]]:
+    """Paced, one processor: accept -> committed latency and committed leads/s."""
+    say(f"pipeline: paced {PACED_RATE:g}/s for {PACED_SECONDS:g} s, one processor")
+    accepted: dict[str, float] = {}
+    gen, _ = await _send(
+        target,
+        rate=PACED_RATE,
+        total=int(PACED_RATE * PACED_SECONDS),
+        seconds=PACED_SECONDS,
+        accepted=accepted,
+    )
+    ids = _ids(gen)
+    await commits.wait_for(ids)
+    lat = [(commits.at[r] - accepted[r]) * 1000 for r in ids if r in commits.at and r in accepted]
+    done = [commits.at[r] for r in ids if r in commits.at]
+    first = min(accepted.values()) if accepted else 0.0
+    note = f"{len(lat)} leads, all five services running"
+    return [
+        _row("paced: accept->committed p50", percentile(lat, 0.50), "ms", note),
+        _row("paced: accept->committed p95", percentile(lat, 0.95), "ms", note),
+        _row("paced: accept->committed p99", percentile(lat, 0.99), "ms", note),
+        _row(
+            "paced: committed leads/s",
+            len(done) / max(max(done) - first, 1e-9) if done else 0.0,
+            "leads/s",
+            f"offered {PACED_RATE:g}/s",
+        ),
+    ]
+
+
+async def _burst(stack: LaunchedStack, target: Target, commits: Commits) -> list[dict[str, Any]]:
+    """Burst, two processors: end to end at saturation, and the gateway's intake."""
+    stack.start_service(EXTRA_PROCESSOR)
+    await stack.wait_ready(EXTRA_PROCESSOR)
+    say(f"pipeline: burst of {BURST_N} leads, two processors")
+    accepted: dict[str, float] = {}
+    started = time.monotonic()
+    gen, send_s = await _send(target, rate=5000, total=BURST_N, seconds=120, accepted=accepted)
+    ids = _ids(gen)
+    ok = await commits.wait_for(ids)
+    last = max((commits.at[r] for r in ids if r in commits.at), default=started)
+    return [
+        _row(
+            "burst: end to end leads/s",
+            len(ids) / max(last - started, 1e-9),
+            "leads/s",
+            f"{len(ids)} leads, first send -> last commit, 2 processors"
+            + ("" if ok else ", INCOMPLETE"),
+        ),
+        _row(
+            "burst: gateway intake leads/s",
+            len(ids) / max(send_s, 1e-9),
+            "leads/s",
+            "202s per second, 2 gateway workers, 64 requests in flight",
+        ),
+    ]
+
+
+async def _drain_backlog(
+    stack: LaunchedStack, target: Target, commits: Commits, replicas: int
+) -> tuple[float, dict[str, Any]]:
+    """A backlog waits on the raw topic (processors stopped), then ``replicas`` drain it."""
+    await asyncio.to_thread(stop_process, "processor", stack.stack)
+    await asyncio.to_thread(stop_process, EXTRA_PROCESSOR, stack.stack)
+    gen, _ = await _send(target, rate=5000, total=BACKLOG_N, seconds=120, accepted={})
+    ids = _ids(gen)
+    say(f"pipeline: backlog of {len(ids)} leads, {replicas} processor(s)")
+    for n in ["processor", EXTRA_PROCESSOR][:replicas]:
+        stack.start_service(n)
+    ok = await commits.wait_for(ids)
+    times = sorted(commits.at[r] for r in ids if r in commits.at)
+    # The middle 80 % of the commits: start-up and the group's first rebalance
+    # (the replicas join one after the other) stay out of the figure.
+    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
+    rate = (hi - lo) / max(times[hi] - times[lo], 1e-9) if hi > lo else 0.0
+    return rate, _row(
+        f"scaling: {replicas} processor(s) drain a backlog",
+        rate,
+        "leads/s",
+        f"{len(ids)} leads waiting on the raw topic; 10th -> 90th percentile commit"
+        + ("" if ok else ", INCOMPLETE"),
+    )
+
+
+async def _scaling(stack: LaunchedStack, target: Target, commits: Commits) -> list[dict[str, Any]]:
+    """Drain a backlog with one, then two processors; and the ratio."""
     rows: list[dict[str, Any]] = []
-    stack = SoakStack(
+    rates: dict[int, float] = {}
+    for replicas in (1, 2):
+        rates[replicas], row = await _drain_backlog(stack, target, commits, replicas)
+        rows.append(row)
+    if rates.get(1):
+        rows.append(
+            _row(
+                "scaling: 2 / 1 processors",
+                rates[2] / rates[1],
+                "x",
+                f"4 partitions, {os.cpu_count()} cores shared with Kafka, Postgres and the rest",
+            )
+        )
+    return rows
+
+
+async def run() -> list[dict[str, Any]]:
+    stack = LaunchedStack(
         "bench-pipeline",
         port_base=18700,
         extra_env={
@@ -136,106 +232,9 @@ async def run() -> list[dict[str, Any]]:
             # Warm up: connections, caches, the consumer group settled.
             warm, _ = await _send(target, rate=50, total=100, seconds=3, accepted={})
             await commits.wait_for(_ids(warm), 60)
-
-            # Paced, one processor.
-            say(f"pipeline: paced {PACED_RATE:g}/s for {PACED_SECONDS:g} s, one processor")
-            accepted: dict[str, float] = {}
-            gen, _ = await _send(
-                target,
-                rate=PACED_RATE,
-                total=int(PACED_RATE * PACED_SECONDS),
-                seconds=PACED_SECONDS,
-                accepted=accepted,
-            )
-            ids = _ids(gen)
-            await commits.wait_for(ids)
-            lat = [
-                (commits.at[r] - accepted[r]) * 1000
-                for r in ids
-                if r in commits.at and r in accepted
-            ]
-            done = [commits.at[r] for r in ids if r in commits.at]
-            first = min(accepted.values()) if accepted else 0.0
-            note = f"{len(lat)} leads, all five services running"
-            rows += [
-                _row("paced: accept->committed p50", _pct(lat, 0.50), "ms", note),
-                _row("paced: accept->committed p95", _pct(lat, 0.95), "ms", note),
-                _row("paced: accept->committed p99", _pct(lat, 0.99), "ms", note),
-                _row(
-                    "paced: committed leads/s",
-                    len(done) / max(max(done) - first, 1e-9) if done else 0.0,
-                    "leads/s",
-                    f"offered {PACED_RATE:g}/s",
-                ),
-            ]
-
-            # Burst, two processors: end to end at saturation.
-            stack.start_service(EXTRA_PROCESSOR)
-            await stack.wait_ready(EXTRA_PROCESSOR)
-            say(f"pipeline: burst of {BURST_N} leads, two processors")
-            accepted = {}
-            started = time.monotonic()
-            gen, send_s = await _send(
-                target, rate=5000, total=BURST_N, seconds=120, accepted=accepted
-            )
-            ids = _ids(gen)
-            ok = await commits.wait_for(ids)
-            last = max((commits.at[r] for r in ids if r in commits.at), default=started)
-            rows += [
-                _row(
-                    "burst: end to end leads/s",
-                    len(ids) / max(last - started, 1e-9),
-                    "leads/s",
-                    f"{len(ids)} leads, first send -> last commit, 2 processors"
-                    + ("" if ok else ", INCOMPLETE"),
-                ),
-                _row(
-                    "burst: gateway intake leads/s",
-                    len(ids) / max(send_s, 1e-9),
-                    "leads/s",
-                    "202s per second, 2 gateway workers, 64 requests in flight",
-                ),
-            ]
-
-            # Scaling: drain a backlog with one, then two processors.
-            rates: dict[int, float] = {}
-            for replicas in (1, 2):
-                await asyncio.to_thread(stop_process, "processor", stack.stack)
-                await asyncio.to_thread(stop_process, EXTRA_PROCESSOR, stack.stack)
-                accepted = {}
-                gen, _ = await _send(
-                    target, rate=5000, total=BACKLOG_N, seconds=120, accepted=accepted
-                )
-                ids = _ids(gen)
-                say(f"pipeline: backlog of {len(ids)} leads, {replicas} processor(s)")
-                names = ["processor", EXTRA_PROCESSOR][:replicas]
-                for n in names:
-                    stack.start_service(n)
-                ok = await commits.wait_for(ids)
-                times = sorted(commits.at[r] for r in ids if r in commits.at)
-                # The middle 80 % of the commits: start-up and the group's first rebalance
-                # (the replicas join one after the other) stay out of the figure.
-                lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
-                rate = (hi - lo) / max(times[hi] - times[lo], 1e-9) if hi > lo else 0.0
-                rates[replicas] = rate
-                rows.append(
-                    _row(
-                        f"scaling: {replicas} processor(s) drain a backlog",
-                        rate,
-                        "leads/s",
-                        f"{len(ids)} leads waiting on the raw topic; 10th -> 90th percentile commit"
-                        + ("" if ok else ", INCOMPLETE"),
-                    )
-                )
-            if rates.get(1):
-                rows.append(
-                    _row(
-                        "scaling: 2 / 1 processors",
-                        rates[2] / rates[1],
-                        "x",
-                        f"4 partitions, {os.cpu_count()} cores shared with Kafka, Postgres and the rest",
-                    )
-                )
+            rows = await _paced(target, commits)
+            rows += await _burst(stack, target, commits)
+            rows += await _scaling(stack, target, commits)
         finally:
             await commits.stop()
     return rows

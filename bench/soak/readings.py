@@ -1,0 +1,192 @@
+"""What the system did, read from outside: consumer group lags and committed offsets, every
+message of a topic, the notifier's queue, the services' readiness; and the drain that waits
+for all of it to settle after the load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.stack import EXTRA_PROCESSOR, SERVICES, LaunchedStack, say
+from shared import topics
+from shared.settings import CommonSettings
+
+# Per service: its consumer group and the topics it consumes.
+GROUPS = {
+    "processor": ("leadwire-processor", (topics.RAW,)),
+    "notifier": ("leadwire-notifier", (topics.OUTCOMES, topics.ALERTS)),
+    "analytics": ("leadwire-analytics", (topics.OUTCOMES,)),
+    "archiver": ("leadwire-archiver", (topics.OUTCOMES,)),
+}
+
+
+async def topic_partitions(
+    settings: CommonSettings, logical: Iterable[str]
+) -> list[TopicPartition]:
+    """The partitions of the given topics (those that exist), from fresh cluster metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    await asyncio.wait_for(admin.start(), 10)
+    try:
+        found = await asyncio.wait_for(
+            admin.describe_topics([settings.topic(n) for n in logical]), 10
+        )
+    finally:
+        await asyncio.wait_for(admin.close(), 10)
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in found
+        if t.get("error_code") == 0
+        for p in t.get("partitions", [])
+    ]
+
+
+async def group_lags(settings: CommonSettings) -> dict[str, int]:
+    """Per consumer group: end offsets minus committed offsets, over its topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        request_timeout_ms=5000,
+        enable_auto_commit=False,
+    )
+    await asyncio.wait_for(admin.start(), 10)
+    try:
+        await asyncio.wait_for(consumer.start(), 10)
+        try:
+            lags: dict[str, int] = {}
+            for service, (group, logical) in GROUPS.items():
+                parts = await topic_partitions(settings, logical)
+                if len(parts) < len(logical):  # a topic without partitions: not created yet?
+                    raise RuntimeError(f"topics of {service} not found: {logical}")
+                ends = await asyncio.wait_for(consumer.end_offsets(parts), 10)
+                committed = await asyncio.wait_for(admin.list_consumer_group_offsets(group), 10)
+                lag = 0
+                for tp, end in ends.items():
+                    meta = committed.get(tp)
+                    done = meta.offset if meta is not None and meta.offset >= 0 else 0
+                    lag += max(end - done, 0)
+                lags[service] = lag
+            return lags
+        finally:
+            await asyncio.wait_for(consumer.stop(), 10)
+    finally:
+        await asyncio.wait_for(admin.close(), 10)
+
+
+async def committed_offsets(settings: CommonSettings, group: str) -> dict[tuple[str, int], int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    await asyncio.wait_for(admin.start(), 10)
+    try:
+        found = await asyncio.wait_for(admin.list_consumer_group_offsets(group), 10)
+        return {(tp.topic, tp.partition): m.offset for tp, m in found.items()}
+    finally:
+        await asyncio.wait_for(admin.close(), 10)
+
+
+async def read_topic(
+    settings: CommonSettings, logical: str
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """Every message of a topic from offset 0 to its end: (partition, offset, JSON)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await asyncio.wait_for(consumer.start(), 15)
+    out: list[tuple[int, int, dict[str, Any]]] = []
+    try:
+        parts = await topic_partitions(settings, [logical])
+        if not parts:
+            return out
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            behind = [tp for tp in parts if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for r in records:
+                    with contextlib.suppress(ValueError):
+                        doc = orjson.loads(r.value)
+                        if isinstance(doc, dict):
+                            out.append((tp.partition, r.offset, doc))
+    finally:
+        await asyncio.wait_for(consumer.stop(), 15)
+    return out
+
+
+async def notifier_queue(db_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(db_url, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT status, count(*) AS n FROM notification_sends GROUP BY status"
+        )
+        out = {r["status"]: r["n"] for r in rows}
+        out["deadletters_unpublished"] = await conn.fetchval(
+            "SELECT count(*) FROM notification_deadletters WHERE published_at IS NULL"
+        )
+        return out
+    finally:
+        await conn.close()
+
+
+async def drain(stack: LaunchedStack, deadline_s: float) -> dict[str, Any]:
+    """Wait until every group's lag is 0 and the notifier has nothing pending, twice in a row."""
+    assert stack.settings is not None
+    started = time.monotonic()
+    calm = 0
+    polls = 0
+    last: dict[str, Any] = {}
+    while time.monotonic() - started < deadline_s:
+        polls += 1
+        if polls % 8 == 0:
+            say(f"draining: {last}")
+        try:
+            lags = await group_lags(stack.settings)
+            queue = await notifier_queue(stack.settings.database_url)
+            last = {"lags": lags, "queue": queue}
+            busy = (
+                sum(lags.values())
+                + queue.get("pending", 0)
+                + queue.get("sending", 0)
+                + queue["deadletters_unpublished"]
+            )
+            calm = calm + 1 if busy == 0 else 0
+            if calm >= 3:
+                last["seconds"] = round(time.monotonic() - started, 1)
+                last["drained"] = True
+                return last
+        except Exception as exc:  # Kafka or Postgres still coming back: keep polling
+            last = {"error": f"{type(exc).__name__}: {exc}"}
+        await asyncio.sleep(2.0)
+    last["seconds"] = round(time.monotonic() - started, 1)
+    last["drained"] = False
+    return last
+
+
+async def service_health(stack: LaunchedStack) -> dict[str, bool]:
+    out = {}
+    async with aiohttp.ClientSession() as http:
+        for name in [*SERVICES, EXTRA_PROCESSOR]:
+            try:
+                async with http.get(
+                    f"{stack.url(name)}/readyz", timeout=aiohttp.ClientTimeout(total=5)
+                ) as r:
+                    out[name] = r.status == 200
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                out[name] = False
+    return out
