@@ -184,11 +184,10 @@ class FakeTransaction:
     def __init__(self, repo: FakeRepository, tables: Tables) -> None:
         self._repo = repo
         self._t = tables
-        self.locked: set[int] = set()
 
     async def lock_identities(self, keys: Iterable[int]) -> None:
+        # One transaction runs at a time (FakeRepository.transaction): nothing to lock.
         self._repo.check_fault("lock_identities")
-        self.locked.update(keys)
 
     async def load_batch(self, query: BatchQuery) -> BatchView:
         self._repo.check_fault("load_batch")
