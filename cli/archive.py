@@ -1,35 +1,27 @@
 """``leadwire archive show|list|prune`` and ``leadwire replay``: the request archive in S3.
 
 The archive holds one log record per finished request (see docs/archiver.md). These
-commands read it directly from the bucket; ``replay`` re-submits archived requests
-through the current pipeline (the raw topic) with the webhook's current mapping.
+commands read it through :mod:`services.archiver.admin`; ``replay`` re-submits archived
+requests through the current pipeline (the raw topic) with the webhook's current mapping.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
-import asyncpg
 import orjson
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli import repository as repo
 from cli.context import database, load_settings
-from cli.output import CliError, emit, fail, table
-from services.archiver import records, replay
-from services.archiver.repository import AmbiguousWebhook, WebhookConfig, webhook_config
-from services.archiver.retention import prune
-from services.archiver.search import STATUSES, find_archived
-from services.archiver.store import ArchiveStore, error_code
-from shared.kafka import KafkaUnavailable, Publisher
-from shared.s3 import s3_client
+from cli.options import WebhookWorkspace
+from cli.output import CliError, JsonFlag, emit, fail, table
+from services.archiver import admin
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
@@ -40,16 +32,17 @@ archive_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document.")
-WEBHOOK_OPT = typer.Option(
-    ..., "--webhook", "-w", help="Webhook id, or name (unique or with --workspace)."
-)
-WORKSPACE_OPT = typer.Option(
-    None, "--workspace", help="Workspace id or name (to disambiguate a webhook name)."
-)
-STATUS_OPT = typer.Option(
-    None, "--status", help="Only requests with this status: processed, failed or rejected."
-)
+Webhook = Annotated[
+    str, typer.Option("--webhook", help="Webhook id, or name (unique or with --workspace).")
+]
+Status = Annotated[
+    str | None,
+    typer.Option("--status", help="Only requests with this status: processed, failed or rejected."),
+]
+Until = Annotated[
+    str, typer.Option("--until", help="End (exclusive): ISO date/time, 'now', or an age.")
+]
+SINCE_HELP = "Start: ISO date/time (UTC if naive) or an age like 24h, 7d."
 
 
 def register(app: typer.Typer) -> None:
@@ -64,51 +57,33 @@ def _run(work: Callable[[CommonSettings], Coroutine[Any, Any, T]], *, as_json: b
     settings = load_settings()
     try:
         return asyncio.run(work(settings))
+    except admin.AdminError as err:
+        fail(CliError(err.message, hint=err.hint), as_json=as_json)
     except CliError as err:
         fail(err, as_json=as_json)
 
 
-@contextlib.asynccontextmanager
-async def _store(settings: CommonSettings) -> AsyncIterator[ArchiveStore]:
-    try:
-        async with s3_client(settings) as s3:
-            store = ArchiveStore(s3, settings.s3_bucket)
-            try:
-                yield store
-            except ClientError as exc:
-                code = error_code(exc)
-                if code in ("NoSuchBucket", "404"):
-                    raise CliError(
-                        f"the archive bucket {settings.s3_bucket!r} does not exist",
-                        hint="start the archiver once (it creates it), or set LEADWIRE_S3_BUCKET",
-                    ) from exc
-                raise CliError(f"S3 refused the request: {code or exc}") from exc
-    except (BotoCoreError, OSError) as exc:
-        raise CliError(
-            f"cannot reach S3 at {settings.s3_endpoint} ({type(exc).__name__})",
-            hint="start the stack with `make up`, or set LEADWIRE_S3_ENDPOINT",
-        ) from exc
-
-
-async def _webhook(conn: asyncpg.Connection, webhook: str, workspace: str | None) -> WebhookConfig:
-    try:
-        found = await webhook_config(conn, webhook, workspace=workspace)
-    except AmbiguousWebhook as exc:
-        raise CliError(
-            f"webhook name {webhook!r} is used in several workspaces ({', '.join(exc.workspaces)})",
-            hint="pass the webhook id, or --workspace NAME",
-        ) from exc
-    if found is None:
-        raise CliError(
-            f"no webhook {webhook!r}" + (f" in workspace {workspace!r}" if workspace else ""),
-            hint="list webhooks with `leadwire webhooks list`",
-        )
-    return found
+async def _webhook(
+    settings: CommonSettings, webhook: str, workspace: str | None
+) -> admin.WebhookConfig:
+    """The webhook as it is configured now (the CLI's one webhook look-up)."""
+    async with database(settings) as conn:
+        row = await repo.get_webhook(conn, webhook, workspace)
+    return admin.WebhookConfig(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        name=row["name"],
+        workspace_name=row["workspace"],
+        status=row["status"],
+        workspace_status=row["workspace_status"],
+        mapping=row["mapping"],
+        default_region=row["default_region"],
+    )
 
 
 def _time(value: str, option: str) -> datetime:
     try:
-        return records.parse_time(value)
+        return admin.parse_time(value)
     except ValueError as exc:
         raise CliError(f"{option}: {exc}") from exc
 
@@ -121,18 +96,9 @@ def _window(since: str, until: str) -> tuple[datetime, datetime]:
 
 
 def _status(status: str | None) -> str | None:
-    if status is not None and status not in STATUSES:
-        raise CliError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
+    if status is not None and status not in admin.STATUSES:
+        raise CliError(f"--status {status!r} is not one of {', '.join(admin.STATUSES)}")
     return status
-
-
-def _uuid(value: str | None) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 def _progress(*, enabled: bool) -> Progress:
@@ -154,24 +120,16 @@ def _progress(*, enabled: bool) -> Progress:
 
 @archive_app.command("show")
 def show_command(
-    request_id: str = typer.Argument(..., help="The request id (log_id) to show."),
-    as_json: bool = JSON_OPT,
+    request_id: Annotated[str, typer.Argument(help="The request id (log_id) to show.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Show the archived log record of one request."""
 
     async def work(settings: CommonSettings) -> dict[str, Any]:
-        rid = _uuid(request_id)
+        rid = repo.as_uuid(request_id)
         if rid is None:
             raise CliError(f"{request_id!r} is not a request id (a UUID)")
-        async with _store(settings) as store:
-            key = await store.find(rid)
-            record = await store.get_json(key) if key else None
-        if not isinstance(record, dict):
-            raise CliError(
-                f"request {rid} is not in the archive",
-                hint="it may still be in flight, older than the retention, or never accepted",
-            )
-        return record
+        return await admin.show_record(settings, rid)
 
     record = _run(work, as_json=as_json)
     emit(record, as_json=as_json, text=_describe_record)
@@ -204,33 +162,27 @@ def _describe_record(record: dict[str, Any]) -> str:
 
 @archive_app.command("list")
 def list_command(
-    webhook: str = WEBHOOK_OPT,
-    since: str = typer.Option(
-        "24h", "--since", help="Start: ISO date/time (UTC if naive) or an age like 24h, 7d."
-    ),
-    until: str = typer.Option(
-        "now", "--until", help="End (exclusive): ISO date/time, 'now', or an age."
-    ),
-    status: str | None = STATUS_OPT,
-    workspace: str | None = WORKSPACE_OPT,
-    as_json: bool = JSON_OPT,
+    webhook: Webhook,
+    since: Annotated[str, typer.Option("--since", help=SINCE_HELP)] = "24h",
+    until: Until = "now",
+    status: Status = None,
+    workspace: WebhookWorkspace = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List a webhook's archived requests received in a time window."""
 
     async def work(settings: CommonSettings) -> dict[str, Any]:
         start, end = _window(since, until)
         wanted = _status(status)
-        ws_id, wh_id = _uuid(workspace), _uuid(webhook)
+        ws_id, wh_id = repo.as_uuid(workspace or ""), repo.as_uuid(webhook)
         if ws_id is None or wh_id is None:
             # Names (or a webhook id alone): the workspace comes from Postgres. Both ids
             # given work without Postgres (e.g. for a deleted webhook).
-            async with database(settings) as conn:
-                config = await _webhook(conn, webhook, workspace)
+            config = await _webhook(settings, webhook, workspace)
             ws_id, wh_id = config.workspace_id, config.id
-        async with _store(settings) as store:
-            found = await find_archived(
-                store, workspace_id=ws_id, webhook_id=wh_id, since=start, until=end, status=wanted
-            )
+        found = await admin.list_requests(
+            settings, workspace_id=ws_id, webhook_id=wh_id, since=start, until=end, status=wanted
+        )
         return {
             "webhook_id": str(wh_id),
             "workspace_id": str(ws_id),
@@ -238,7 +190,7 @@ def list_command(
             "until": end.isoformat(),
             "status": wanted,
             "count": len(found),
-            "requests": [e.summary() for e in found],
+            "requests": found,
         }
 
     doc = _run(work, as_json=as_json)
@@ -257,26 +209,25 @@ def list_command(
 
 @archive_app.command("prune")
 def prune_command(
-    older_than: int = typer.Option(
-        90,
-        "--older-than",
-        min=1,
-        envvar="LEADWIRE_ARCHIVE_RETENTION_DAYS",
-        help="Delete archives of requests received on days that ended at least this many days ago.",
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Count what would be deleted; delete nothing."
-    ),
-    as_json: bool = JSON_OPT,
+    older_than: Annotated[
+        int,
+        typer.Option(
+            "--older-than",
+            min=1,
+            envvar="LEADWIRE_ARCHIVE_RETENTION_DAYS",
+            help="Delete archives of requests received on days that ended at least this many "
+            "days ago.",
+        ),
+    ] = 90,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Delete archived requests older than the retention (by the day they were received)."""
 
     async def work(settings: CommonSettings) -> dict[str, object]:
-        async with _store(settings) as store:
-            result = await prune(
-                store, older_than_days=older_than, now=datetime.now(UTC), dry_run=dry_run
-            )
-        return result.as_dict()
+        return await admin.prune_archive(settings, older_than_days=older_than, dry_run=dry_run)
 
     doc = _run(work, as_json=as_json)
     verb = "would delete" if dry_run else "deleted"
@@ -291,21 +242,19 @@ def prune_command(
 
 
 def replay_command(
-    webhook: str = WEBHOOK_OPT,
-    since: str = typer.Option(
-        ..., "--since", help="Start: ISO date/time (UTC if naive) or an age like 24h, 7d."
-    ),
-    until: str = typer.Option(
-        "now", "--until", help="End (exclusive): ISO date/time, 'now', or an age."
-    ),
-    status: str | None = STATUS_OPT,
-    workspace: str | None = WORKSPACE_OPT,
-    dry_run: bool = typer.Option(
-        False,
-        "--dry-run",
-        help="Show what the current mapping makes of each request; publish nothing.",
-    ),
-    as_json: bool = JSON_OPT,
+    webhook: Webhook,
+    since: Annotated[str, typer.Option("--since", help=SINCE_HELP)],
+    until: Until = "now",
+    status: Status = None,
+    workspace: WebhookWorkspace = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what the current mapping makes of each request; publish nothing.",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Re-submit archived requests through the current pipeline with the current mapping.
 
@@ -316,74 +265,28 @@ def replay_command(
     async def work(settings: CommonSettings) -> dict[str, Any]:
         start, end = _window(since, until)
         wanted = _status(status)
-        async with database(settings) as conn:
-            config = await _webhook(conn, webhook, workspace)
-        if "disabled" in (config.status, config.workspace_status) and not dry_run:
-            what = "webhook" if config.status == "disabled" else "workspace"
-            raise CliError(
-                f"the {what} is disabled: the pipeline would refuse the replayed requests",
-                hint=f"enable the {what} first (or look with --dry-run)",
+        config = await _webhook(settings, webhook, workspace)
+        with _progress(enabled=True) as bar:
+            reading = bar.add_task("reading archive", total=None)
+            publishing = bar.add_task("replaying", total=0, visible=False)
+            follow = admin.ReplayProgress(
+                listed=lambda n: bar.update(reading, total=n),
+                loaded=lambda: bar.advance(reading),
+                publishing=lambda n: bar.update(publishing, total=n, visible=True),
+                published=lambda n: bar.advance(publishing, n),
             )
-        try:
-            mapper = replay.compile_mapper(config)
-        except ValueError as exc:  # shared.mapping.MappingError
-            raise CliError(
-                f"the webhook's current mapping is invalid: {exc}",
-                hint="fix it with `leadwire mappings ...` first",
-            ) from exc
-        fingerprint = replay.mapping_fingerprint(config.mapping, config.default_region)
-        with _progress(enabled=True) as progress:
-            reading = progress.add_task("reading archive", total=None)
-            async with _store(settings) as store:
-                found = await find_archived(
-                    store,
-                    workspace_id=config.workspace_id,
-                    webhook_id=config.id,
-                    since=start,
-                    until=end,
-                    status=wanted,
-                    with_records=True,
-                    on_listed=lambda n: progress.update(reading, total=n),
-                    on_loaded=lambda: progress.advance(reading),
-                )
-            planned = replay.plan(found, webhook=config, mapper=mapper, fingerprint=fingerprint)
-            if not dry_run:
-                to_publish = [p for p in planned if p.kind != "skipped"]
-                publishing = progress.add_task("replaying", total=len(to_publish))
-                await _publish(settings, to_publish, lambda n: progress.advance(publishing, n))
-        summary = replay.Summary()
-        summary.count(planned)
-        return {
-            "dry_run": dry_run,
-            "webhook_id": str(config.id),
-            "workspace_id": str(config.workspace_id),
-            "since": start.isoformat(),
-            "until": end.isoformat(),
-            "status": wanted,
-            "mapping_fingerprint": fingerprint,
-            "summary": summary.as_dict(),
-            "requests": [p.describe() for p in planned],
-        }
+            return await admin.replay_requests(
+                settings,
+                config,
+                since=start,
+                until=end,
+                status=wanted,
+                dry_run=dry_run,
+                progress=follow,
+            )
 
     doc = _run(work, as_json=as_json)
     emit(doc, as_json=as_json, text=_describe_replay)
-
-
-async def _publish(
-    settings: CommonSettings, items: list[replay.Planned], on_published: Callable[[int], None]
-) -> None:
-    publisher = Publisher(settings, client_id="leadwire-replay")
-    try:
-        await publisher.start()
-        await replay.publish(items, publisher=publisher, on_published=on_published)
-    except KafkaUnavailable as exc:
-        raise CliError(
-            f"Kafka did not acknowledge the replay: {exc}",
-            hint="nothing is lost: run the same replay again once Kafka is up "
-            "(replayed requests keep their ids, so none is created twice)",
-        ) from exc
-    finally:
-        await publisher.stop()
 
 
 def _describe_replay(doc: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ import typer
 
 from cli import repository as repo
 from cli.context import run_db
+from cli.options import Workspace, WorkspaceFilter
 from cli.output import JsonFlag, emit, table
 from cli.workspaces import check_name
 
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
 @board_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="A board name unique in the workspace.")],
-    workspace: Annotated[str, typer.Option("--workspace", "-W", help="Workspace name or id.")],
+    workspace: Workspace,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a board in a workspace."""
@@ -45,9 +46,7 @@ def create(
 
 @board_app.command("list")
 def list_(
-    workspace: Annotated[
-        str | None, typer.Option("--workspace", "-W", help="Only this workspace.")
-    ] = None,
+    workspace: WorkspaceFilter = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List boards (all workspaces, or one)."""

@@ -17,8 +17,9 @@ import yaml
 
 from cli import repository as repo
 from cli.context import run_db
+from cli.options import WebhookWorkspace
 from cli.output import CliError, JsonFlag, attempt, emit, fail, table
-from cli.webhooks import WorkspaceOpt, read_mapping
+from cli.webhook_fields import read_mapping, template_named
 from shared.mapping import (
     Mapping,
     MappingError,
@@ -79,7 +80,7 @@ def set_(
     file: Annotated[
         str | None, typer.Argument(help="Mapping file (.yaml, .yml or .json; - for stdin).")
     ] = None,
-    workspace: WorkspaceOpt = None,
+    workspace: WebhookWorkspace = None,
     template: Annotated[
         str | None,
         typer.Option("--template", "-t", help="Use this template's mapping instead of a file."),
@@ -95,14 +96,7 @@ def set_(
 
     def load() -> Mapping:
         if template is not None:
-            try:
-                return get_template(template).mapping
-            except KeyError:
-                raise CliError(
-                    f"no template named {template!r}",
-                    hint=f"valid: {', '.join(TEMPLATES)}",
-                    exit_code=2,
-                ) from None
+            return template_named(template).mapping
         if file == "-":
             return _read_stdin_mapping()
         assert file is not None
@@ -135,7 +129,7 @@ def set_(
 @mapping_app.command("show")
 def show(
     webhook: Annotated[str, typer.Argument(help="Webhook id, or its name.")],
-    workspace: WorkspaceOpt = None,
+    workspace: WebhookWorkspace = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Print a webhook's mapping (the text form is a YAML file `mapping set` accepts)."""
@@ -169,7 +163,7 @@ def test(
     payload: Annotated[
         str, typer.Argument(help="A sample body: a JSON file, a form-encoded file, or -.")
     ],
-    workspace: WorkspaceOpt = None,
+    workspace: WebhookWorkspace = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Map a sample body with a webhook's mapping and show the lead and any field errors."""

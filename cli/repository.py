@@ -17,13 +17,16 @@ import asyncpg
 from cli.output import CliError
 
 WORKSPACE_COLUMNS = "id, name, default_region, status, created_at, updated_at"
-WEBHOOK_COLUMNS = """w.id, w.workspace_id, ws.name AS workspace, w.name, w.template, w.auth_mode,
-    w.status, w.rate_limit_per_minute, w.max_body_bytes, w.idempotency_field,
+# A webhook with what the commands show of it, and its workspace's state and region.
+WEBHOOK_SELECT = """SELECT w.id, w.workspace_id, ws.name AS workspace, w.name, w.template,
+    w.auth_mode, w.status, w.rate_limit_per_minute, w.max_body_bytes, w.idempotency_field,
     w.basic_username, w.api_key_header, w.verify_token, w.mapping,
     (w.secret IS NOT NULL) AS has_secret,
     CASE WHEN w.secret_previous IS NOT NULL AND w.secret_previous_expires_at > now()
          THEN w.secret_previous_expires_at END AS previous_secret_valid_until,
-    w.created_at, w.updated_at"""
+    w.created_at, w.updated_at,
+    ws.status AS workspace_status, ws.default_region
+    FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id"""
 
 
 def as_uuid(text: str) -> uuid.UUID | None:
@@ -31,10 +34,6 @@ def as_uuid(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except (ValueError, AttributeError, TypeError):
         return None
-
-
-def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None
 
 
 # --- workspaces ---------------------------------------------------------------------
@@ -133,8 +132,7 @@ async def create_webhook(conn: asyncpg.Connection, values: dict[str, Any]) -> di
 
 async def get_webhook_by_id(conn: asyncpg.Connection, ident: uuid.UUID) -> dict[str, Any]:
     record = await conn.fetchrow(
-        f"SELECT {WEBHOOK_COLUMNS} FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id "
-        "WHERE w.id = $1",
+        f"{WEBHOOK_SELECT} WHERE w.id = $1",
         ident,
     )
     if record is None:
@@ -149,8 +147,7 @@ async def get_webhook(
     ident = as_uuid(ref)
     if ident is not None:
         record = await conn.fetchrow(
-            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id "
-            "WHERE w.id = $1",
+            f"{WEBHOOK_SELECT} WHERE w.id = $1",
             ident,
         )
         if record is not None:
@@ -158,16 +155,14 @@ async def get_webhook(
     if workspace is not None:
         ws = await get_workspace(conn, workspace)
         records = await conn.fetch(
-            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id "
-            "WHERE w.workspace_id = $1 AND w.name = $2",
+            f"{WEBHOOK_SELECT} WHERE w.workspace_id = $1 AND w.name = $2",
             ws["id"],
             ref,
         )
         where = f" in workspace {ws['name']!r}"
     else:
         records = await conn.fetch(
-            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id "
-            "WHERE w.name = $1 ORDER BY ws.name",
+            f"{WEBHOOK_SELECT} WHERE w.name = $1 ORDER BY ws.name",
             ref,
         )
         where = ""
@@ -189,8 +184,7 @@ async def list_webhooks(
     conn: asyncpg.Connection, workspace_id: uuid.UUID | None
 ) -> list[dict[str, Any]]:
     records = await conn.fetch(
-        f"SELECT {WEBHOOK_COLUMNS} FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id "
-        "WHERE $1::uuid IS NULL OR w.workspace_id = $1 ORDER BY ws.name, w.name",
+        f"{WEBHOOK_SELECT} WHERE $1::uuid IS NULL OR w.workspace_id = $1 ORDER BY ws.name, w.name",
         workspace_id,
     )
     return [dict(r) for r in records]
@@ -236,17 +230,6 @@ async def rotate_secret(
             extra.get("basic_username"),
         )
         return await get_webhook_by_id(conn, ident)
-
-
-async def webhook_secrets(conn: asyncpg.Connection, ident: uuid.UUID) -> dict[str, Any]:
-    """The stored secret columns (for tests and the rotation report; never printed)."""
-    record = await conn.fetchrow(
-        "SELECT secret, secret_previous, secret_previous_expires_at, now() AS now "
-        "FROM webhooks WHERE id = $1",
-        ident,
-    )
-    assert record is not None
-    return dict(record)
 
 
 # --- boards -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import typer
 
 from cli import repository as repo
 from cli.context import run_db
+from cli.options import Workspace, WorkspaceFilter
 from cli.output import CliError, JsonFlag, emit, table
 from shared.mapping import CUSTOM_PREFIX
 
@@ -103,7 +104,7 @@ def _describe(r: dict[str, Any]) -> str:
 
 @rule_app.command("add")
 def add(
-    workspace: Annotated[str, typer.Option("--workspace", "-W", help="Workspace name or id.")],
+    workspace: Workspace,
     board: Annotated[str, typer.Option("--board", "-b", help="Board name or id to route to.")],
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="Only leads from this webhook (name or id).")
@@ -147,9 +148,7 @@ def add(
 
 @rule_app.command("list")
 def list_(
-    workspace: Annotated[
-        str | None, typer.Option("--workspace", "-W", help="Only this workspace.")
-    ] = None,
+    workspace: WorkspaceFilter = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List board rules in evaluation order."""

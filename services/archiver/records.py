@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from shared.events import LeadFailed, LeadProcessed, LeadRejected
+from shared.events import LeadFailed, LeadProcessed, LeadRejected, Outcome
 from shared.redact import strip_secret_headers
-
-Outcome = LeadProcessed | LeadFailed | LeadRejected
 
 RECORD_VERSION = 1
 POINTER_PREFIX = "by-request/"

@@ -31,7 +31,6 @@ from typing import Any, Literal
 import orjson
 
 from services.archiver.records import clean_headers
-from services.archiver.repository import WebhookConfig
 from services.archiver.search import ArchivedEntry
 from shared import topics
 from shared.events import (
@@ -52,6 +51,20 @@ Mapper = Callable[[Any], tuple[MappedLead, list[FieldError]]]
 REPLAY_SOURCE = "replay"
 REJECT_STATUS_CODE = 422
 REJECT_REASON = "validation_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """What a replay needs of a webhook: its identity, state and *current* mapping."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    workspace_name: str
+    status: str
+    workspace_status: str
+    mapping: Any
+    default_region: str
 
 
 def mapping_fingerprint(mapping: Any, default_region: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from services.archiver import records
-from services.archiver.store import ArchiveStore
+from services.archiver.repository import Archive
 
 
 @dataclass
@@ -54,19 +54,19 @@ def _last_segment(prefix: str) -> str:
 
 
 async def prune(
-    store: ArchiveStore, *, older_than_days: int, now: datetime, dry_run: bool = False
+    archive: Archive, *, older_than_days: int, now: datetime, dry_run: bool = False
 ) -> PruneResult:
     """Delete every record (and pointer) received on a day that ended N days before now."""
     result = PruneResult(older_than_days=older_than_days, dry_run=dry_run)
-    for workspace in await store.children(""):
+    for workspace in await archive.children(""):
         if not _is_uuid(_last_segment(workspace)):
             continue  # by-request/ pointers go with their records
-        for webhook in await store.children(workspace):
+        for webhook in await archive.children(workspace):
             if not _is_uuid(_last_segment(webhook)):
                 continue
-            for year in await store.children(webhook):
-                for month in await store.children(year):
-                    for day_prefix in await store.children(month):
+            for year in await archive.children(webhook):
+                for month in await archive.children(year):
+                    for day_prefix in await archive.children(month):
                         try:
                             day = date(
                                 int(_last_segment(year)),
@@ -77,14 +77,14 @@ async def prune(
                             continue
                         if not records.expired_day(day, now=now, older_than_days=older_than_days):
                             continue
-                        await _prune_day(store, day_prefix, result)
+                        await _prune_day(archive, day_prefix, result)
     return result
 
 
-async def _prune_day(store: ArchiveStore, prefix: str, result: PruneResult) -> None:
+async def _prune_day(archive: Archive, prefix: str, result: PruneResult) -> None:
     keys: list[str] = []
     pointers: list[str] = []
-    async for key, _ in store.keys(prefix):
+    async for key in archive.keys(prefix):
         keys.append(key)
         parts = records.parse_record_key(key)
         if parts is not None:
@@ -97,5 +97,5 @@ async def _prune_day(store: ArchiveStore, prefix: str, result: PruneResult) -> N
     if not result.dry_run:
         # Records first: a pointer without its record reads as "not archived", never the
         # other way round.
-        await store.delete(keys)
-        await store.delete(pointers)
+        await archive.delete(keys)
+        await archive.delete(pointers)

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from services.archiver import records
-from services.archiver.store import ArchiveStore, ListedRecord
+from services.archiver.repository import Archive
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 STATUSES = ("processed", "failed", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class ListedRecord:
+    key: str
+    parts: records.RecordKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +77,19 @@ def entry_from_record(key: str, record: dict[str, Any]) -> ArchivedEntry:
     )
 
 
+async def records_for_days(
+    archive: Archive, workspace_id: uuid.UUID, webhook_id: uuid.UUID, days: Iterable[date]
+) -> AsyncIterator[ListedRecord]:
+    """Every record of a webhook received on the given UTC days (key order)."""
+    for day in days:
+        async for key in archive.keys(records.day_prefix(workspace_id, webhook_id, day)):
+            parts = records.parse_record_key(key)
+            if parts is not None:
+                yield ListedRecord(key=key, parts=parts)
+
+
 async def find_archived(
-    store: ArchiveStore,
+    archive: Archive,
     *,
     workspace_id: uuid.UUID,
     webhook_id: uuid.UUID,
@@ -87,8 +104,8 @@ async def find_archived(
     """Archived requests received in [since, until), oldest first; filtered by status."""
     listed: list[ListedRecord] = [
         item
-        async for item in store.records_for_days(
-            workspace_id, webhook_id, records.days_between(since, until)
+        async for item in records_for_days(
+            archive, workspace_id, webhook_id, records.days_between(since, until)
         )
     ]
     if on_listed:
@@ -96,7 +113,7 @@ async def find_archived(
 
     async def load(item: ListedRecord) -> ArchivedEntry | None:
         try:
-            entry = await _load(store, item, with_records=with_records)
+            entry = await _load(archive, item, with_records=with_records)
         finally:
             if on_loaded:
                 on_loaded()
@@ -115,10 +132,10 @@ async def find_archived(
 
 
 async def _load(
-    store: ArchiveStore, item: ListedRecord, *, with_records: bool
+    archive: Archive, item: ListedRecord, *, with_records: bool
 ) -> ArchivedEntry | None:
     if not with_records:
-        meta = await store.metadata(item.key)
+        meta = await archive.metadata(item.key)
         if meta and meta.get("status") and meta.get("received-at"):
             replay_of = meta.get("replay-of")
             return ArchivedEntry(
@@ -128,7 +145,7 @@ async def _load(
                 status=meta["status"],
                 replay_of=uuid.UUID(replay_of) if replay_of else None,
             )
-    record = await store.get_json(item.key)
+    record = await archive.get_json(item.key)
     if not isinstance(record, dict):
         return None  # gone since the listing (pruned) or not a record
     try:

@@ -273,7 +273,7 @@ async def record_keys(settings: CommonSettings) -> list[str]:
 @contextlib.asynccontextmanager
 async def running_archiver(settings: ArchiverSettings) -> AsyncIterator[asyncio.Task[None]]:
     """The archiver in-process (``run_archiver``); stopped (drained) on exit."""
-    from services.archiver.__main__ import run_archiver
+    from services.archiver.service import run_archiver
 
     stop = asyncio.Event()
     task = asyncio.create_task(run_archiver(settings, stop))

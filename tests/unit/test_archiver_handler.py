@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 import orjson
@@ -10,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from services.archiver import records
-from services.archiver.handlers import BatchArchiver
-from services.archiver.store import ArchiveStore
+from services.archiver.handlers import archive_outcomes
+from services.archiver.repository import S3Archive
 from shared.kafka import PoisonMessage
 from tests.support.archiver import (
     CANARY_VALUES,
@@ -34,7 +35,9 @@ def record_objects(s3: FakeS3) -> dict[str, dict[str, Any]]:
 async def test_every_request_is_stored_once_with_a_pointer_and_metadata() -> None:
     s3 = FakeS3()
     events = mixed_outcomes(9, WS, WH)
-    await BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=4).handle(as_messages(events))
+    await archive_outcomes(
+        as_messages(events), archive=S3Archive(s3, "b"), stored=set(), concurrency=4
+    )
     stored = record_objects(s3)
     assert len(stored) == 9
     assert {r["log_id"] for r in stored.values()} == {str(e.request_id) for e in events}
@@ -49,11 +52,11 @@ async def test_every_request_is_stored_once_with_a_pointer_and_metadata() -> Non
 
 async def test_redelivery_overwrites_instead_of_adding() -> None:
     s3 = FakeS3()
-    archiver = BatchArchiver(store=ArchiveStore(s3, "b"))
+    archiver = partial(archive_outcomes, archive=S3Archive(s3, "b"), stored=set())
     events = mixed_outcomes(6, WS, WH)
-    await archiver.handle(as_messages(events))
+    await archiver(as_messages(events))
     before = set(s3.objects)
-    await archiver.handle(as_messages(events, start=100))  # the topic replayed
+    await archiver(as_messages(events, start=100))  # the topic replayed
     assert set(s3.objects) == before
 
 
@@ -61,15 +64,18 @@ async def test_the_later_event_of_a_request_wins_within_a_batch() -> None:
     s3 = FakeS3()
     first = failed(WS, WH)
     second = processed(WS, WH, request_id=first.request_id, received_at=first.received_at)
-    await BatchArchiver(store=ArchiveStore(s3, "b")).handle(as_messages([first, second]))
+    await archive_outcomes(as_messages([first, second]), archive=S3Archive(s3, "b"), stored=set())
     (record,) = record_objects(s3).values()
     assert record["status"] == "processed"
 
 
 async def test_uploads_are_concurrent_but_bounded() -> None:
     s3 = FakeS3(put_delay_s=0.01)
-    await BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=5).handle(
-        as_messages(mixed_outcomes(40, WS, WH))
+    await archive_outcomes(
+        as_messages(mixed_outcomes(40, WS, WH)),
+        archive=S3Archive(s3, "b"),
+        stored=set(),
+        concurrency=5,
     )
     assert 1 < s3.max_in_flight <= 5
 
@@ -77,7 +83,7 @@ async def test_uploads_are_concurrent_but_bounded() -> None:
 async def test_s3_down_raises_and_the_retry_uploads_only_what_is_missing() -> None:
     s3 = FakeS3()
     # One upload at a time, in order: the first five are stored before the sixth fails.
-    archiver = BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=1)
+    archiver = partial(archive_outcomes, archive=S3Archive(s3, "b"), stored=set(), concurrency=1)
     events = mixed_outcomes(6, WS, WH)
     messages = as_messages(events)
     last = events[5]
@@ -85,24 +91,24 @@ async def test_s3_down_raises_and_the_retry_uploads_only_what_is_missing() -> No
         records.record_key(last.workspace_id, last.webhook_id, last.received_at, last.request_id)
     ] = "ServiceUnavailable"
     with pytest.raises(ClientError):
-        await archiver.handle(messages)
+        await archiver(messages)
     assert len(record_objects(s3)) == 5
     s3.fail_keys.clear()
     s3.down = True
     with pytest.raises(EndpointConnectionError):
-        await archiver.handle(messages)
+        await archiver(messages)
     s3.down = False
     puts_before = s3.puts
-    await archiver.handle(messages)  # the runner's retry of the same batch
+    await archiver(messages)  # the runner's retry of the same batch
     assert len(record_objects(s3)) == 6
     assert s3.puts - puts_before == 2  # the missing record and its pointer only
 
 
 async def test_a_failing_batch_fails_fast() -> None:
     s3 = FakeS3(down=True, put_delay_s=0.05)
-    archiver = BatchArchiver(store=ArchiveStore(s3, "b"), concurrency=2)
+    archiver = partial(archive_outcomes, archive=S3Archive(s3, "b"), stored=set(), concurrency=2)
     with pytest.raises(EndpointConnectionError):
-        await archiver.handle(as_messages(mixed_outcomes(20, WS, WH)))
+        await archiver(as_messages(mixed_outcomes(20, WS, WH)))
     # The first failures cancel the rest instead of every upload failing on its own.
     assert s3.put_attempts <= 4
 
@@ -115,10 +121,10 @@ async def test_an_object_s3_can_never_accept_is_poison() -> None:
         records.record_key(bad.workspace_id, bad.webhook_id, bad.received_at, bad.request_id)
     ] = "EntityTooLarge"
     messages = as_messages(events)
-    archiver = BatchArchiver(store=ArchiveStore(s3, "b"))
+    archiver = partial(archive_outcomes, archive=S3Archive(s3, "b"), stored=set())
     with pytest.raises(PoisonMessage) as caught:
-        await archiver.handle(messages)
+        await archiver(messages)
     assert caught.value.message is messages[1]
     # The runner dead-letters it and hands the rest back.
-    await archiver.handle([messages[0], messages[2]])
+    await archiver([messages[0], messages[2]])
     assert len(record_objects(s3)) == 2

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from services.archiver import replay
-from services.archiver.handlers import BatchArchiver
-from services.archiver.repository import WebhookConfig
+from services.archiver.handlers import archive_outcomes
+from services.archiver.replay import WebhookConfig
+from services.archiver.repository import S3Archive
 from services.archiver.search import find_archived
-from services.archiver.store import ArchiveStore
 from shared.events import LeadReceived, LeadRejected, request_id_for
 from tests.support.archiver import FakeS3, as_messages, failed, processed, rejected
 
@@ -44,17 +44,17 @@ def webhook(mapping: list[dict[str, Any]]) -> WebhookConfig:
     )
 
 
-async def archived(events: list[Any], *, metadata: bool = True) -> ArchiveStore:
+async def archived(events: list[Any], *, metadata: bool = True) -> S3Archive:
     s3 = FakeS3()
-    store = ArchiveStore(s3, "b")
-    await BatchArchiver(store=store).handle(as_messages(events))
+    store = S3Archive(s3, "b")
+    await archive_outcomes(as_messages(events), archive=store, stored=set())
     if not metadata:
         for obj in s3.objects.values():
             obj.metadata.clear()
     return store
 
 
-async def load(store: ArchiveStore, hook: WebhookConfig, **kw: Any) -> list[Any]:
+async def load(store: S3Archive, hook: WebhookConfig, **kw: Any) -> list[Any]:
     return await find_archived(
         store,
         workspace_id=hook.workspace_id,

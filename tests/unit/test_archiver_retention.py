@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.archiver import records
-from services.archiver.handlers import BatchArchiver
+from services.archiver.handlers import archive_outcomes
+from services.archiver.repository import S3Archive
 from services.archiver.retention import prune
-from services.archiver.store import ArchiveStore
 from tests.support.archiver import FakeS3, as_messages, mixed_outcomes
 
 pytestmark = pytest.mark.unit
@@ -23,7 +23,7 @@ async def _archive(s3: FakeS3, ages_days: list[int]) -> list[uuid.UUID]:
     events = []
     for age in ages_days:
         events += mixed_outcomes(3, ws, wh, received_at=NOW - timedelta(days=age))
-    await BatchArchiver(store=ArchiveStore(s3, "b")).handle(as_messages(events))
+    await archive_outcomes(as_messages(events), archive=S3Archive(s3, "b"), stored=set())
     return [e.request_id for e in events]
 
 
@@ -32,7 +32,7 @@ async def test_prune_deletes_expired_days_with_their_pointers() -> None:
     await _archive(s3, [1, 10, 40, 100])
     await _archive(s3, [95])
     s3.objects["by-request/stray.txt"] = s3.objects[next(iter(s3.objects))]
-    store = ArchiveStore(s3, "b")
+    store = S3Archive(s3, "b")
 
     dry = await prune(store, older_than_days=30, now=NOW, dry_run=True)
     assert dry.records == 9 and len(dry.days) == 3

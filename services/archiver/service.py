@@ -1,0 +1,105 @@
+"""Assembling an archiver on the shared skeleton (:mod:`shared.service`): Kafka publisher
+(dead letters), the archive bucket, the consumer runner on the outcome topic, ops HTTP and
+retention upkeep. ``__main__`` calls :func:`run_archiver`; tests call it in-process.
+
+Start-up waits for Kafka and for the bucket (created if missing) instead of crash-looping.
+Ready while the consumer turns and the bucket answers. Retention: a lifecycle rule where
+the S3 server takes one, else a prune every ``archive_prune_interval_s``. SIGTERM: finish
+and commit the batch in hand, stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.archiver.handlers import Position, archive_outcomes
+from services.archiver.repository import Archive, S3Archive
+from services.archiver.retention import prune
+from services.archiver.settings import ArchiverSettings
+from shared import topics
+from shared.events import Outcome, decode_outcome
+from shared.kafka import ConsumerRunner, Message
+from shared.logs import get_logger
+from shared.s3 import s3_client
+from shared.service import Service
+
+log = get_logger("services.archiver")
+
+# What "S3 is not there yet" looks like at start-up.
+_S3_UNAVAILABLE = (BotoCoreError, ClientError, OSError, TimeoutError)
+
+
+async def run_archiver(
+    settings: ArchiverSettings,
+    stop: asyncio.Event,
+    *,
+    ready: asyncio.Event | None = None,
+    serve_http: bool = True,
+) -> None:
+    """Archive outcome events until ``stop`` is set; then finish the batch in hand, commit
+    its offsets and return."""
+    async with Service("archiver", stop, ready=ready) as svc:
+        publisher = await svc.publisher(settings, client_id="leadwire-archiver")
+        await svc.topics(settings, (topics.OUTCOMES, topics.DEADLETTER))
+        archive = S3Archive(await svc.enter(s3_client(settings)), settings.s3_bucket)
+        lifecycle = await svc.retry_until(
+            "s3 bucket", lambda: _set_up_bucket(archive, settings), retry_on=_S3_UNAVAILABLE
+        )
+        # Messages of the batch in hand already stored, across the runner's retries of it.
+        stored: set[Position] = set()
+
+        async def handle(messages: list[Message[Outcome]]) -> None:
+            await archive_outcomes(
+                messages,
+                archive=archive,
+                stored=stored,
+                concurrency=settings.archive_upload_concurrency,
+            )
+
+        runner: ConsumerRunner[Outcome] = ConsumerRunner(
+            settings,
+            topics=[topics.OUTCOMES],
+            group_id=settings.archiver_group,
+            decode=decode_outcome,
+            handler=handle,
+            publisher=publisher,
+            max_batch=settings.archive_max_batch,
+        )
+        if serve_http:
+            await svc.serve_ops(
+                settings.http_host,
+                settings.archiver_port,
+                checks={"consumer": runner.healthy, "s3": archive.ping},
+            )
+        svc.task("consumer", runner.run(), on_stop=runner.stop)
+        if not lifecycle and settings.archive_prune_interval_s > 0:
+            svc.every("prune", settings.archive_prune_interval_s, lambda: _prune(archive, settings))
+        log.info("archiver_started", bucket=settings.s3_bucket, group=settings.archiver_group)
+        await svc.run()
+    log.info("archiver_stopped")
+
+
+async def _set_up_bucket(archive: Archive, settings: ArchiverSettings) -> bool:
+    """Create the bucket if missing and ask for a lifecycle rule; True if the server took it."""
+    await archive.ensure_bucket()
+    days = settings.archive_retention_days
+    if await archive.apply_lifecycle(days):
+        log.info("archive_lifecycle_rule_set", days=days)
+        return True
+    log.info(
+        "archive_lifecycle_unsupported_pruning",
+        days=days,
+        interval_s=settings.archive_prune_interval_s,
+    )
+    return False
+
+
+async def _prune(archive: Archive, settings: ArchiverSettings) -> None:
+    result = await prune(
+        archive, older_than_days=settings.archive_retention_days, now=datetime.now(UTC)
+    )
+    if result.records:
+        log.info("archive_pruned", records=result.records, days=len(result.days))
