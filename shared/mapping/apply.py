@@ -1,0 +1,150 @@
+"""Applying a compiled mapping to a body: the lead, its custom fields, and what is wrong.
+
+Entries apply in order and the first entry that yields a value for a target wins, so a
+later entry is a fallback. Never raises on bad input (problems become field errors); a
+bug does raise: a 500 makes the vendor retry, a 400 would lose the lead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as AbcMapping
+from typing import Any
+
+from shared.events import FieldError, MappedLead
+from shared.mapping.normalize import phone_parts
+from shared.mapping.paths import MISSING, OBJECT, CompiledPath, resolve
+from shared.mapping.spec import CUSTOM_PREFIX, CompiledEntry, CompiledMapping
+from shared.mapping.transforms import (
+    TransformError,
+    as_text,
+    digits,
+    split_name,
+    to_boolean,
+    to_date,
+)
+from shared.mapping.unmapped import unmapped
+from shared.mapping.validate import validate
+
+
+def map_and_validate(
+    payload: AbcMapping[str, Any] | Any, compiled: CompiledMapping, *, default_region: str
+) -> tuple[MappedLead, list[FieldError]]:
+    """Map a body and validate the lead. An empty error list means the lead is valid.
+
+    Fields with errors are left out of the returned lead. Never raises on bad input."""
+    errors: list[FieldError] = []
+    if not isinstance(payload, OBJECT):
+        errors.append(
+            FieldError(
+                field="body",
+                code="invalid_type",
+                message="the body must be an object (a JSON object or form fields)",
+            )
+        )
+        payload = {}
+
+    values, consumed, phone_region = _apply_entries(payload, compiled, default_region, errors)
+    custom: dict[str, Any] = {}
+    if compiled.keep_unmapped and payload:
+        custom.update(unmapped(payload, consumed))
+    lead: dict[str, Any] = {}
+    for target, value in values.items():
+        if target.startswith(CUSTOM_PREFIX):
+            custom[target[len(CUSTOM_PREFIX) :]] = value
+        else:
+            lead[target] = value
+
+    validate(lead, custom, phone_region or default_region, errors)
+    return MappedLead(**lead, custom=custom), errors
+
+
+def _apply_entries(
+    payload: AbcMapping[str, Any],
+    compiled: CompiledMapping,
+    default_region: str,
+    errors: list[FieldError],
+) -> tuple[dict[str, Any], list[CompiledPath], str | None]:
+    """(value per target, the paths that gave one, the region of the phone's entry)."""
+    values: dict[str, Any] = {}
+    consumed: list[CompiledPath] = []
+    phone_region: str | None = None
+    for entry in compiled.entries:
+        if entry.targets[0] in values and (len(entry.targets) == 1 or entry.targets[1] in values):
+            continue  # first entry with a value wins
+        raw = resolve(payload, entry.path) if entry.path is not None else MISSING
+        written = _apply(entry, raw, default_region, errors)
+        if not written:
+            continue
+        wrote = False
+        for target, value in written.items():
+            if target not in values and value is not None:
+                values[target] = value
+                wrote = True
+                if target == "phone" and entry.transform == "e164" and entry.format:
+                    phone_region = entry.format
+        if wrote and entry.path is not None:
+            consumed.append(entry.path)
+    return values, consumed, phone_region
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _apply(
+    entry: CompiledEntry, raw: Any, region: str, errors: list[FieldError]
+) -> dict[str, Any] | None:
+    """The values an entry writes ({target: value}); None when it yields nothing."""
+    transform = entry.transform
+    target = entry.targets[0]
+    try:
+        if transform == "constant":
+            return {target: entry.value}
+        if transform == "default":
+            return {target: entry.value if _is_blank(raw) or raw is MISSING else raw}
+        if raw is MISSING or _is_blank(raw):
+            return None
+        if transform == "direct":
+            return {target: raw}
+        if transform == "lowercase":
+            return {target: as_text(raw).lower()}
+        if transform == "uppercase":
+            return {target: as_text(raw).upper()}
+        if transform == "trim":
+            return {target: " ".join(as_text(raw).split())}
+        if transform == "digits":
+            text = digits(raw)
+            return {target: text} if text else None
+        if transform == "boolean":
+            return {target: to_boolean(raw)}
+        if transform == "date":
+            return {target: to_date(raw, entry.format)}
+        if transform == "e164":
+            return _e164(target, raw, entry.format or region)
+        if transform == "split_name":
+            return _split_name(raw)
+    except TransformError as exc:
+        label = "name" if transform == "split_name" else target
+        errors.append(FieldError(field=label, code=exc.code, message=f"{label} {exc.message}"))
+        return None
+    raise AssertionError(f"unhandled transform {transform}")  # compile_mapping rejects these
+
+
+def _e164(target: str, raw: Any, region: str) -> dict[str, Any]:
+    if target == "phone":
+        return {target: raw}  # normalized (with the entry's region) in validation
+    try:
+        e164, _ = phone_parts(raw, region)
+    except ValueError as exc:
+        raise TransformError(str(exc), "is not a valid phone number") from None
+    return {target: e164}
+
+
+def _split_name(raw: Any) -> dict[str, Any] | None:
+    first, last = split_name(raw)
+    out = {}
+    if first:
+        out["first_name"] = first
+    if last:
+        out["last_name"] = last
+    return out or None
