@@ -8,58 +8,22 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.analytics.alerts import alert_event_id
 from shared import topics
 from shared.events import PerformanceAlert, decode_alert
 from shared.settings import CommonSettings
-from tests.support.analytics import (
-    analytics_settings,
-    failed,
-    processed,
-    publish_outcomes,
-    running_analytics,
-    wait_total,
-)
+from tests.support.analytics import analytics_settings, running_analytics, wait_total
+from tests.support.events import failed, processed, publish_events
 from tests.support.polling import eventually
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
 
 async def read_alerts(settings: CommonSettings) -> list[PerformanceAlert]:
-    """Every event on the test's alerts topic, in partition order."""
-    topic = settings.topic(topics.ALERTS)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = {p["partition"] for d in described for p in d.get("partitions", [])}
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[PerformanceAlert] = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(decode_alert(r.value) for r in records)
-        return out
-    finally:
-        await consumer.stop()
+    """Every event on the test's alerts topic (in order within a webhook's partition)."""
+    return [decode_alert(v) for v in await read_topic(settings, topics.ALERTS)]
 
 
 async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, unique: str) -> None:
@@ -95,12 +59,12 @@ async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, u
 
     async with running_analytics(s, clock=clock) as svc:
         # 20 good requests: at the minimum, 0 % errors.
-        await publish_outcomes(settings, [processed(ws, noisy, duration_ms=10) for _ in range(20)])
+        await publish_events(settings, [processed(ws, noisy, duration_ms=10) for _ in range(20)])
         await wait_total(svc, noisy, 20)
         assert await outbox_rows() == 0
 
         # 5 failures: 20 % > 10 % over 25 requests -> one firing alert.
-        await publish_outcomes(settings, [failed(ws, noisy) for _ in range(5)])
+        await publish_events(settings, [failed(ws, noisy) for _ in range(5)])
         await wait_total(svc, noisy, 25)
         [fired] = await alerts_for(noisy, 1)
         assert (fired.metric, fired.state, fired.threshold) == ("error_rate", "firing", 10.0)
@@ -109,13 +73,13 @@ async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, u
         assert fired.workspace_id == ws
 
         # Staying above (5 more failures, 33 %): nothing more.
-        await publish_outcomes(settings, [failed(ws, noisy) for _ in range(5)])
+        await publish_events(settings, [failed(ws, noisy) for _ in range(5)])
         body = await wait_total(svc, noisy, 30)
         assert await outbox_rows() == 1  # recorded in the same transaction as the counts
         assert [a["firing"] for a in body["alerts"] if a["metric"] == "error_rate"] == [True]
 
         # Recovery: 70 good ones bring it to 10 / 100 = 10 %, not above -> resolved.
-        await publish_outcomes(settings, [processed(ws, noisy, duration_ms=10) for _ in range(70)])
+        await publish_events(settings, [processed(ws, noisy, duration_ms=10) for _ in range(70)])
         await wait_total(svc, noisy, 100)
         alerts = await alerts_for(noisy, 2)
         assert [(a.metric, a.state) for a in alerts] == [
@@ -125,7 +89,7 @@ async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, u
         assert alerts[1].event_id == alert_event_id(noisy, "error_rate", 1, "resolved")
 
         # The override: 5 slow requests cross the webhook's own p95 threshold.
-        await publish_outcomes(settings, [processed(ws, slow, duration_ms=800) for _ in range(5)])
+        await publish_events(settings, [processed(ws, slow, duration_ms=800) for _ in range(5)])
         [slow_fired] = await alerts_for(slow, 1)
         assert (slow_fired.metric, slow_fired.state, slow_fired.threshold) == (
             "p95_processing_time",
@@ -148,7 +112,7 @@ async def test_alert_once_per_crossing_then_resolved(settings: CommonSettings, u
     async with running_analytics(replay) as svc:
         status, body = await svc.get(f"/analytics/webhooks/{noisy}")
         assert status == 200 and body["metrics"]["total_requests"] == 100
-        await publish_outcomes(settings, [processed(ws, uuid.uuid4(), duration_ms=5)])  # a marker
+        await publish_events(settings, [processed(ws, uuid.uuid4(), duration_ms=5)])  # a marker
         marker_seen = await eventually(
             lambda: svc.get("/analytics/workspaces/" + str(ws)),
             until=lambda r: r[0] == 200 and len(r[1]["webhooks"]) == 3,

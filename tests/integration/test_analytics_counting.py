@@ -18,17 +18,9 @@ from services.analytics.handlers import count_outcomes
 from services.analytics.service import handler_config
 from shared.db import create_pool
 from shared.settings import CommonSettings
-from tests.support.analytics import (
-    Outcome,
-    analytics_settings,
-    failed,
-    free_port,
-    processed,
-    publish_outcomes,
-    rejected,
-    running_analytics,
-    wait_total,
-)
+from tests.support.analytics import analytics_settings, running_analytics, wait_total
+from tests.support.events import Outcome, failed, processed, publish_events, rejected
+from tests.support.net import free_port
 from tests.support.polling import eventually
 from tests.support.processes import ROOT, ServiceProcess, env_for
 
@@ -60,7 +52,12 @@ def scripted(ws: uuid.UUID, a: uuid.UUID, b: uuid.UUID, now: datetime) -> list[O
             )
         elif i <= 95:
             kind = "database_error" if i <= 90 else "timeout"
-            events.append(failed(ws, a, duration_ms=float(i), error_type=kind, received_at=at))
+            message = "could not write contact for +15555550100"  # scrubbed before shown
+            events.append(
+                failed(
+                    ws, a, duration_ms=float(i), error_type=kind, message=message, received_at=at
+                )
+            )
         else:
             events.append(rejected(ws, a, duration_ms=float(i), received_at=at))
     for _ in range(10):
@@ -83,7 +80,7 @@ async def test_known_input_gives_known_figures(settings: CommonSettings) -> None
     finally:
         await conn.close()
     now = datetime.now(UTC)
-    await publish_outcomes(settings, scripted(ws, a, b, now))
+    await publish_events(settings, scripted(ws, a, b, now))
 
     async with running_analytics(analytics_settings(settings)) as svc:
         body = await wait_total(svc, a, 100)
@@ -233,11 +230,11 @@ async def test_restart_redelivery_and_replay_from_zero_change_nothing(
     seen_before = _seen()
 
     async with running_analytics(s) as svc:
-        await publish_outcomes(settings, first)
+        await publish_events(settings, first)
         await wait_total(svc, wh, 30)
-        await publish_outcomes(settings, first[:10])  # redelivered duplicates
+        await publish_events(settings, first[:10])  # redelivered duplicates
     # Stopped mid-stream; more outcomes (and duplicates) arrive while it is down.
-    await publish_outcomes(settings, second + first[10:20])
+    await publish_events(settings, second + first[10:20])
     async with running_analytics(s) as svc:
         await wait_total(svc, wh, 60)
         await eventually(
@@ -307,7 +304,7 @@ async def test_kill_9_mid_stream_counts_every_outcome_once(settings: CommonSetti
     first = ServiceProcess("analytics", env, logs).start()
     try:
         await first.wait_ready(f"{base}/readyz")
-        await publish_outcomes(settings, events)
+        await publish_events(settings, events)
         counted = await eventually(total, until=lambda n: n >= 40, what="some counted")
         first.kill(signal.SIGKILL)
         first.wait(10)

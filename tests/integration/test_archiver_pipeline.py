@@ -11,23 +11,21 @@ import orjson
 import pytest
 
 from services.archiver import records
+from shared import topics
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 from tests.support.archiver import (
-    CANARY_HEADERS,
-    CANARY_VALUES,
     archiver_settings,
     bucket_objects,
-    free_port,
-    group_caught_up,
-    mixed_outcomes,
-    publish_outcomes,
     record_keys,
-    run_cli,
     running_archiver,
+    wait_records,
 )
-from tests.support.polling import eventually
+from tests.support.cli import acli
+from tests.support.events import CANARY_HEADERS, CANARY_VALUES, mixed_outcomes, publish_events
+from tests.support.net import free_port
 from tests.support.processes import ServiceProcess
+from tests.support.topics import wait_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -49,23 +47,15 @@ async def test_every_outcome_is_archived_once_without_secrets_and_d7(
     await ensure_topics(settings)
     ws, wh = uuid.uuid4(), uuid.uuid4()
     yesterday = datetime.now(UTC) - timedelta(days=1)
-    events = mixed_outcomes(30, ws, wh) + mixed_outcomes(6, ws, wh, received_at=yesterday)
+    events = mixed_outcomes(30, ws, wh, canaries=True)
+    events += mixed_outcomes(6, ws, wh, received_at=yesterday, canaries=True)
     # Redelivered and re-published outcomes: the same requests again.
-    await publish_outcomes(settings, events + events[:10])
+    await publish_events(settings, events + events[:10])
     cfg = archiver_settings(settings)
 
     async with running_archiver(cfg):
-        await eventually(
-            lambda: record_keys(settings),
-            until=lambda k: len(k) >= 36,
-            deadline_s=30,
-            what="36 records",
-        )
-        await eventually(
-            lambda: group_caught_up(settings, cfg.archiver_group),
-            deadline_s=30,
-            what="offsets committed",
-        )
+        await wait_records(settings, 36)
+        await wait_caught_up(settings, cfg.archiver_group, topics.OUTCOMES)
 
     objects = await bucket_objects(settings)
     recs = {k: orjson.loads(v) for k, v in objects.items() if records.parse_record_key(k)}
@@ -90,11 +80,7 @@ async def test_every_outcome_is_archived_once_without_secrets_and_d7(
         settings, archiver_group=f"{settings.topic_prefix}archiver-replay"
     )
     async with running_archiver(replay_cfg):
-        await eventually(
-            lambda: group_caught_up(settings, replay_cfg.archiver_group),
-            deadline_s=30,
-            what="replay caught up",
-        )
+        await wait_caught_up(settings, replay_cfg.archiver_group, topics.OUTCOMES)
     after = await bucket_objects(settings)
     assert set(after) == set(objects)
 
@@ -105,58 +91,36 @@ async def test_show_and_list_commands(
     await ensure_topics(settings)
     ws, wh = uuid.uuid4(), uuid.uuid4()
     events = mixed_outcomes(6, ws, wh)
-    await publish_outcomes(settings, events)
+    await publish_events(settings, events)
     async with running_archiver(archiver_settings(settings)):
-        await eventually(
-            lambda: record_keys(settings),
-            until=lambda k: len(k) == 6,
-            deadline_s=30,
-            what="6 records",
-        )
+        await wait_records(settings, 6)
 
     failed = [e for e in events if e.status == "failed"]
-    rc, out, err = await run_cli(
-        settings_env, "archive", "show", str(failed[0].request_id), "--json"
+    rc, out, err = await acli(
+        settings_env, "archive", "show", str(failed[0].request_id), "--json", json=False
     )
     assert rc == 0, err
     shown = orjson.loads(out)
-    assert shown["log_id"] == str(failed[0].request_id) and shown["error"]["type"] == "poison"
+    assert shown["log_id"] == str(failed[0].request_id) and shown["error"] == {
+        "type": failed[0].error.type,
+        "message": failed[0].error.message,
+    }
 
-    rc, out, err = await run_cli(
-        settings_env,
-        "archive",
-        "list",
-        "--webhook",
-        str(wh),
-        "--workspace",
-        str(ws),
-        "--since",
-        "1h",
-        "--status",
-        "failed",
-        "--json",
-    )
+    listing = ("archive", "list", "--webhook", str(wh), "--workspace", str(ws), "--since", "1h")
+    rc, out, err = await acli(settings_env, *listing, "--status", "failed", "--json", json=False)
     assert rc == 0, err
     listed = orjson.loads(out)
     assert listed["count"] == 2
     assert {r["request_id"] for r in listed["requests"]} == {str(e.request_id) for e in failed}
     assert {r["status"] for r in listed["requests"]} == {"failed"}
 
-    rc, text, err = await run_cli(
-        settings_env,
-        "archive",
-        "list",
-        "--webhook",
-        str(wh),
-        "--workspace",
-        str(ws),
-        "--since",
-        "1h",
-    )
+    rc, text, err = await acli(settings_env, *listing, json=False)
     assert rc == 0, err
     assert "6 request(s)" in text and str(failed[0].request_id) in text
 
-    rc, out, err = await run_cli(settings_env, "archive", "show", str(uuid.uuid4()), "--json")
+    rc, out, err = await acli(
+        settings_env, "archive", "show", str(uuid.uuid4()), "--json", json=False
+    )
     assert rc != 0 and "not in the archive" in orjson.loads(err)["error"]
 
 
@@ -167,22 +131,19 @@ async def test_prune_deletes_by_key_date(
     ws, wh = uuid.uuid4(), uuid.uuid4()
     old = mixed_outcomes(3, ws, wh, received_at=datetime.now(UTC) - timedelta(days=40))
     new = mixed_outcomes(3, ws, wh)
-    await publish_outcomes(settings, old + new)
+    await publish_events(settings, old + new)
     async with running_archiver(archiver_settings(settings)):
-        await eventually(
-            lambda: record_keys(settings),
-            until=lambda k: len(k) == 6,
-            deadline_s=30,
-            what="6 records",
-        )
+        await wait_records(settings, 6)
 
-    rc, out, err = await run_cli(
-        settings_env, "archive", "prune", "--older-than", "30", "--dry-run", "--json"
+    rc, out, err = await acli(
+        settings_env, "archive", "prune", "--older-than", "30", "--dry-run", "--json", json=False
     )
     assert rc == 0, err
     assert orjson.loads(out)["records"] == 3
     assert len(await record_keys(settings)) == 6
-    rc, out, err = await run_cli(settings_env, "archive", "prune", "--older-than", "30", "--json")
+    rc, out, err = await acli(
+        settings_env, "archive", "prune", "--older-than", "30", "--json", json=False
+    )
     assert rc == 0, err
     kept = await bucket_objects(settings)
     assert {orjson.loads(v)["request_id"] for v in kept.values()} == {
@@ -204,18 +165,9 @@ async def test_service_process_ready_and_sigterm(
     try:
         await proc.wait_ready(f"http://127.0.0.1:{port}/readyz", deadline_s=60)
         ws, wh = uuid.uuid4(), uuid.uuid4()
-        await publish_outcomes(settings, mixed_outcomes(9, ws, wh))
-        await eventually(
-            lambda: record_keys(settings),
-            until=lambda k: len(k) == 9,
-            deadline_s=30,
-            what="9 records",
-        )
-        await eventually(
-            lambda: group_caught_up(settings, env["LEADWIRE_ARCHIVER_GROUP"]),
-            deadline_s=30,
-            what="committed",
-        )
+        await publish_events(settings, mixed_outcomes(9, ws, wh))
+        await wait_records(settings, 9)
+        await wait_caught_up(settings, env["LEADWIRE_ARCHIVER_GROUP"], topics.OUTCOMES)
     finally:
         proc.stop()
     assert proc.wait(5) == 0, proc.logs()[-2000:]

@@ -9,24 +9,34 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from shared import topics
 from shared.db import connect
+from shared.events import LeadReceived, decode_raw
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 from tests.support.archiver import (
     archiver_settings,
     bucket_objects,
     create_webhook,
-    processed,
-    publish_outcomes,
-    read_raw,
-    record_keys,
-    rejected,
-    run_cli,
     running_archiver,
+    wait_records,
 )
-from tests.support.polling import eventually
+from tests.support.cli import CliResult, acli
+from tests.support.events import processed, publish_events, rejected
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
+
+
+async def replay_rejected(settings_env: dict[str, str], wh: uuid.UUID, *flags: str) -> CliResult:
+    """``leadwire replay`` of the last hour's rejected requests of webhook ``wh``."""
+    args = ("replay", "--webhook", str(wh), "--since", "1h", "--status", "rejected", *flags)
+    return await acli(settings_env, *args, json=False)
+
+
+async def read_raw(settings: CommonSettings, min_count: int = 0) -> list[LeadReceived]:
+    return [decode_raw(v) for v in await read_topic(settings, topics.RAW, min_count=min_count)]
+
 
 WRONG = [
     {"source": "phone", "target": "phone", "transform": "e164"},
@@ -65,31 +75,15 @@ async def test_replay_after_a_mapping_fix(
             ws, wh, received_at=received + timedelta(seconds=10), payload={"fname": "Nobody"}
         )
         fine = processed(ws, wh, received_at=received + timedelta(seconds=11), payload=payload(9))
-        await publish_outcomes(settings, [*originals, hopeless, fine])
+        await publish_events(settings, [*originals, hopeless, fine])
         async with running_archiver(archiver_settings(settings)):
-            await eventually(
-                lambda: record_keys(settings),
-                until=lambda k: len(k) == 6,
-                deadline_s=30,
-                what="6 records",
-            )
+            await wait_records(settings, 6)
             before = await bucket_objects(settings)
 
             await conn.execute("UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", FIXED, wh)
 
             # Dry run: per request, the archive next to the current mapping; nothing published.
-            rc, out, err = await run_cli(
-                settings_env,
-                "replay",
-                "--webhook",
-                str(wh),
-                "--since",
-                "1h",
-                "--status",
-                "rejected",
-                "--dry-run",
-                "--json",
-            )
+            rc, out, err = await replay_rejected(settings_env, wh, "--dry-run", "--json")
             assert rc == 0, err
             dry = orjson.loads(out)
             assert dry["dry_run"] is True
@@ -100,39 +94,19 @@ async def test_replay_after_a_mapping_fix(
             assert first["archived"]["status"] == "rejected"
             assert first["current"]["lead"]["phone"] == "+14155550100"
             assert first["current"]["lead"]["email"] == "lead0@example.com"
-            rc, text, err = await run_cli(
-                settings_env,
-                "replay",
-                "--webhook",
-                str(wh),
-                "--since",
-                "1h",
-                "--status",
-                "rejected",
-                "--dry-run",
-            )
+            rc, text, err = await replay_rejected(settings_env, wh, "--dry-run")
             assert rc == 0, err
             assert "dry run, nothing published: found 5, replayed 4, rejected 1, skipped 0" in text
             assert "current lead:  " in text and "+14155550100" in text
-            assert await read_raw(settings, idle_s=1.5) == []
+            assert await read_raw(settings) == []
             assert await bucket_objects(settings) == before
 
             # The replay: new requests on the raw topic, linked to the originals.
-            rc, out, err = await run_cli(
-                settings_env,
-                "replay",
-                "--webhook",
-                str(wh),
-                "--since",
-                "1h",
-                "--status",
-                "rejected",
-                "--json",
-            )
+            rc, out, err = await replay_rejected(settings_env, wh, "--json")
             assert rc == 0, err
             done = orjson.loads(out)
             assert done["summary"] == {"found": 5, "replayed": 4, "rejected": 1, "skipped": 0}
-            raw = await read_raw(settings, expect=4)
+            raw = await read_raw(settings, min_count=4)
             assert len(raw) == 4
             by_original = {e.replay_of: e for e in raw}
             assert set(by_original) == {o.request_id for o in originals}
@@ -147,12 +121,7 @@ async def test_replay_after_a_mapping_fix(
                 assert event.request.payload == payload(i)
             # The hopeless one is rejected again, as a new request linked to its original,
             # and archived like any rejection.
-            await eventually(
-                lambda: record_keys(settings),
-                until=lambda k: len(k) == 7,
-                deadline_s=30,
-                what="7 records",
-            )
+            await wait_records(settings, 7)
             objects = await bucket_objects(settings)
             new = [
                 orjson.loads(v)
@@ -163,19 +132,9 @@ async def test_replay_after_a_mapping_fix(
             assert new[0]["status"] == "rejected"
 
             # Replaying again with the same mapping creates no new request ids.
-            rc, out, err = await run_cli(
-                settings_env,
-                "replay",
-                "--webhook",
-                str(wh),
-                "--since",
-                "1h",
-                "--status",
-                "rejected",
-                "--json",
-            )
+            rc, out, err = await replay_rejected(settings_env, wh, "--json")
             assert rc == 0, err
-            again = await read_raw(settings, expect=8)
+            again = await read_raw(settings, min_count=8)
             assert len(again) == 8
             assert {e.request_id for e in again} == {e.request_id for e in raw}
     finally:
@@ -185,8 +144,15 @@ async def test_replay_after_a_mapping_fix(
 async def test_replay_errors_are_clear(
     settings: CommonSettings, settings_env: dict[str, str]
 ) -> None:
-    rc, _, err = await run_cli(
-        settings_env, "replay", "--webhook", str(uuid.uuid4()), "--since", "1h", "--json"
+    rc, _, err = await acli(
+        settings_env,
+        "replay",
+        "--webhook",
+        str(uuid.uuid4()),
+        "--since",
+        "1h",
+        "--json",
+        json=False,
     )
     assert rc != 0 and "no webhook" in orjson.loads(err)["error"]
     conn = await connect(settings.database_url)
@@ -195,11 +161,11 @@ async def test_replay_errors_are_clear(
         await conn.execute("UPDATE webhooks SET status = 'disabled' WHERE id = $1", wh)
     finally:
         await conn.close()
-    rc, _, err = await run_cli(
-        settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--json"
+    rc, _, err = await acli(
+        settings_env, "replay", "--webhook", str(wh), "--since", "1h", "--json", json=False
     )
     assert rc != 0 and "webhook is disabled" in orjson.loads(err)["error"]
-    rc, _, err = await run_cli(
-        settings_env, "replay", "--webhook", "x", "--since", "soon", "--json"
+    rc, _, err = await acli(
+        settings_env, "replay", "--webhook", "x", "--since", "soon", "--json", json=False
     )
     assert rc != 0 and "--since" in orjson.loads(err)["error"]

@@ -24,15 +24,16 @@ from shared.settings import CommonSettings
 from tests.support.archiver import (
     archiver_settings,
     bucket_objects,
-    group_caught_up,
-    mixed_outcomes,
     record_keys,
     running_archiver,
-    server_port,
+    wait_records,
 )
+from tests.support.events import mixed_outcomes
+from tests.support.net import free_port
 from tests.support.polling import eventually
 from tests.support.processes import ROOT
 from tests.support.s3 import create_bucket
+from tests.support.topics import group_caught_up, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,7 +56,9 @@ async def _readyz(port: int) -> tuple[int, dict[str, object]]:
 async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
     settings: CommonSettings, unique: str
 ) -> None:
-    private = S3(StackConfig.for_name(f"arch-n3-{unique}", ROOT, s3_port=server_port()))
+    private = S3(
+        StackConfig.for_name(f"arch-n3-{unique}", ROOT, s3_port=free_port(below_ephemeral=True))
+    )
     await private.start()
     try:
         await ensure_topics(settings)
@@ -99,20 +102,11 @@ async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
             assert "s3" in body["failed"]  # type: ignore[operator]
             # The fault lasts OUTAGE_S while the load keeps coming.
             await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
-            assert not await group_caught_up(settings, cfg.archiver_group)
+            assert not await group_caught_up(settings, cfg.archiver_group, topics.OUTCOMES)
             await private.start()
             await producing
-            await eventually(
-                lambda: record_keys(cfg),
-                until=lambda k: len(k) >= TOTAL,
-                deadline_s=60,
-                what="every record",
-            )
-            await eventually(
-                lambda: group_caught_up(settings, cfg.archiver_group),
-                deadline_s=30,
-                what="committed",
-            )
+            await wait_records(cfg, TOTAL, deadline_s=60)
+            await wait_caught_up(settings, cfg.archiver_group, topics.OUTCOMES)
             await eventually(
                 lambda: _readyz(cfg.archiver_port),
                 until=lambda r: r[0] == 200,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
@@ -12,15 +11,20 @@ import pytest
 
 from services.notifier.rules import parse_settings
 from shared.settings import CommonSettings
-from tests.support.notifier import run_cli, seed_workspace
+from tests.support.cli import cli_inprocess
+from tests.support.notifier import seed_workspace
 from tests.support.processes import env_for
 
 pytestmark = pytest.mark.integration
 
 
 async def _cli(settings: CommonSettings, *args: str) -> tuple[int, Any, str]:
-    code, out, err = await asyncio.to_thread(run_cli, env_for(settings), "notify", *args)
-    return code, (orjson.loads(out) if code == 0 and "--json" in args else out or err), err
+    r = await cli_inprocess(env_for(settings), "notify", *args, json=False)
+    return (
+        r.code,
+        (r.json() if r.code == 0 and "--json" in args else r.stdout or r.stderr),
+        r.stderr,
+    )
 
 
 async def _stored(database_url: str) -> asyncpg.Record:

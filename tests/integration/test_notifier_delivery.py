@@ -9,12 +9,11 @@ import aiohttp
 import pytest
 
 from shared.settings import CommonSettings
+from tests.support.events import alert, failed, processed, publish_events
 from tests.support.notifier import (
     SmsStub,
     SmtpSink,
     notifier_settings,
-    processed,
-    publish,
     running_notifier,
     seed_workspace,
     send_rows,
@@ -55,11 +54,11 @@ async def test_a_lead_produces_the_configured_email_and_sms_and_no_pii_in_logs(
                 first_name="Zyxwin",
                 last_name="Quorrel",
                 phone="+16266633444",
-                email_addr="zyxwin.quorrel@example.com",
+                email="zyxwin.quorrel@example.com",
                 product="Solar",
             )
             ignored = processed(ws, first_name="Other", product="Wind", action="updated")
-            await publish(settings, lead, ignored)
+            await publish_events(settings, [lead, ignored])
             await eventually(
                 lambda: _count(smtp, sms),
                 until=lambda n: n[0] >= 1 and n[1] >= 1,
@@ -151,7 +150,7 @@ async def test_six_leads_in_a_burst_make_two_digests(settings: CommonSettings) -
             leads = [
                 processed(ws, first_name=f"Burst{i}", phone=f"+1626663340{i}") for i in range(6)
             ]
-            await publish(settings, *leads)
+            await publish_events(settings, leads)
             await eventually(
                 lambda: _events(smtp), until=lambda n: n >= 6, what="six notifications"
             )
@@ -173,7 +172,6 @@ async def _events(smtp: SmtpSink) -> int:
 
 async def test_failed_processing_and_alerts_reach_their_rules(settings: CommonSettings) -> None:
     from shared import topics
-    from tests.support.notifier import alert, failed
 
     smtp = SmtpSink().start()
     try:
@@ -196,9 +194,9 @@ async def test_failed_processing_and_alerts_reach_their_rules(settings: CommonSe
         )
         s = notifier_settings(settings, smtp=smtp, notify_batch_size=1)
         async with running_notifier(s):
-            f, a = failed(ws), alert(ws)
-            await publish(settings, f, processed(ws))
-            await publish(settings, a, logical=topics.ALERTS)
+            f, a = failed(ws, error_type="MappingError"), alert(ws)
+            await publish_events(settings, [f, processed(ws)])
+            await publish_events(settings, [a], logical=topics.ALERTS)
             await eventually(lambda: _events(smtp), until=lambda n: n >= 2)
         subjects = sorted(str(m.message["Subject"]) for m in smtp.received())
         assert subjects == [

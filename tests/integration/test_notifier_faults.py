@@ -12,15 +12,13 @@ from typing import Any
 import asyncpg
 import pytest
 
+from shared import topics
 from shared.settings import CommonSettings
+from tests.support.events import processed, publish_events
 from tests.support.notifier import (
-    DEADLETTER,
     SmsStub,
     SmtpSink,
     notifier_settings,
-    processed,
-    publish,
-    read_topic,
     running_notifier,
     seed_workspace,
     send_rows,
@@ -28,6 +26,7 @@ from tests.support.notifier import (
 )
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
+from tests.support.topics import read_json
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +58,7 @@ async def test_provider_down_retries_twice_then_deadletters_and_recovers(
         s = notifier_settings(settings, smtp=smtp, sms=sms)
         async with running_notifier(s):
             lost = processed(ws)
-            await publish(settings, lost)
+            await publish_events(settings, [lost])
             rows = await eventually(
                 lambda: _rows(settings.database_url),
                 until=lambda rs: len(rs) == 2 and all(r["status"] == "dead" for r in rs),
@@ -67,7 +66,7 @@ async def test_provider_down_retries_twice_then_deadletters_and_recovers(
             )
             assert {r["channel"]: r["attempts"] for r in rows} == {"email": 3, "sms": 3}
             assert sms.attempts == 3  # the first attempt and exactly 2 retries
-            entries = await read_topic(settings, DEADLETTER, min_count=2)
+            entries = await read_json(settings, topics.NOTIFY_DEADLETTER, min_count=2)
             assert len(entries) == 2
             by_channel = {e["channel"]: e for e in entries}
             for channel, recipient in (("email", OPS), ("sms", PHONE)):
@@ -83,7 +82,7 @@ async def test_provider_down_retries_twice_then_deadletters_and_recovers(
             smtp.start()
             sms.status = 201
             later = processed(ws)
-            await publish(settings, later)
+            await publish_events(settings, [later])
             await eventually(lambda: _sent(smtp, sms), until=lambda n: n == (1, 1))
             assert smtp.per_event() == {str(later.event_id): 1}
             assert str(lost.event_id)[:8] not in sms.messages[0]["Body"]
@@ -119,7 +118,7 @@ async def test_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         try:
             await first.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
             before = [processed(ws) for _ in range(3)]
-            await publish(settings, *before)
+            await publish_events(settings, before)
             await eventually(
                 lambda: _rows(settings.database_url, "email"),
                 until=lambda rs: len(rs) == 3 and all(r["status"] == "pending" for r in rs),
@@ -131,7 +130,7 @@ async def test_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
             first.kill(signal.SIGKILL)
         assert smtp.received() == []
         during = [processed(ws) for _ in range(2)]
-        await publish(settings, *during)
+        await publish_events(settings, during)
 
         second = ServiceProcess("notifier", env, tmp_path).start()
         try:
@@ -186,7 +185,7 @@ async def test_killed_during_a_send_is_deadlettered_as_interrupted_not_resent(
         try:
             await first.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
             lead = processed(ws)
-            await publish(settings, lead)
+            await publish_events(settings, [lead])
             await eventually(
                 lambda: _rows(settings.database_url, "email"),
                 until=lambda rs: len(rs) == 1 and rs[0]["status"] == "sending",
@@ -203,7 +202,7 @@ async def test_killed_during_a_send_is_deadlettered_as_interrupted_not_resent(
                 deadline_s=30,
             )
             assert row["last_error"].startswith("interrupted")
-            [entry] = await read_topic(settings, DEADLETTER, min_count=1)
+            [entry] = await read_json(settings, topics.NOTIFY_DEADLETTER, min_count=1)
             assert entry["reason"] == "interrupted" and entry["event_ids"] == [str(lead.event_id)]
             assert entry["attempts"] == 1
         finally:
@@ -222,13 +221,13 @@ async def test_redelivered_and_replayed_events_are_not_sent_twice(settings: Comm
         s = notifier_settings(settings, smtp=smtp, notify_batch_size=2)
         async with running_notifier(s):
             # Every event delivered twice.
-            await publish(settings, *leads, *leads)
+            await publish_events(settings, leads + leads)
             await eventually(lambda: _all_sent(settings.database_url, 4), what="four sent")
         # A new consumer group reads the topic from offset 0: every event again.
         replay = notifier_settings(settings, smtp=smtp, notify_group_id=f"replay-{time.time_ns()}")
         async with running_notifier(replay):
             sentinel = processed(ws)
-            await publish(settings, sentinel)
+            await publish_events(settings, [sentinel])
             # Same workspace key, same partition: the sentinel comes after the replayed ones.
             await eventually(lambda: _all_sent(settings.database_url, 5), what="sentinel sent")
         assert smtp.per_event() == {str(e.event_id): 1 for e in [*leads, sentinel]}
@@ -268,13 +267,13 @@ async def test_a_permanent_refusal_is_deadlettered_at_once(settings: CommonSetti
         ws = await seed_workspace(settings.database_url, settings=RULES)
         async with running_notifier(notifier_settings(settings, smtp=sink)):
             lead = processed(ws)
-            await publish(settings, lead)
+            await publish_events(settings, [lead])
             [row] = await eventually(
                 lambda: _rows(settings.database_url, "email"),
                 until=lambda rs: rs and rs[0]["status"] == "dead",
             )
             assert row["attempts"] == 1
-            [entry] = await read_topic(settings, DEADLETTER, min_count=1)
+            [entry] = await read_json(settings, topics.NOTIFY_DEADLETTER, min_count=1)
             assert entry["reason"] == "permanent_error" and entry["attempts"] == 1
             assert "550" in entry["last_error"] and OPS not in entry["last_error"]
     finally:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import pytest
 import socketio
 
 from services.notifier.settings import NotifierSettings
 from shared.settings import CommonSettings
-from tests.support.notifier import (
-    notifier_settings,
-    processed,
-    publish,
-    run_cli,
-    running_notifier,
-    seed_workspace,
-)
+from tests.support.cli import arun_cli
+from tests.support.events import processed, publish_events
+from tests.support.notifier import notifier_settings, running_notifier, seed_workspace
 from tests.support.polling import eventually
 from tests.support.processes import env_for
 
@@ -57,11 +50,8 @@ async def connected(s: NotifierSettings, workspace_id: str, token: str) -> Async
 
 
 async def _token(settings: CommonSettings, workspace: str) -> str:
-    code, out, err = await asyncio.to_thread(
-        run_cli, env_for(settings), "notify", "token", "--workspace", workspace, "--json"
-    )
-    assert code == 0, err
-    return str(orjson.loads(out)["token"])
+    doc = await arun_cli(env_for(settings), "notify", "token", "--workspace", workspace)
+    return str(doc["token"])
 
 
 async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(
@@ -89,13 +79,13 @@ async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(
         async with connected(s, str(ws_a), token_a) as a, connected(s, str(ws_b), token_b) as b:
             # Warm up: the consumer has its partitions once the first push arrives.
             warm = processed(ws_a)
-            await publish(settings, warm)
+            await publish_events(settings, [warm])
             await eventually(
                 lambda: _ids(a), until=lambda ids: str(warm.event_id) in ids, deadline_s=30
             )
 
             lead = processed(ws_a, first_name="Jane", last_name="Doe", product="Solar")
-            await publish(settings, lead)
+            await publish_events(settings, [lead])
             published = time.monotonic()
             await eventually(
                 lambda: _ids(a), until=lambda ids: str(lead.event_id) in ids, deadline_s=5
@@ -110,10 +100,10 @@ async def test_a_workspace_client_gets_new_contacts_and_no_one_else_does(
 
             # The same event again (redelivery) is not pushed again; B sees only its own.
             own = processed(ws_b)
-            await publish(settings, lead, own)
+            await publish_events(settings, [lead, own])
             await eventually(lambda: _ids(b), until=lambda ids: str(own.event_id) in ids)
             sentinel = processed(ws_a)
-            await publish(settings, sentinel)
+            await publish_events(settings, [sentinel])
             await eventually(lambda: _ids(a), until=lambda ids: str(sentinel.event_id) in ids)
             assert a.event_ids() == [str(warm.event_id), str(lead.event_id), str(sentinel.event_id)]
             assert b.event_ids() == [str(own.event_id)]
@@ -126,11 +116,8 @@ async def _ids(client: Client) -> list[str]:
 async def test_rotating_the_token_locks_the_old_one_out(settings: CommonSettings) -> None:
     ws = await seed_workspace(settings.database_url, name="rt-rotate")
     old = await _token(settings, "rt-rotate")
-    code, out, err = await asyncio.to_thread(
-        run_cli, env_for(settings), "notify", "token", "-W", "rt-rotate", "--rotate", "--json"
-    )
-    assert code == 0, err
-    new = orjson.loads(out)["token"]
+    doc = await arun_cli(env_for(settings), "notify", "token", "-W", "rt-rotate", "--rotate")
+    new = doc["token"]
     s = notifier_settings(settings)
     async with running_notifier(s):
         with pytest.raises(socketio.exceptions.ConnectionError):

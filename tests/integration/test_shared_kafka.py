@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 import structlog
-from aiokafka import AIOKafkaConsumer
 
 from shared import topics
 from shared.kafka import (
@@ -23,6 +22,7 @@ from shared.kafka import (
 )
 from shared.settings import CommonSettings
 from tests.support.polling import eventually
+from tests.support.topics import TopicUnreadable, read_json, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -42,30 +42,6 @@ async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task]:
     finally:
         runner.stop()
         await asyncio.wait_for(task, 30)
-
-
-async def read_topic(
-    settings: CommonSettings, topic: str, expected: int, deadline_s: float = 20
-) -> list:
-    consumer = AIOKafkaConsumer(
-        settings.topic(topic),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list = []
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline_s
-        while len(out) < expected and loop.time() < end:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def test_round_trip_through_publisher_and_runner(settings: CommonSettings) -> None:
@@ -156,8 +132,7 @@ async def test_poison_message_is_dead_lettered_with_reason_and_consumer_goes_on(
                 until=lambda v: v == [1, 3],
                 what="good messages handled",
             )
-    dead = await read_topic(settings, topics.DEADLETTER, 2)
-    entries = [orjson.loads(r.value) for r in dead]
+    entries = await read_json(settings, topics.DEADLETTER, min_count=2)
     reasons = sorted(e["reason"].split(":")[0] for e in entries)
     assert reasons == ["undecodable", "unwritable"]
     for e in entries:
@@ -249,5 +224,21 @@ async def test_a_failed_send_renews_the_producer_and_publishing_goes_on(
             await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="k", timeout=1e-6)
         await pub.publish(topics.RAW, orjson.dumps({"n": 2}), key="k")
         assert pub.producer is not first
-    values = sorted(orjson.loads(r.value)["n"] for r in await read_topic(settings, topics.RAW, 2))
+    values = sorted(v["n"] for v in await read_json(settings, topics.RAW, min_count=1))
     assert 2 in values  # the renewed producer delivers; the retired one may also flush n=1
+
+
+async def test_reading_a_topic_says_when_it_cannot_tell_what_is_there(
+    settings: CommonSettings,
+) -> None:
+    """The test helper's read_topic: [] only for a topic that exists and is empty; an
+    error for one that does not exist or holds fewer messages than a test waits for."""
+    await ensure_topics(settings, [topics.RAW, topics.DEADLETTER])
+    assert await read_topic(settings, topics.DEADLETTER) == []
+    with pytest.raises(TopicUnreadable, match="no partitions"):
+        await read_topic(settings, "no.such.topic", deadline_s=1)
+    async with Publisher(settings) as pub:
+        await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="k")
+    assert await read_json(settings, topics.RAW, min_count=1) == [{"n": 1}]
+    with pytest.raises(TopicUnreadable, match="not the 2 expected"):
+        await read_topic(settings, topics.RAW, min_count=2, deadline_s=1)

@@ -1,9 +1,17 @@
 """Driving the ``leadwire`` CLI from tests.
 
-``run_cli(settings_env, "workspace", "create", "acme")`` runs the real command as a
-subprocess with ``--json`` and returns its parsed JSON document (raising with stderr when
-it fails). It works from sync and async tests alike. ``cli(settings_env, ...)`` returns the
-raw :class:`CliResult` (exit code, stdout, stderr) for tests of errors and text output.
+One runner per way of running it, each giving a :class:`CliResult` (exit code, stdout,
+stderr) for tests of errors and text output:
+
+- :func:`cli`: the real command as a subprocess (sync);
+- :func:`acli`: the same from an async test, without blocking its event loop (services
+  running in the test's process go on meanwhile);
+- :func:`cli_inprocess`: in this process (faster; one command at a time, nothing else
+  writing to stdout meanwhile).
+
+``run_cli(settings_env, "workspace", "create", "acme")`` (a subprocess) and
+:func:`arun_cli` (in process) return the parsed ``--json`` document of a command that must
+succeed (AssertionError with its stderr otherwise).
 
 Shortcuts for other areas' tests: :func:`make_workspace`, :func:`make_webhook`,
 :func:`make_board`, :func:`add_rule` (each returns the command's JSON document).
@@ -11,21 +19,22 @@ Shortcuts for other areas' tests: :func:`make_workspace`, :func:`make_webhook`,
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class CliResult:
+class CliResult(NamedTuple):
+    """What a command did; unpacks as ``code, stdout, stderr``."""
+
     code: int
     stdout: str
     stderr: str
@@ -59,14 +68,31 @@ def cli(
     return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
-def run_cli(settings_env: Mapping[str, str], *args: str, stdin: bytes | None = None) -> Any:
-    """The JSON document a successful command prints (AssertionError with stderr otherwise)."""
-    result = cli(settings_env, *args, stdin=stdin)
+async def acli(
+    settings_env: Mapping[str, str],
+    *args: str,
+    json: bool = True,
+    stdin: bytes | None = None,
+    timeout: float = 60,
+) -> CliResult:
+    """:func:`cli` (a subprocess) from an async test, in a worker thread."""
+    return await asyncio.to_thread(
+        cli, settings_env, *args, json=json, stdin=stdin, timeout=timeout
+    )
+
+
+def _document(result: CliResult, args: tuple[str, ...]) -> Any:
+    """The JSON document of a successful command (AssertionError with stderr otherwise)."""
     if result.code != 0:
         raise AssertionError(
             f"leadwire {' '.join(args)} exited {result.code}:\n{result.stderr}{result.stdout}"
         )
     return result.json()
+
+
+def run_cli(settings_env: Mapping[str, str], *args: str, stdin: bytes | None = None) -> Any:
+    """The JSON document a successful command prints (AssertionError with stderr otherwise)."""
+    return _document(cli(settings_env, *args, stdin=stdin), args)
 
 
 def make_workspace(
@@ -151,17 +177,10 @@ async def cli_inprocess(
 
     The command's env vars are set process-wide while it runs: use it from tests that
     run one command at a time."""
-    import asyncio
-
     argv = [*args, *(["--json"] if json else [])]
     return await asyncio.to_thread(_invoke, settings_env, argv, stdin)
 
 
 async def arun_cli(settings_env: Mapping[str, str], *args: str, stdin: bytes | None = None) -> Any:
     """:func:`run_cli` in-process: the JSON document, or AssertionError with stderr."""
-    result = await cli_inprocess(settings_env, *args, stdin=stdin)
-    if result.code != 0:
-        raise AssertionError(
-            f"leadwire {' '.join(args)} exited {result.code}:\n{result.stderr}{result.stdout}"
-        )
-    return result.json()
+    return _document(await cli_inprocess(settings_env, *args, stdin=stdin), args)

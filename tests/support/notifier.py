@@ -1,6 +1,6 @@
-"""Test helpers for the notifier: synthetic outcome events, a real SMTP server (aiosmtpd),
-a local HTTP server playing a Twilio-compatible SMS provider, workspace seeding, and the
-notifier run in-process."""
+"""Test helpers for the notifier: a real SMTP server (aiosmtpd), a local HTTP server
+playing a Twilio-compatible SMS provider, workspace seeding, and the notifier run
+in-process."""
 
 from __future__ import annotations
 
@@ -9,126 +9,21 @@ import contextlib
 import email
 import email.policy
 import hashlib
-import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
 
 from services.notifier.settings import NotifierSettings
-from shared import topics
-from shared.events import (
-    ContactSummary,
-    ErrorInfo,
-    LeadFailed,
-    LeadProcessed,
-    MappedLead,
-    PerformanceAlert,
-    Processing,
-    RawRequest,
-    outcome_event_id,
-)
 from shared.settings import CommonSettings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- events ---------------------------------------------------------------------------
-
-
-def processed(
-    workspace_id: uuid.UUID,
-    *,
-    first_name: str = "Benjie",
-    last_name: str = "Malinao",
-    phone: str = "+16266633444",
-    email_addr: str = "benjie.malinao@example.com",
-    product: str | None = "Solar",
-    lead_status: str | None = "new",
-    action: str = "created",
-    received_at: datetime | None = None,
-    custom: dict[str, Any] | None = None,
-) -> LeadProcessed:
-    request_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    received = received_at or now
-    lead = MappedLead(
-        phone=phone,
-        email=email_addr,
-        first_name=first_name,
-        last_name=last_name,
-        product=product,
-        lead_status=lead_status,
-        custom=custom or {},
-    )
-    return LeadProcessed(
-        event_id=outcome_event_id(request_id),
-        request_id=request_id,
-        workspace_id=workspace_id,
-        webhook_id=uuid.uuid4(),
-        occurred_at=now,
-        received_at=received,
-        request=RawRequest(path="/w/x", headers={}, content_type="application/json", payload={}),
-        processing=Processing(start=received, end=now, duration_ms=3.0),
-        lead=lead,
-        lead_id=uuid.uuid4(),
-        contact=ContactSummary(
-            id=uuid.uuid4(),
-            phone=phone,
-            email=email_addr,
-            first_name=first_name,
-            last_name=last_name,
-            product=product,
-            lead_status=lead_status,
-        ),
-        action=action,
-        match_type="new" if action == "created" else "phone",
-        is_new_contact=action == "created",
-        rule_applied=False,
-    )
-
-
-def failed(workspace_id: uuid.UUID) -> LeadFailed:
-    request_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    return LeadFailed(
-        event_id=outcome_event_id(request_id),
-        request_id=request_id,
-        workspace_id=workspace_id,
-        webhook_id=uuid.uuid4(),
-        occurred_at=now,
-        received_at=now,
-        request=RawRequest(path="/w/x", headers={}, content_type="application/json", payload={}),
-        processing=Processing(start=now, end=now, duration_ms=1.0),
-        error=ErrorInfo(type="MappingError", message="field product missing"),
-    )
-
-
-def alert(workspace_id: uuid.UUID, *, state: str = "firing") -> PerformanceAlert:
-    return PerformanceAlert(
-        event_id=uuid.uuid4(),
-        workspace_id=workspace_id,
-        webhook_id=uuid.uuid4(),
-        metric="error_rate",
-        value=0.25,
-        threshold=0.1,
-        state=state,
-        occurred_at=datetime.now(UTC) - timedelta(seconds=1),
-    )
-
+from tests.support.net import free_port
 
 # --- a real SMTP server ---------------------------------------------------------------
 
@@ -352,54 +247,3 @@ async def running_notifier(s: NotifierSettings) -> AsyncIterator[asyncio.Task[No
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-
-async def read_topic(
-    settings: CommonSettings, logical: str, *, min_count: int = 0, deadline_s: float = 10.0
-) -> list[dict[str, Any]]:
-    """Every message of a topic (JSON), reading until ``min_count`` arrived or the deadline."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(logical),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[dict[str, Any]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline_s
-        while loop.time() < end:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records)
-            if min_count and len(out) >= min_count:
-                break
-            if not min_count and not batch and out:
-                break
-    finally:
-        await consumer.stop()
-    return out
-
-
-DEADLETTER = topics.NOTIFY_DEADLETTER
-
-
-async def publish(settings: CommonSettings, *events: Any, logical: str = topics.OUTCOMES) -> None:
-    """Publish events (keyed by workspace, like the processor) and wait for the acks."""
-    from shared.kafka import Publisher, ensure_topics
-
-    await ensure_topics(settings)
-    async with Publisher(settings) as pub:
-        await pub.publish_many(logical, [(str(e.workspace_id), e) for e in events])
-
-
-def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """``leadwire ARGS`` in this process (call it through asyncio.to_thread)."""
-    from typer.testing import CliRunner
-
-    from cli.main import app
-
-    result = CliRunner().invoke(app, list(args), env=env)
-    return result.exit_code, result.stdout, result.stderr

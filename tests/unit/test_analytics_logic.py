@@ -18,7 +18,7 @@ from services.analytics.report import Breakdown, Totals, buckets, build_metrics,
 from services.analytics.sketch import LatencySketch, add_bins, merged
 from services.analytics.stream import Hub
 from shared.events import decode_alert, encode
-from tests.support.analytics import failed, processed, rejected
+from tests.support.events import failed, processed, rejected
 
 pytestmark = pytest.mark.unit
 
@@ -69,7 +69,14 @@ def test_aggregate_counts_minutes_breakdowns_and_scrubs_errors() -> None:
     events = [
         processed(WS, WH, duration_ms=10, match_type="phone", received_at=t0),
         processed(WS, WH, duration_ms=20, match_type="new", received_at=t0 + timedelta(seconds=40)),
-        failed(WS, WH, duration_ms=100, received_at=t0 + timedelta(seconds=10)),
+        failed(
+            WS,
+            WH,
+            duration_ms=100,
+            error_type="database_error",
+            message="could not write contact for +15555550100",
+            received_at=t0 + timedelta(seconds=10),
+        ),
         rejected(WS, WH, duration_ms=2, received_at=t0 + timedelta(minutes=2)),
     ]
     deltas = aggregate(events, accuracy=ACC)

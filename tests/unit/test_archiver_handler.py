@@ -14,14 +14,8 @@ from services.archiver import records
 from services.archiver.handlers import archive_outcomes
 from services.archiver.repository import S3Archive
 from shared.kafka import PoisonMessage
-from tests.support.archiver import (
-    CANARY_VALUES,
-    FakeS3,
-    as_messages,
-    failed,
-    mixed_outcomes,
-    processed,
-)
+from tests.support.archiver import FakeS3
+from tests.support.events import CANARY_VALUES, as_messages, failed, mixed_outcomes, processed
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +28,7 @@ def record_objects(s3: FakeS3) -> dict[str, dict[str, Any]]:
 
 async def test_every_request_is_stored_once_with_a_pointer_and_metadata() -> None:
     s3 = FakeS3()
-    events = mixed_outcomes(9, WS, WH)
+    events = mixed_outcomes(9, WS, WH, canaries=True)
     await archive_outcomes(
         as_messages(events), archive=S3Archive(s3, "b"), stored=set(), concurrency=4
     )

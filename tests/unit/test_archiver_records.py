@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from services.archiver import records
-from tests.support.archiver import CANARY_HEADERS, CANARY_VALUES, failed, processed, rejected
+from tests.support.events import CANARY_HEADERS, CANARY_VALUES, failed, processed, rejected
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,9 @@ def test_pointers_and_strangers_are_not_record_keys() -> None:
 
 @pytest.mark.parametrize("make", [processed, failed, rejected])
 def test_record_has_the_seed_fields_and_no_secret(make: Any) -> None:
-    event = make(WS, WH, payload={"phone": "4155550100", "note": "hi"})
+    event = make(
+        WS, WH, payload={"phone": "4155550100", "note": "hi"}, duration_ms=40, canaries=True
+    )
     record = records.build_record(event)
     assert SEED_FIELDS <= set(record)
     assert record["log_id"] == str(event.request_id)
@@ -69,15 +71,15 @@ def test_record_has_the_seed_fields_and_no_secret(make: Any) -> None:
 
 
 def test_results_and_errors_by_outcome() -> None:
-    ok = records.build_record(processed(WS, WH))
+    ok = records.build_record(processed(WS, WH, board_name="Sales"))
     assert ok["result"]["success"] is True
     assert ok["result"]["action"] == "created" and ok["result"]["match_type"] == "new"
     assert ok["result"]["contact_id"] and ok["result"]["lead_id"]
     assert ok["result"]["board"]["name"] == "Sales"
     assert ok["error"] is None
-    bad = records.build_record(failed(WS, WH))
+    bad = records.build_record(failed(WS, WH, error_type="poison"))
     assert bad["result"]["success"] is False and bad["error"]["type"] == "poison"
-    no = records.build_record(rejected(WS, WH))
+    no = records.build_record(rejected(WS, WH, status_code=422))
     assert no["result"]["status_code"] == 422
     assert no["error"]["type"] == "rejected" and no["error"]["errors"][0]["field"] == "phone"
 

@@ -14,7 +14,8 @@ from services.archiver.replay import WebhookConfig
 from services.archiver.repository import S3Archive
 from services.archiver.search import find_archived
 from shared.events import LeadReceived, LeadRejected, request_id_for
-from tests.support.archiver import FakeS3, as_messages, failed, processed, rejected
+from tests.support.archiver import FakeS3
+from tests.support.events import as_messages, failed, processed, rejected
 
 pytestmark = pytest.mark.unit
 
@@ -90,7 +91,11 @@ async def test_find_filters_by_window_and_status(metadata: bool) -> None:
 async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> None:
     hook = webhook(FIXED)
     original = rejected(
-        hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD
+        hook.workspace_id,
+        hook.id,
+        received_at=NOW - timedelta(hours=2),
+        payload=PAYLOAD,
+        canaries=True,  # the archived request carries secrets the replay must not
     )
     store = await archived([original])
     entries = await load(store, hook, with_records=True)

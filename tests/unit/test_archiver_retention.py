@@ -11,7 +11,8 @@ from services.archiver import records
 from services.archiver.handlers import archive_outcomes
 from services.archiver.repository import S3Archive
 from services.archiver.retention import prune
-from tests.support.archiver import FakeS3, as_messages, mixed_outcomes
+from tests.support.archiver import FakeS3
+from tests.support.events import as_messages, mixed_outcomes
 
 pytestmark = pytest.mark.unit
 

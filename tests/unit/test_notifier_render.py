@@ -16,7 +16,7 @@ from services.notifier.render import (
     render_sms,
     summarize,
 )
-from tests.support.notifier import alert, failed, processed
+from tests.support.events import alert, failed, processed
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,11 @@ def test_single_email_names_the_lead() -> None:
 
 
 def test_digest_email_lists_every_notification() -> None:
-    events = [processed(WS, first_name=f"P{i}") for i in range(3)] + [failed(WS)] + [alert(WS)]
+    events = [
+        *(processed(WS, first_name=f"P{i}") for i in range(3)),
+        failed(WS, error_type="MappingError"),
+        alert(WS, value=0.25, threshold=0.1),
+    ]
     items = [_item(e) for e in events[:3]] + [
         _item(events[3], ("processing_failed",)),
         _item(events[4], ("performance_alert",)),

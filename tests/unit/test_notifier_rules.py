@@ -20,7 +20,7 @@ from services.notifier.rules import (
     parse_settings,
     plan,
 )
-from tests.support.notifier import alert, failed, processed
+from tests.support.events import alert, failed, processed
 
 pytestmark = pytest.mark.unit
 
