@@ -84,16 +84,15 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
     os.environ.update(env)
     import uvloop
 
-    from services.ingest.app import create_app, serve, tune_gc
+    from services.ingest.service import run_ingest
     from services.ingest.settings import IngestSettings
     from shared.logs import configure_logging
 
     async def main() -> None:
-        settings = IngestSettings(ingest_port=port, ip_rate_per_minute=0)
+        settings = IngestSettings(ingest_port=port, ip_rate_per_minute=0, http_host="127.0.0.1")
         configure_logging("ingest-bench", level="WARNING", fmt="json")
-        app = create_app(settings)
-        await serve(app, "127.0.0.1", port)
-        tune_gc()  # as services.ingest.__main__ does
+        # One worker, as services.ingest runs it (GC tuning included).
+        gateway = asyncio.create_task(run_ingest(settings, asyncio.Event()))
         import aiohttp
 
         async with aiohttp.ClientSession() as http:
@@ -106,7 +105,7 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
                     pass
                 await asyncio.sleep(0.1)
         ready.set()
-        await asyncio.Event().wait()
+        await gateway
 
     uvloop.run(main())
 

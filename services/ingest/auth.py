@@ -31,7 +31,6 @@ from shared.secrets import verify_hashed
 TOLERANCE_S = 300
 # More signatures than this in one header is not a rotation, it is someone fishing.
 MAX_SIGNATURES = 8
-MODES = frozenset({"none", "standard", "github", "basic", "api-key"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,6 +217,3 @@ class ConfigCache:
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -22,9 +22,13 @@ from aiokafka.errors import KafkaError
 from shared import topics
 from shared.kafka import KafkaUnavailable, Publisher, ensure_topics
 from shared.logs import get_logger
+from shared.retry import retry_until
 from shared.settings import CommonSettings
 
 log = get_logger(__name__)
+
+# Kafka not reachable yet: start-up waits and retries.
+_UNAVAILABLE = (KafkaUnavailable, KafkaError, OSError, TimeoutError)
 
 
 class KafkaDown(KafkaUnavailable):
@@ -71,9 +75,15 @@ class KafkaLink:
         self._wake.set()
 
     async def run(self) -> None:
-        """Start the publisher (retrying), then probe; until cancelled."""
+        """Start the publisher (waiting for Kafka), then probe it; until cancelled."""
         try:
-            await self._start()
+            # Only cancellation (the service stopping) ends the wait: a fresh event.
+            publisher = await retry_until(
+                asyncio.Event(), "kafka", self._start_publisher, retry_on=_UNAVAILABLE
+            )
+            self.publisher = publisher
+            self.up = True
+            log.info("kafka_connected")
             while True:
                 interval = self._probe_interval if self.up else self._down_interval
                 try:
@@ -81,8 +91,7 @@ class KafkaLink:
                 except TimeoutError:
                     pass
                 self._wake.clear()
-                assert self.publisher is not None
-                alive = await self.publisher.probe(timeout=min(2.0, self._settings.kafka_timeout_s))
+                alive = await publisher.probe(timeout=min(2.0, self._settings.kafka_timeout_s))
                 if alive and not self.up:
                     # The publisher renews its producer after the failed sends itself
                     # (shared.kafka.Publisher: a producer can stay wedged after a restart).
@@ -94,25 +103,17 @@ class KafkaLink:
         finally:
             await self.close()
 
-    async def _start(self) -> None:
-        backoff = 0.2
-        while True:
-            publisher = self._factory()
-            try:
-                await publisher.start()
-                # The first send to a topic Kafka has to auto-create can outlast the
-                # enqueue bound; create them before calling ourselves ready.
-                await ensure_topics(self._settings, (topics.RAW, topics.OUTCOMES))
-            except (KafkaUnavailable, KafkaError, OSError, TimeoutError):
-                await publisher.stop()
-                log.warning("kafka_start_retry", backoff_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.publisher = publisher
-            self.up = True
-            log.info("kafka_connected")
-            return
+    async def _start_publisher(self) -> Publisher:
+        publisher = self._factory()
+        try:
+            await publisher.start()
+            # The first send to a topic Kafka has to auto-create can outlast the
+            # enqueue bound; create them before calling ourselves ready.
+            await ensure_topics(self._settings, (topics.RAW, topics.OUTCOMES))
+        except BaseException:
+            await publisher.stop()
+            raise
+        return publisher
 
     async def close(self) -> None:
         """Flush what is buffered and stop the producer (bounded)."""

@@ -17,27 +17,13 @@ import uuid
 
 import asyncpg
 
+from services.ingest.repository import Repository
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
-CHANNEL = "leadwire_ingest_indeterminate"
-
-_RECORD = """
-WITH purged AS (DELETE FROM ingest_indeterminate WHERE created_at < now() - interval '1 day')
-INSERT INTO ingest_indeterminate (webhook_id, body_sha256, request_id) VALUES ($1, $2, $3)
-ON CONFLICT (webhook_id, body_sha256) DO UPDATE
-    SET request_id = EXCLUDED.request_id, created_at = now()
-    WHERE ingest_indeterminate.created_at < now() - make_interval(secs => $4)
-"""
-_LOOKUP = """
-SELECT request_id FROM ingest_indeterminate
-WHERE webhook_id = $1 AND body_sha256 = $2 AND created_at > now() - make_interval(secs => $3)
-"""
-
-_RECENT = """
-SELECT EXISTS (SELECT 1 FROM ingest_indeterminate WHERE created_at > now() - make_interval(secs => $1))
-"""
+# Postgres unreachable or slow: the lookup is best effort, the request goes on.
+_UNAVAILABLE = (OSError, asyncpg.PostgresError, TimeoutError)
 
 Key = tuple[uuid.UUID, str]
 
@@ -58,30 +44,32 @@ class Indeterminate:
         self._local.setdefault((webhook_id, body_sha), (request_id, now))
         self.activate()
 
-    async def catch_up(self, pool: asyncpg.Pool) -> None:
+    async def catch_up(self, repo: Repository) -> None:
         """At start: open the window if another worker recorded one recently."""
         try:
-            recent = await pool.fetchval(_RECENT, self._ttl, timeout=2)
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+            recent = await repo.any_indeterminate(ttl_s=self._ttl)
+        except _UNAVAILABLE:
             recent = True  # cannot tell: look retries up for a while
         if recent:
             self.activate()
 
     async def record(
-        self, pool: asyncpg.Pool | None, webhook_id: uuid.UUID, body_sha: str, request_id: uuid.UUID
+        self,
+        repo: Repository | None,
+        webhook_id: uuid.UUID,
+        body_sha: str,
+        request_id: uuid.UUID,
     ) -> None:
         """Share it with the other workers (best effort: Postgres may be away too)."""
-        if pool is None:
+        if repo is None:
             return
         try:
-            async with pool.acquire(timeout=2) as conn, conn.transaction():
-                await conn.execute(_RECORD, webhook_id, body_sha, request_id, self._ttl, timeout=2)
-                await conn.execute("SELECT pg_notify($1, '')", CHANNEL, timeout=2)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            await repo.record_indeterminate(webhook_id, body_sha, request_id, ttl_s=self._ttl)
+        except _UNAVAILABLE as exc:
             log.warning("indeterminate_not_shared", error=type(exc).__name__)
 
     async def lookup(
-        self, pool: asyncpg.Pool | None, webhook_id: uuid.UUID, body_sha: str
+        self, repo: Repository | None, webhook_id: uuid.UUID, body_sha: str
     ) -> uuid.UUID | None:
         """The request id an earlier indeterminate 503 gave this body, if any."""
         if time.monotonic() > self._active_until:
@@ -89,12 +77,9 @@ class Indeterminate:
         hit = self._local.get((webhook_id, body_sha))
         if hit is not None and time.monotonic() - hit[1] < self._ttl:
             return hit[0]
-        if pool is None:
+        if repo is None:
             return None
         try:
-            found: uuid.UUID | None = await pool.fetchval(
-                _LOOKUP, webhook_id, body_sha, self._ttl, timeout=2
-            )
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return await repo.indeterminate_request(webhook_id, body_sha, ttl_s=self._ttl)
+        except _UNAVAILABLE:
             return None
-        return found

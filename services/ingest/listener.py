@@ -20,13 +20,13 @@ from typing import Any
 
 import asyncpg
 
+from services.ingest.repository import INDETERMINATE_CHANNEL
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
 CONFIG_CHANNEL = "leadwire_config"
 DONE_CHANNEL = "leadwire_request_done"
-INDETERMINATE_CHANNEL = "leadwire_ingest_indeterminate"
 
 
 class Waiters:
@@ -56,9 +56,6 @@ class Waiters:
             for event in events:
                 event.set()
 
-    def __len__(self) -> int:
-        return len(self._events)
-
 
 class Listener:
     def __init__(
@@ -78,7 +75,6 @@ class Listener:
         self._on_reconnect = on_reconnect
         self._check_interval = check_interval_s
         self.connected = False
-        self.ever_connected = asyncio.Event()
 
     def _config(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._on_config(payload)
@@ -104,7 +100,6 @@ class Listener:
                     INDETERMINATE_CHANNEL, lambda *_args: self._on_indeterminate()
                 )
                 self.connected = True
-                self.ever_connected.set()
                 backoff = 0.2
                 self._on_reconnect()
                 self._waiters.notify_all()

@@ -66,4 +66,3 @@ class Children:
 
 requests_child = Children(REQUESTS)
 latency_child = Children(LATENCY)
-rejections_child = Children(REJECTIONS)

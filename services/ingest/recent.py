@@ -10,7 +10,7 @@ from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
+class AcceptedRequest:
     webhook_id: uuid.UUID
     body_sha256: str
     received_at: datetime
@@ -18,17 +18,14 @@ class Accepted:
 
 class RecentRequests:
     def __init__(self, max_entries: int = 100_000) -> None:
-        self._entries: OrderedDict[uuid.UUID, Accepted] = OrderedDict()
+        self._entries: OrderedDict[uuid.UUID, AcceptedRequest] = OrderedDict()
         self._max = max_entries
 
-    def add(self, request_id: uuid.UUID, entry: Accepted) -> None:
+    def add(self, request_id: uuid.UUID, entry: AcceptedRequest) -> None:
         self._entries[request_id] = entry
         self._entries.move_to_end(request_id)
         if len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def get(self, request_id: uuid.UUID) -> Accepted | None:
+    def get(self, request_id: uuid.UUID) -> AcceptedRequest | None:
         return self._entries.get(request_id)
-
-    def __len__(self) -> int:
-        return len(self._entries)

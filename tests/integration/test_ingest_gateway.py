@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from services.ingest.handlers import FINAL_STATUSES
+from services.ingest.waiting import FINAL_STATUSES
 from shared import topics
 from shared.db import connect
 from shared.events import decode_outcome, decode_raw, request_id_for

@@ -19,13 +19,15 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.ingest import auth
-from services.ingest.app import DEPS, create_app, serve
-from services.ingest.handlers import Deps
+from services.ingest.app import DEPS
+from services.ingest.deps import Deps
+from services.ingest.service import start_gateway
 from services.ingest.settings import IngestSettings
 from shared.db import connect
 from shared.kafka import ensure_topics
 from shared.mapping import compile_mapping, map_and_validate
 from shared.secrets import hash_secret
+from shared.service import Service
 from shared.settings import CommonSettings
 from shared.templates import get_template
 
@@ -203,15 +205,12 @@ async def running_gateway(
     if create_topics:
         await ensure_topics(cfg)
     kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
-    app = create_app(cfg, **kwargs)
-    runner = await serve(app, "127.0.0.1", cfg.ingest_port, shutdown_timeout=2)
-    gateway = Gateway(url=f"http://127.0.0.1:{cfg.ingest_port}", app=app, settings=cfg)
-    try:
+    async with Service("ingest", asyncio.Event()) as svc:
+        app = await start_gateway(svc, cfg, host="127.0.0.1", shutdown_timeout_s=2, **kwargs)
+        gateway = Gateway(url=f"http://127.0.0.1:{cfg.ingest_port}", app=app, settings=cfg)
         if wait_ready:
             await wait_until_ready(gateway.url)
         yield gateway
-    finally:
-        await runner.cleanup()
 
 
 async def wait_until_ready(url: str, deadline_s: float = 30.0) -> None:

@@ -7,16 +7,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.config import ConfigCache, ConfigUnavailable, build_config
-from services.ingest.handlers import outcome_body, status_summary, wait_preference
 from services.ingest.limits import JsonShapeError, TokenBuckets, check_json_shape
 from services.ingest.metrics import WebhookLabels
 from services.ingest.openapi import SPEC, render_html
+from services.ingest.responses import outcome_body, status_summary
+from services.ingest.waiting import wait_preference
 
 pytestmark = pytest.mark.unit
 
@@ -265,7 +265,7 @@ def test_outcome_body_is_seed_shaped() -> None:
     }
     status, body = outcome_body(row, webhook_id=wid, request_id=rid, duplicate=False)
     assert status == 200
-    assert body == {
+    assert body.model_dump(mode="json") == {
         "success": True,
         "message": "Contact updated via crm_id match",
         "contact_id": str(cid),
@@ -282,7 +282,7 @@ def test_outcome_body_is_seed_shaped() -> None:
         "result": {"status": "failed", "error": {"type": "poison", "message": "boom"}},
     }
     status, body = outcome_body(failed, webhook_id=wid, request_id=rid, duplicate=False)
-    assert status == 422 and body["success"] is False and body["error"]["type"] == "poison"
+    assert status == 422 and body.success is False and body.error.type == "poison"
 
 
 def test_status_summary_has_no_personal_data() -> None:
@@ -298,7 +298,7 @@ def test_status_summary_has_no_personal_data() -> None:
             "processing": {"duration_ms": 3},
         },
     }
-    text = orjson.dumps(status_summary(row)).decode()
+    text = status_summary(row).model_dump_json()
     assert "6266633444" not in text and "a@b.co" not in text
 
 

@@ -1,0 +1,81 @@
+"""``Prefer: wait=N`` (RFC 7240): after the enqueue, wait up to N seconds for the
+processor's result and answer it (200, or 422 for a failed lead) instead of 202.
+
+The waiter is registered before the publish, so the processor's notification
+(``leadwire_request_done``, see listener.py) cannot be missed; the table is re-read every
+``WAIT_RECHECK_S`` anyway (a reconnect of the listener, a result stored by another worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+
+from aiohttp import web
+
+from services.ingest.bodies import Accepted, Duplicate
+from services.ingest.deps import Deps
+from services.ingest.responses import json_response, outcome_body
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+FINAL_STATUSES = frozenset({"processed", "failed", "rejected", "duplicate"})
+# How often a waiting request re-reads the table even without a notification.
+WAIT_RECHECK_S = 2.0
+
+
+def wait_preference(value: str | None, max_wait: float) -> float:
+    """Seconds asked for by ``Prefer: wait=N`` (RFC 7240), clamped to ``max_wait``; 0: none."""
+    if not value:
+        return 0.0
+    for part in value.split(","):
+        token = part.split(";", 1)[0].strip()
+        name, _, raw = token.partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        try:
+            seconds = float(raw.strip().strip('"'))
+        except ValueError:
+            return 0.0
+        if not math.isfinite(seconds) or seconds <= 0:
+            return 0.0
+        return min(seconds, max_wait)
+    return 0.0
+
+
+async def wait_for_outcome(
+    deps: Deps,
+    webhook_id: uuid.UUID,
+    request_id: uuid.UUID,
+    waiter: asyncio.Event,
+    wait_s: float,
+    accepted: Accepted | Duplicate,
+    *,
+    duplicate: bool,
+) -> web.Response:
+    """200 with the outcome once the processor stored it, or 202 when ``wait_s`` runs out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    applied = {"Preference-Applied": f"wait={wait_s:g}"}
+    while True:
+        waiter.clear()
+        row = None
+        if deps.repo is not None:
+            try:
+                row = await deps.repo.request(request_id)
+            except Exception as exc:
+                log.warning("outcome_read_failed", error=type(exc).__name__)
+        if row is not None and row["status"] in FINAL_STATUSES:
+            status, body = outcome_body(
+                row, webhook_id=webhook_id, request_id=request_id, duplicate=duplicate
+            )
+            return json_response(body, status, applied)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return json_response(accepted, 202, applied)
+        try:
+            await asyncio.wait_for(waiter.wait(), min(remaining, WAIT_RECHECK_S))
+        except TimeoutError:
+            pass
