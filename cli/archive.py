@@ -7,7 +7,6 @@ requests through the current pipeline (the raw topic) with the webhook's current
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -18,9 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli import repository as repo
-from cli.context import database, load_settings
+from cli.context import database, run_async
 from cli.options import WebhookWorkspace
-from cli.output import CliError, JsonFlag, emit, fail, table
+from cli.output import CliError, JsonFlag, emit, table
 from services.archiver import admin
 from shared.settings import CommonSettings
 
@@ -54,13 +53,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(work: Callable[[CommonSettings], Coroutine[Any, Any, T]], *, as_json: bool) -> T:
-    settings = load_settings()
-    try:
-        return asyncio.run(work(settings))
-    except admin.AdminError as err:
-        fail(CliError(err.message, hint=err.hint), as_json=as_json)
-    except CliError as err:
-        fail(err, as_json=as_json)
+    """:func:`run_async`, with the archive's errors shown like the CLI's own."""
+
+    async def guarded(settings: CommonSettings) -> T:
+        try:
+            return await work(settings)
+        except admin.AdminError as err:
+            raise CliError(err.message, hint=err.hint) from err
+
+    return run_async(guarded, as_json=as_json)
 
 
 async def _webhook(

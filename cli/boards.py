@@ -52,7 +52,7 @@ def list_(
     """List boards (all workspaces, or one)."""
 
     async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-        ws_id = (await repo.get_workspace(conn, workspace))["id"] if workspace else None
+        ws_id = await repo.workspace_filter(conn, workspace)
         return await repo.list_boards(conn, ws_id)
 
     emit(

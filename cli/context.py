@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,11 +87,19 @@ async def database(settings: CommonSettings) -> AsyncIterator[asyncpg.Connection
         await conn.close()
 
 
+def run_async(work: Callable[[CommonSettings], Coroutine[Any, Any, T]], *, as_json: bool) -> T:
+    """Run ``work(settings)``; a :class:`CliError` becomes the command's error."""
+    settings = load_settings()
+    try:
+        return asyncio.run(work(settings))
+    except CliError as err:
+        fail(err, as_json=as_json)
+
+
 def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool) -> T:
     """Run ``work`` on one Postgres connection; connection errors become clear CLI errors."""
-    settings = load_settings()
 
-    async def _main() -> T:
+    async def _main(settings: CommonSettings) -> T:
         async with database(settings) as conn:
             try:
                 return await work(conn)
@@ -103,7 +111,4 @@ def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool)
                     f"the database refused the change ({type(exc).__name__}: {exc})"
                 ) from exc
 
-    try:
-        return asyncio.run(_main())
-    except CliError as err:
-        fail(err, as_json=as_json)
+    return run_async(_main, as_json=as_json)

@@ -87,6 +87,11 @@ async def get_workspace(conn: asyncpg.Connection, ref: str) -> dict[str, Any]:
     return dict(record)
 
 
+async def workspace_filter(conn: asyncpg.Connection, ref: str | None) -> uuid.UUID | None:
+    """The id of the workspace a listing is narrowed to (``--workspace``), None for all."""
+    return (await get_workspace(conn, ref))["id"] if ref else None
+
+
 async def set_workspace_status(conn: asyncpg.Connection, ref: str, status: str) -> dict[str, Any]:
     ws = await get_workspace(conn, ref)
     record = await conn.fetchrow(

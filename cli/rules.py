@@ -154,7 +154,7 @@ def list_(
     """List board rules in evaluation order."""
 
     async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-        ws_id = (await repo.get_workspace(conn, workspace))["id"] if workspace else None
+        ws_id = await repo.workspace_filter(conn, workspace)
         return await repo.list_rules(conn, ws_id)
 
     def text(rows: list[dict[str, Any]]) -> str:

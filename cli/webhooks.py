@@ -146,7 +146,7 @@ def list_(
     """List webhooks (all workspaces, or one)."""
 
     async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-        ws_id = (await repo.get_workspace(conn, workspace))["id"] if workspace else None
+        ws_id = await repo.workspace_filter(conn, workspace)
         return [view(r) for r in await repo.list_webhooks(conn, ws_id)]
 
     rows = run_db(work, as_json=as_json)
