@@ -20,18 +20,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
-import hmac
+import contextlib
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench.figures import figure, percentile
+from bench.loadgen.vendors import standard_headers
+from bench.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 32
@@ -49,12 +51,6 @@ LEAD = {
     "consent": True,
     "source_url": "https://example.com/landing",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- servers (each in its own process) -------------------------------------------------
@@ -84,6 +80,7 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
     os.environ.update(env)
     import uvloop
 
+    from bench.stack import wait_ready
     from services.ingest.service import run_ingest
     from services.ingest.settings import IngestSettings
     from shared.logs import configure_logging
@@ -93,17 +90,10 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
         configure_logging("ingest-bench", level="WARNING", fmt="json")
         # One worker, as services.ingest runs it (GC tuning included).
         gateway = asyncio.create_task(run_ingest(settings, asyncio.Event()))
-        import aiohttp
-
-        async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):  # the parent reports it if it never comes
+            await wait_ready(
+                f"http://127.0.0.1:{port}/readyz", what="gateway", deadline_s=60, interval_s=0.1
+            )
         ready.set()
         await gateway
 
@@ -115,9 +105,8 @@ def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
 
 def _build_requests(path: str, secret: str | None, count: int) -> list[bytes]:
     body = json.dumps(LEAD).encode()
-    key = base64.b64decode(secret.removeprefix("whsec_")) if secret else b""
     out: list[bytes] = []
-    ts = str(int(time.time()))
+    now = time.time()
     for _ in range(count):
         headers = [
             f"POST {path} HTTP/1.1",
@@ -126,15 +115,8 @@ def _build_requests(path: str, secret: str | None, count: int) -> list[bytes]:
             f"Content-Length: {len(body)}",
         ]
         if secret:
-            mid = f"msg_{uuid.uuid4().hex}"
-            sig = base64.b64encode(
-                hmac.digest(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256)
-            ).decode()
-            headers += [
-                f"webhook-id: {mid}",
-                f"webhook-timestamp: {ts}",
-                f"webhook-signature: v1,{sig}",
-            ]
+            signed = standard_headers(secret, f"msg_{uuid.uuid4().hex}", body, now)
+            headers += [f"{k}: {v}" for k, v in signed.items()]
         out.append(("\r\n".join(headers) + "\r\n\r\n").encode() + body)
     return out
 
@@ -216,12 +198,9 @@ async def _load(
     for c in conns:
         assert c.transport is not None
         c.transport.close()
-    latencies.sort()
 
     def pct(p: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
-        )
+        return percentile(latencies, p) * 1000 if latencies else 0.0
 
     return {
         "requests": len(latencies),
@@ -283,18 +262,13 @@ async def _environment() -> tuple[dict[str, str], Any]:
 
 
 async def _prepare(env: dict[str, str]) -> tuple[dict[str, str], uuid.UUID, str]:
+    from bench.stack import settings_from_env
     from shared.db import connect, migrate
     from shared.kafka import ensure_topics
-    from shared.settings import CommonSettings
 
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     env = {**env, "LEADWIRE_TOPIC_PREFIX": prefix, "LEADWIRE_KAFKA_TIMEOUT_S": "10"}
-    fields: dict[str, Any] = {
-        k.removeprefix("LEADWIRE_").lower(): v
-        for k, v in env.items()
-        if k.removeprefix("LEADWIRE_").lower() in CommonSettings.model_fields
-    }
-    settings = CommonSettings(**fields)
+    settings = settings_from_env(env)
     await migrate(settings.database_url)
     await ensure_topics(settings)
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -326,95 +300,83 @@ def _start_server(target: Any, *args: Any) -> Any:
     return proc
 
 
+async def _measure(
+    port: int, path: str, secret: str | None, seconds: float, rate: float | None = None
+) -> dict[str, Any]:
+    return await asyncio.to_thread(run_load, port, path, secret, seconds=seconds, rate=rate)
+
+
+def _rows(
+    seconds: float,
+    bare: dict[str, Any],
+    gateway: dict[str, Any],
+    gateway_half: dict[str, Any],
+    bare_half: dict[str, Any],
+) -> list[dict[str, Any]]:
+    half = gateway["rps"] / 2
+    ok = gateway["statuses"].get(202, 0) / max(1, gateway["requests"])
+    note = f"1 process each, {CONCURRENCY} keep-alive connections, {seconds:.0f} s"
+    return [
+        figure("gateway", "bare aiohttp handler max rate", bare["rps"], "req/s", note),
+        figure(
+            "gateway",
+            "gateway max rate",
+            gateway["rps"],
+            "req/s",
+            f"auth standard + mapping + validation + acks=all; {ok:.1%} 202",
+        ),
+        figure(
+            "gateway",
+            "gateway / bare ratio",
+            gateway["rps"] / bare["rps"],
+            "x",
+            "target >= 0.6, chasing 0.8",
+        ),
+        figure("gateway", "gateway p50 at max rate", gateway["p50_ms"], "ms"),
+        figure("gateway", "gateway p99 at max rate", gateway["p99_ms"], "ms"),
+        figure(
+            "gateway",
+            "gateway p50 at half max rate",
+            gateway_half["p50_ms"],
+            "ms",
+            f"open loop at {half:.0f} req/s",
+        ),
+        figure(
+            "gateway",
+            "gateway p99 at half max rate",
+            gateway_half["p99_ms"],
+            "ms",
+            "target < 10 ms",
+        ),
+        figure(
+            "gateway",
+            "bare p50 at the same rate",
+            bare_half["p50_ms"],
+            "ms",
+            f"open loop at {half:.0f} req/s",
+        ),
+        figure("gateway", "bare p99 at the same rate", bare_half["p99_ms"], "ms"),
+    ]
+
+
 async def run(seconds: float = DEFAULT_SECONDS) -> list[dict[str, Any]]:
     env, stack = await _environment()
-    rows: list[dict[str, Any]] = []
     servers: list[Any] = []
     try:
         env, hook, secret = await _prepare(env)
-        bare_port, gw_port = _free_port(), _free_port()
+        bare_port, gw_port = free_port(), free_port()
         servers.append(_start_server(_serve_bare, bare_port))
         servers.append(_start_server(_serve_gateway, gw_port, env))
         path = f"/webhooks/{hook}"
         # Warm up both (connections, caches, JIT-less but lazy imports, Kafka metadata).
-        await asyncio.to_thread(run_load, bare_port, path, None, seconds=1.5)
-        await asyncio.to_thread(run_load, gw_port, path, secret, seconds=1.5)
-        bare = await asyncio.to_thread(run_load, bare_port, path, None, seconds=seconds)
-        gateway = await asyncio.to_thread(run_load, gw_port, path, secret, seconds=seconds)
+        await _measure(bare_port, path, None, 1.5)
+        await _measure(gw_port, path, secret, 1.5)
+        bare = await _measure(bare_port, path, None, seconds)
+        gateway = await _measure(gw_port, path, secret, seconds)
         half = gateway["rps"] / 2
-        gateway_half = await asyncio.to_thread(
-            run_load, gw_port, path, secret, seconds=seconds, rate=half
-        )
-        bare_half = await asyncio.to_thread(
-            run_load, bare_port, path, None, seconds=seconds, rate=half
-        )
-        ok = gateway["statuses"].get(202, 0) / max(1, gateway["requests"])
-        note = f"1 process each, {CONCURRENCY} keep-alive connections, {seconds:.0f} s"
-        rows += [
-            {
-                "benchmark": "gateway",
-                "metric": "bare aiohttp handler max rate",
-                "value": bare["rps"],
-                "unit": "req/s",
-                "note": note,
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "gateway max rate",
-                "value": gateway["rps"],
-                "unit": "req/s",
-                "note": f"auth standard + mapping + validation + acks=all; {ok:.1%} 202",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "gateway / bare ratio",
-                "value": gateway["rps"] / bare["rps"],
-                "unit": "x",
-                "note": "target >= 0.6, chasing 0.8",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "gateway p50 at max rate",
-                "value": gateway["p50_ms"],
-                "unit": "ms",
-                "note": "",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "gateway p99 at max rate",
-                "value": gateway["p99_ms"],
-                "unit": "ms",
-                "note": "",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "gateway p50 at half max rate",
-                "value": gateway_half["p50_ms"],
-                "unit": "ms",
-                "note": f"open loop at {half:.0f} req/s",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "gateway p99 at half max rate",
-                "value": gateway_half["p99_ms"],
-                "unit": "ms",
-                "note": "target < 10 ms",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "bare p50 at the same rate",
-                "value": bare_half["p50_ms"],
-                "unit": "ms",
-                "note": f"open loop at {half:.0f} req/s",
-            },
-            {
-                "benchmark": "gateway",
-                "metric": "bare p99 at the same rate",
-                "value": bare_half["p99_ms"],
-                "unit": "ms",
-                "note": "",
-            },
-        ]
+        gateway_half = await _measure(gw_port, path, secret, seconds, rate=half)
+        bare_half = await _measure(bare_port, path, None, seconds, rate=half)
+        rows = _rows(seconds, bare, gateway, gateway_half, bare_half)
         for name, result in (
             ("bare", bare),
             ("gateway", gateway),
