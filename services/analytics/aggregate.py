@@ -11,11 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.analytics.sketch import LatencySketch
-from shared.events import LeadFailed, LeadProcessed, LeadRejected
+from services.analytics.sketch import Bins, LatencySketch
+from shared.events import LeadFailed, LeadProcessed, Outcome
 from shared.logs import scrub
-
-Outcome = LeadProcessed | LeadFailed | LeadRejected
 
 MAX_NAME = 100
 MAX_MESSAGE = 300
@@ -52,6 +50,18 @@ class Counts:
         duration = max(float(event.processing.duration_ms), 0.0)
         self.duration_sum += duration
         self.sketch.add(duration)
+
+    def row(self) -> tuple[int, int, int, int, float, Bins]:
+        """(total, processed, failed, rejected, duration_sum, sketch bins): the increments
+        as the aggregate tables store them."""
+        return (
+            self.total,
+            self.processed,
+            self.failed,
+            self.rejected,
+            self.duration_sum,
+            self.sketch.to_bins(),
+        )
 
 
 @dataclass(frozen=True)

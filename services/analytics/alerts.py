@@ -10,10 +10,12 @@ transition twice (a crash between commit and publish) gives the notifier the sam
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+from services.analytics.sketch import LatencySketch
 from shared.events import PerformanceAlert
 
 Metric = Literal["error_rate", "p95_processing_time"]
@@ -103,3 +105,42 @@ def decide(
         occurred_at=now,
     )
     return Transition(metric=metric, state=new, value=value, threshold=threshold, event=event)
+
+
+def with_overrides(defaults: Thresholds, row: Mapping[str, Any]) -> Thresholds:
+    """A webhook's thresholds: its own where set (not NULL), else the defaults."""
+
+    def pick(name: str, default: Any) -> Any:
+        return default if row.get(name) is None else row[name]
+
+    return Thresholds(
+        error_rate_percent=pick("error_rate_percent", defaults.error_rate_percent),
+        p95_ms=pick("p95_ms", defaults.p95_ms),
+        min_requests=pick("min_requests", defaults.min_requests),
+        window_minutes=pick("window_minutes", defaults.window_minutes),
+        enabled=pick("enabled", defaults.enabled),
+    )
+
+
+def window_stats(
+    starts: Mapping[uuid.UUID, datetime],
+    minutes: Iterable[Mapping[str, Any]],
+    *,
+    accuracy: float,
+) -> dict[uuid.UUID, WindowStats]:
+    """Sum minute rows (webhook_id, minute, total, failed, rejected, sketch) from each
+    webhook's own window start on."""
+    acc: dict[uuid.UUID, tuple[int, int, LatencySketch]] = {
+        w: (0, 0, LatencySketch(accuracy)) for w in starts
+    }
+    for r in minutes:
+        w = r["webhook_id"]
+        if w not in starts or r["minute"] < starts[w]:
+            continue
+        total, errors, sketch = acc[w]
+        sketch.merge_bins(r["sketch"])
+        acc[w] = (total + r["total"], errors + r["failed"] + r["rejected"], sketch)
+    return {
+        w: WindowStats(requests=t, errors=e, p95_ms=s.quantile(0.95))
+        for w, (t, e, s) in acc.items()
+    }

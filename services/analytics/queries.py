@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
-from services.analytics import repository as repo
 from services.analytics.report import Breakdown, Totals, buckets, build_metrics, window_start
+from services.analytics.repository import AnalyticsRepository, BreakdownRow, WebhookRow
 from services.analytics.schemas import (
     AlertStatus,
     RecentError,
@@ -35,7 +33,7 @@ class ReadConfig:
     recent_errors: int = 10
 
 
-def _breakdowns(rows: list[asyncpg.Record]) -> dict[uuid.UUID, Breakdown]:
+def _breakdowns(rows: list[BreakdownRow]) -> dict[uuid.UUID, Breakdown]:
     out: dict[uuid.UUID, Breakdown] = defaultdict(Breakdown)
     for r in rows:
         out[r["webhook_id"]].add(r["dimension"], r["name"], int(r["count"]), float(r["sum_ms"]))
@@ -43,16 +41,16 @@ def _breakdowns(rows: list[asyncpg.Record]) -> dict[uuid.UUID, Breakdown]:
 
 
 async def _webhooks(
-    pool: asyncpg.Pool, rows: list[dict[str, Any]], *, cfg: ReadConfig, now: datetime
+    repo: AnalyticsRepository, rows: list[WebhookRow], *, cfg: ReadConfig, now: datetime
 ) -> tuple[list[WebhookAnalytics], Totals, Totals, Breakdown]:
     ids = [r["webhook_id"] for r in rows]
-    day = await repo.window_totals(pool, ids, window_start(now, DAY_MINUTES))
-    parts = _breakdowns(await repo.breakdowns(pool, ids))
+    day = await repo.window_totals(ids, window_start(now, DAY_MINUTES))
+    parts = _breakdowns(await repo.breakdowns(ids))
     errors: dict[uuid.UUID, list[RecentError]] = defaultdict(list)
-    for e in await repo.recent_errors(pool, ids, cfg.recent_errors):
-        errors[e["webhook_id"]].append(RecentError(**dict(e)))
+    for e in await repo.recent_errors(ids, cfg.recent_errors):
+        errors[e.webhook_id].append(e)
     alerts: dict[uuid.UUID, list[AlertStatus]] = defaultdict(list)
-    for a in await repo.alert_states(pool, ids):
+    for a in await repo.alert_states(ids):
         alerts[a["webhook_id"]].append(
             AlertStatus(
                 metric=a["metric"],
@@ -86,23 +84,23 @@ async def _webhooks(
 
 
 async def webhook_analytics(
-    pool: asyncpg.Pool, webhook_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+    repo: AnalyticsRepository, webhook_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
 ) -> WebhookAnalytics | None:
-    row = await repo.webhook_row(pool, webhook_id)
+    row = await repo.webhook_row(webhook_id)
     if row is None:
         return None
-    webhooks, *_ = await _webhooks(pool, [row], cfg=cfg, now=now)
+    webhooks, *_ = await _webhooks(repo, [row], cfg=cfg, now=now)
     return webhooks[0]
 
 
 async def workspace_analytics(
-    pool: asyncpg.Pool, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+    repo: AnalyticsRepository, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
 ) -> WorkspaceAnalytics | None:
-    known, name = await repo.workspace_name(pool, workspace_id)
+    known, name = await repo.workspace_name(workspace_id)
     if not known:
         return None
-    rows = await repo.workspace_rows(pool, workspace_id)
-    webhooks, all_time, last_day, breakdown = await _webhooks(pool, rows, cfg=cfg, now=now)
+    rows = await repo.workspace_rows(workspace_id)
+    webhooks, all_time, last_day, breakdown = await _webhooks(repo, rows, cfg=cfg, now=now)
     webhooks.sort(
         key=lambda w: (
             w.last_seen_at is None,
@@ -117,7 +115,7 @@ async def workspace_analytics(
     )
 
 
-async def workspace_list(pool: asyncpg.Pool) -> WorkspaceList:
+async def workspace_list(repo: AnalyticsRepository) -> WorkspaceList:
     return WorkspaceList(
         workspaces=[
             WorkspaceListItem(
@@ -127,13 +125,13 @@ async def workspace_list(pool: asyncpg.Pool) -> WorkspaceList:
                 total_requests=r["total"],
                 last_seen_at=r["last_seen_at"],
             )
-            for r in await repo.workspaces(pool)
+            for r in await repo.workspaces()
         ]
     )
 
 
 async def timeseries(
-    pool: asyncpg.Pool,
+    repo: AnalyticsRepository,
     webhook_id: uuid.UUID,
     start: datetime,
     end: datetime,
@@ -142,7 +140,7 @@ async def timeseries(
 ) -> Timeseries:
     start = start.replace(second=0, microsecond=0)
     end = end.replace(second=0, microsecond=0)
-    rows = await repo.minutes(pool, webhook_id, start, end)
+    rows = await repo.minutes(webhook_id, start, end)
     return Timeseries.model_validate(
         {
             "webhook_id": webhook_id,
@@ -154,10 +152,10 @@ async def timeseries(
 
 
 async def dashboard_snapshot(
-    pool: asyncpg.Pool, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+    repo: AnalyticsRepository, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
 ) -> dict[str, Any] | None:
     """The workspace's figures plus each webhook's last hour per minute (for charts)."""
-    ws = await workspace_analytics(pool, workspace_id, cfg=cfg, now=now)
+    ws = await workspace_analytics(repo, workspace_id, cfg=cfg, now=now)
     if ws is None:
         return None
     start = window_start(now, DASHBOARD_MINUTES)
@@ -166,7 +164,7 @@ async def dashboard_snapshot(
         series[str(w.webhook_id)] = {
             k: [0] * DASHBOARD_MINUTES for k in ("processed", "failed", "rejected")
         }
-    for r in await repo.workspace_minutes(pool, workspace_id, start):
+    for r in await repo.workspace_minutes(workspace_id, start):
         s = series.get(str(r["webhook_id"]))
         i = int((r["minute"] - start) / timedelta(minutes=1))
         if s is None or not 0 <= i < DASHBOARD_MINUTES:

@@ -1,4 +1,5 @@
-"""The API's response shapes (also the source of its OpenAPI schemas).
+"""The API's bodies: the query it reads and the responses it answers (the source of its
+OpenAPI document, see :mod:`services.analytics.openapi`).
 
 Rates are percentages (0-100) and times milliseconds, rounded to 2 decimals; a rate or
 time over no requests is null. ``p50/p95/p99`` come from DDSketch and are within the
@@ -8,9 +9,15 @@ stated ``percentile_relative_accuracy`` of the true value.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+# Times far enough from datetime's limits that a range around them cannot overflow.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class _Out(BaseModel):
@@ -115,3 +122,39 @@ class Timeseries(_Out):
 class Problem(_Out):
     error: str
     detail: str | None = None
+
+
+def _query_time(value: object) -> object:
+    """ISO 8601 as it arrives in a query string: ``Z`` for UTC, a ``+`` decoded as a space;
+    without a zone it is UTC."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise PydanticCustomError("date_time", "expected an ISO 8601 date-time") from None
+    if not _EARLIEST <= parsed < _LATEST:
+        raise PydanticCustomError("date_time", "expected a date-time from 1970 to 8999")
+    return parsed
+
+
+QueryTime = Annotated[
+    datetime | None,
+    BeforeValidator(_query_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class SeriesRange(BaseModel):
+    """The query of a time series request."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    from_: QueryTime = Field(
+        default=None, alias="from", description="ISO 8601 start (default: 60 minutes before `to`)"
+    )
+    to: QueryTime = Field(
+        default=None,
+        description="ISO 8601 end, inclusive (default: now); at most 7 days after `from`",
+    )

@@ -128,6 +128,7 @@ async def test_alert_outbox_survives_kafka_outage(settings: CommonSettings) -> N
     from collections.abc import Sequence
 
     from services.analytics.handlers import count_outcomes, flush_alert_outbox
+    from services.analytics.postgres_repository import PostgresAnalytics
     from services.analytics.service import handler_config
     from shared.db import create_pool
     from shared.kafka import KafkaUnavailable
@@ -135,28 +136,29 @@ async def test_alert_outbox_survives_kafka_outage(settings: CommonSettings) -> N
     ws, wh = uuid.uuid4(), uuid.uuid4()
     cfg = handler_config(analytics_settings(settings))
     pool = await create_pool(settings.database_url)
+    repo = PostgresAnalytics(pool)
     try:
         events = [failed(ws, wh) for _ in range(25)]
-        result = await count_outcomes(events, pool=pool, config=cfg, now=datetime.now(UTC))
+        result = await count_outcomes(events, repo=repo, config=cfg, now=datetime.now(UTC))
         assert (result.counted, result.transitions) == (25, 1)
 
         async def kafka_down(_events: Sequence[PerformanceAlert]) -> None:
             raise KafkaUnavailable("test: broker away")
 
-        assert await flush_alert_outbox(pool, publish=kafka_down) == 0
+        assert await flush_alert_outbox(repo=repo, publish=kafka_down) == 0
         sent: list[PerformanceAlert] = []
 
         async def kafka_up(batch: Sequence[PerformanceAlert]) -> None:
             sent.extend(batch)
 
-        assert await flush_alert_outbox(pool, publish=kafka_up) == 1
-        assert await flush_alert_outbox(pool, publish=kafka_up) == 0  # published once
+        assert await flush_alert_outbox(repo=repo, publish=kafka_up) == 1
+        assert await flush_alert_outbox(repo=repo, publish=kafka_up) == 0  # published once
         assert [(a.event_id, a.state) for a in sent] == [
             (alert_event_id(wh, "error_rate", 1, "firing"), "firing")
         ]
         # Redelivering the same batch changes nothing and queues nothing.
-        again = await count_outcomes(events, pool=pool, config=cfg, now=datetime.now(UTC))
+        again = await count_outcomes(events, repo=repo, config=cfg, now=datetime.now(UTC))
         assert (again.counted, again.transitions) == (0, 0)
-        assert await flush_alert_outbox(pool, publish=kafka_up) == 0
+        assert await flush_alert_outbox(repo=repo, publish=kafka_up) == 0
     finally:
         await pool.close()

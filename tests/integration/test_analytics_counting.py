@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.analytics.handlers import count_outcomes
+from services.analytics.postgres_repository import PostgresAnalytics
 from services.analytics.service import handler_config
 from shared.db import create_pool
 from shared.settings import CommonSettings
@@ -260,7 +261,8 @@ async def test_restart_redelivery_and_replay_from_zero_change_nothing(
     pool = await create_pool(settings.database_url)
     try:
         cfg = handler_config(replay)
-        result = await count_outcomes(events + events, pool=pool, config=cfg, now=datetime.now(UTC))
+        repo = PostgresAnalytics(pool)
+        result = await count_outcomes(events + events, repo=repo, config=cfg, now=datetime.now(UTC))
         assert result.counted == 0 and result.duplicates == 120
         total = await pool.fetchval(
             "SELECT total FROM analytics_webhooks WHERE webhook_id = $1", wh

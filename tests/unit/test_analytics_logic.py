@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.analytics.aggregate import aggregate, minute_of
 from services.analytics.alerts import AlertState, Thresholds, WindowStats, alert_event_id, decide
-from services.analytics.exporter import AnalyticsCollector, Row, Snapshot
-from services.analytics.openapi import openapi_document
+from services.analytics.api import openapi_document
+from services.analytics.metrics import AnalyticsCollector, Row, Snapshot
 from services.analytics.report import Breakdown, Totals, buckets, build_metrics, window_start
 from services.analytics.sketch import LatencySketch, add_bins, merged
 from services.analytics.stream import Hub

@@ -1,4 +1,5 @@
-"""Prometheus figures per webhook and workspace, with bounded label cardinality.
+"""Analytics' Prometheus metrics: its own counters, and the figures per webhook and
+workspace with bounded label cardinality.
 
 A custom collector serves the latest snapshot read from Postgres (refreshed every few
 seconds by the service), so ``/metrics`` never queries the database and label sets never
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import asyncpg
+from prometheus_client import Counter
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -23,8 +24,17 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from services.analytics import repository as repo
+from services.analytics.repository import AnalyticsRepository
 from services.analytics.sketch import LatencySketch
+
+EVENTS = Counter(
+    "leadwire_analytics_events_total",
+    "Outcome events seen by analytics: counted, duplicate (already counted) or stale",
+    ["result"],
+)
+ALERTS = Counter(
+    "leadwire_analytics_alerts_published_total", "Performance alert events published", ["state"]
+)
 
 OTHER = "other"
 QUANTILES = (0.5, 0.95, 0.99)
@@ -52,9 +62,9 @@ class Snapshot:
 
 
 async def read_snapshot(
-    pool: asyncpg.Pool, *, max_webhooks: int, accuracy: float, since: datetime
+    repo: AnalyticsRepository, *, max_webhooks: int, accuracy: float, since: datetime
 ) -> Snapshot:
-    top, rest, alerts = await repo.metrics_rows(pool, max_webhooks, since)
+    top, rest, alerts = await repo.metrics_rows(max_webhooks, since)
     rows: list[Row] = []
     for r in top:
         sketch = LatencySketch(accuracy).merge_bins(r["sketch"])
@@ -73,17 +83,17 @@ async def read_snapshot(
             )
         )
     labelled = {row.webhook for row in rows}
-    others = int(rest["webhooks"]) if rest else 0
-    if rest and others:
+    others = rest["webhooks"]
+    if others:
         rows.append(
             Row(
                 workspace=OTHER,
                 webhook=OTHER,
-                total=int(rest["total"]),
-                processed=int(rest["processed"]),
-                failed=int(rest["failed"]),
-                rejected=int(rest["rejected"]),
-                duration_sum=float(rest["duration_sum"]),
+                total=rest["total"],
+                processed=rest["processed"],
+                failed=rest["failed"],
+                rejected=rest["rejected"],
+                duration_sum=rest["duration_sum"],
             )
         )
     firing = [

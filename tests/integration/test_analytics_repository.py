@@ -1,0 +1,132 @@
+"""The in-memory fake the unit tests use answers as Postgres does: the same writes through
+the handlers, then every read of the repository compared, on both implementations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.analytics import handlers
+from services.analytics.alerts import Thresholds
+from services.analytics.fake_repository import FakeAnalytics
+from services.analytics.postgres_repository import PostgresAnalytics
+from services.analytics.repository import AnalyticsRepository
+from shared.db import create_pool
+from shared.events import Outcome, PerformanceAlert
+from shared.settings import CommonSettings
+from tests.support.events import failed, processed, rejected
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(second=30, microsecond=0)
+WS, OTHER_WS = uuid.uuid4(), uuid.uuid4()
+BUSY, IDLE, SLOW, UNNAMED = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+CONFIG = handlers.Config(accuracy=0.01, dedupe_days=30, thresholds=Thresholds(10.0, 1000.0, 20, 5))
+
+
+def batches() -> list[list[Outcome]]:
+    def at(minutes: int, seconds: int = 0) -> datetime:
+        return NOW - timedelta(minutes=minutes, seconds=seconds)
+
+    first: list[Outcome] = [
+        processed(WS, BUSY, received_at=at(i % 3, i), duration_ms=float(10 * (i % 7 + 1)))
+        for i in range(20)
+    ]
+    first += [
+        failed(WS, BUSY, received_at=at(1, i), error_type="timeout" if i % 2 else "db")
+        for i in range(4)
+    ]
+    first += [rejected(WS, BUSY, received_at=at(0, 40 + i)) for i in range(2)]
+    second: list[Outcome] = [
+        processed(WS, SLOW, received_at=at(0, i), duration_ms=800.0) for i in range(5)
+    ]
+    second += [processed(OTHER_WS, UNNAMED, received_at=at(60 * 30), duration_ms=20.0)]
+    second += first[:5]  # redelivered
+    return [first, second]
+
+
+async def fill(repo: AnalyticsRepository, batches: list[list[Outcome]]) -> list[PerformanceAlert]:
+    sent: list[PerformanceAlert] = []
+
+    async def publish(events: Sequence[PerformanceAlert]) -> None:
+        sent.extend(events)
+
+    for batch in batches:
+        await handlers.count_outcomes(batch, repo=repo, config=CONFIG, now=NOW)
+    await handlers.flush_alert_outbox(repo=repo, publish=publish)
+    later = NOW + timedelta(minutes=10)
+    await handlers.sweep_and_publish(repo=repo, config=CONFIG, publish=publish, clock=lambda: later)
+    return sent
+
+
+async def reads(repo: AnalyticsRepository) -> dict[str, Any]:
+    ids = [BUSY, IDLE, SLOW, UNNAMED]
+    since = NOW - timedelta(hours=24)
+    top, rest, firing = await repo.metrics_rows(2, since)
+    return {
+        "webhook_row": [await repo.webhook_row(w) for w in [*ids, uuid.uuid4()]],
+        "workspace_rows": sorted(await repo.workspace_rows(WS), key=lambda r: r["webhook_id"]),
+        "workspace_name": [await repo.workspace_name(w) for w in (WS, OTHER_WS, uuid.uuid4())],
+        "window_totals": await repo.window_totals(ids, NOW - timedelta(minutes=1)),
+        "breakdowns": sorted(
+            await repo.breakdowns(ids), key=lambda r: (r["webhook_id"], r["dimension"], r["name"])
+        ),
+        "recent_errors": await repo.recent_errors(ids, 3),
+        "alert_states": await repo.alert_states(ids),
+        "minutes": await repo.minutes(BUSY, NOW - timedelta(minutes=2), NOW),
+        "workspace_minutes": sorted(
+            await repo.workspace_minutes(WS, NOW - timedelta(minutes=1)),
+            key=lambda r: (r["webhook_id"], r["minute"]),
+        ),
+        "workspaces": await repo.workspaces(),
+        "metrics_rows": (top, rest, sorted(firing, key=lambda r: (r["webhook_id"], r["metric"]))),
+        "prune": await repo.prune(
+            counted_before=NOW - timedelta(days=1),
+            minutes_before=NOW - timedelta(days=1),
+            errors_per_webhook=2,
+        ),
+        "after_prune": await repo.recent_errors(ids, 10),
+    }
+
+
+async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> None:
+    fake = FakeAnalytics()
+    fake.configure(WS, "Acme Solar", {BUSY: "LeadConduit", IDLE: "Facebook", SLOW: "Zapier"})
+    fake.tables.thresholds[SLOW] = {"p95_ms": 500.0, "min_requests": 5, "enabled": True}
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'Acme Solar')", WS)
+        await conn.executemany(
+            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, $3)",
+            [(BUSY, WS, "LeadConduit"), (IDLE, WS, "Facebook"), (SLOW, WS, "Zapier")],
+        )
+        await conn.execute(
+            "INSERT INTO analytics_alert_thresholds (webhook_id, p95_ms, min_requests)"
+            " VALUES ($1, 500, 5)",
+            SLOW,
+        )
+    finally:
+        await conn.close()
+    events = batches()
+    pool = await create_pool(settings.database_url)
+    try:
+        postgres = PostgresAnalytics(pool)
+        sent = await fill(postgres, events)
+        assert sorted((a.state, a.webhook_id == BUSY, a.metric) for a in sent) == [
+            ("firing", False, "p95_processing_time"),
+            ("firing", True, "error_rate"),
+            ("resolved", False, "p95_processing_time"),
+            ("resolved", True, "error_rate"),
+        ]
+        assert await fill(fake, events) == sent
+        expected = await reads(postgres)
+    finally:
+        await pool.close()
+    got = await reads(fake)
+    for name, value in expected.items():
+        assert got[name] == value, name
