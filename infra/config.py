@@ -25,9 +25,12 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infra.errors import InfraError
+from infra.processes import read_pidfile
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROJECT_ROOT = PACKAGE_DIR.parent
@@ -101,15 +104,8 @@ def default_project_root() -> Path:
     return Path(explicit).expanduser().resolve() if explicit else DEFAULT_PROJECT_ROOT
 
 
-def state_dir_of(name: str, project_root: Path | None = None) -> Path:
-    validate_stack_name(name)
-    return (project_root or default_project_root()) / ".leadwire" / name
-
-
 def validate_stack_name(name: str) -> None:
     if not _STACK_NAME.match(name):
-        from infra.errors import InfraError
-
         raise InfraError(
             f"invalid stack name {name!r}: use lowercase letters, digits, '-' or '_' (max 40)"
         )
@@ -124,8 +120,6 @@ def _env_port(var: str) -> int | None:
     except ValueError:
         port = -1
     if not 1 <= port <= 65535:
-        from infra.errors import InfraError
-
         raise InfraError(f"{var}={raw!r} is not a TCP port (1-65535)")
     return port
 
@@ -190,9 +184,6 @@ class StackConfig:
             fsync = name == "dev"
         return cls(name=name, project_root=root, ports=ports, pg_fsync=fsync, **overrides)
 
-    def with_ports(self, **ports: int) -> StackConfig:
-        return replace(self, ports=replace(self.ports, **ports))
-
     # -- paths -----------------------------------------------------------------------------
     @property
     def state_dir(self) -> Path:
@@ -245,8 +236,6 @@ def _recorded_ports_if_running(state_dir: Path) -> Ports | None:
         ports = Ports(**data["ports"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    from infra.processes import read_pidfile
-
     for name in INFRA_COMPONENTS:
         if read_pidfile(state_dir / "run", name) is not None:
             return ports

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from infra.errors import InfraError
+from infra.processes import tail
 from infra.stack import Stack, stop_all
 from shared.db import migrate
 from shared.kafka import ensure_topics
@@ -86,21 +87,14 @@ async def _wait_ready(stack: Stack, urls: dict[str, str]) -> None:
                 alive = {p.name for p in stack.services()}
                 if name not in alive:
                     raise InfraError(
-                        f"{name} exited during start; last log lines:\n{_tail(stack.log_path(name))}"
+                        f"{name} exited during start; last log lines:\n{tail(stack.log_path(name))}"
                     )
             if pending and time.monotonic() > deadline:
                 names = ", ".join(pending)
-                tails = "\n".join(f"--- {n}\n{_tail(stack.log_path(n))}" for n in pending)
+                tails = "\n".join(f"--- {n}\n{tail(stack.log_path(n))}" for n in pending)
                 raise InfraError(f"not ready after {READY_DEADLINE_S:.0f} s: {names}\n{tails}")
             if pending:
                 await asyncio.sleep(0.2)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _cli(env: dict[str, str], *args: str) -> tuple[int, dict | list | None, str]:
@@ -218,13 +212,18 @@ def down() -> None:
     _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
-def run_foreground() -> None:
+def _up_or_down() -> None:
+    """``up``, and the welcome; whatever it started is stopped again if it fails."""
     try:
         info = asyncio.run(up())
     except BaseException:
         down()
         raise
     _print_welcome(info)
+
+
+def run_foreground() -> None:
+    _up_or_down()
     print("Ctrl-C stops everything.", flush=True)
     stop = False
 
@@ -265,12 +264,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         if args.command == "up":
-            try:
-                info = asyncio.run(up())
-            except BaseException:
-                down()
-                raise
-            _print_welcome(info)
+            _up_or_down()
             print("Stop it with: make down", flush=True)
         elif args.command == "run":
             run_foreground()

@@ -86,10 +86,6 @@ class Postgres(Component):
     def port(self) -> int:
         return self.config.ports.postgres
 
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@{HOST}:{self.port}/{self.config.database}"
-
     # -- where things live ---------------------------------------------------------------------------
     @property
     def link(self) -> Path:

@@ -170,21 +170,11 @@ class Stack:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         progress(f"stack {self.name}", f"destroyed ({self.state_dir})")
 
-    # -- sync wrappers (not from inside a running event loop) ----------------------------------------
-    def start_sync(self, timeout_s: float = 120.0, components: Iterable[str] | None = None) -> None:
-        asyncio.run(self.start(timeout_s, components))
-
-    def stop_sync(self, timeout_s: float = 30.0, components: Iterable[str] | None = None) -> None:
-        asyncio.run(self.stop(timeout_s, components))
-
     # -- service processes ------------------------------------------------------------------------------
     def start_process(
         self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs: Any
     ) -> int:
         return start_process(name, argv, env, self, **kwargs)
-
-    def stop_process(self, name: str, timeout_s: float = 15.0) -> bool:
-        return stop_process(name, self, timeout_s=timeout_s)
 
     def log_path(self, name: str) -> Path:
         return self.config.logs_dir / f"{name}.log"

@@ -7,7 +7,6 @@ makes concurrent runners (several services starting at once) safe; re-running is
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 from typing import Any
 
@@ -63,26 +62,6 @@ async def create_pool(
     )
     assert pool is not None
     return pool
-
-
-async def wait_for_database(dsn: str, *, deadline_s: float = 60.0) -> None:
-    """Poll ``SELECT 1`` until Postgres answers or the deadline passes."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    delay = 0.1
-    while True:
-        try:
-            conn = await asyncpg.connect(dsn, timeout=5)
-            try:
-                await conn.fetchval("SELECT 1")
-                return
-            finally:
-                await conn.close()
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            if loop.time() > end:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
 
 
 def migration_files() -> list[tuple[str, str]]:
