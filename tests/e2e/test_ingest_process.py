@@ -17,8 +17,10 @@ from shared import topics
 from shared.events import decode_raw
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
-from tests.support.ingest import auth_headers, create_webhook, free_port, read_topic
+from tests.support.ingest import auth_headers, create_webhook
+from tests.support.net import free_port
 from tests.support.processes import ServiceProcess, env_for
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.e2e
 

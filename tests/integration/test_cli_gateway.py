@@ -17,8 +17,9 @@ from shared.events import decode_raw
 from shared.settings import CommonSettings
 from shared.templates import TEMPLATES
 from tests.support.cli import arun_cli
-from tests.support.ingest import Hook, auth_headers, read_topic, running_gateway
+from tests.support.ingest import Hook, auth_headers, running_gateway
 from tests.support.polling import eventually
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,9 @@ from shared.db import connect
 from shared.events import decode_outcome, decode_raw, request_id_for
 from shared.settings import CommonSettings
 from shared.templates import TEMPLATES
-from tests.support.ingest import (
-    auth_headers,
-    create_webhook,
-    expected_lead,
-    read_topic,
-    running_gateway,
-)
+from tests.support.ingest import auth_headers, create_webhook, running_gateway
 from tests.support.polling import eventually
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -250,29 +245,28 @@ async def test_s5_body_limit_slow_body_and_huge_headers(settings: CommonSettings
         ) as resp:
             assert resp.status == 413
 
-        # Slow drip: headers promise 100 bytes, one arrives every 0.3 s.
+        # Slow drip: headers promise 100 bytes, one arrives every 0.3 s, and the body never
+        # completes (99 bytes at most): only the body timeout can answer, with a 408.
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.ingest_port)
         writer.write(
             f"POST /webhooks/{hook.id} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             "Content-Length: 100\r\n\r\n{".encode()
         )
         await writer.drain()
-        started = asyncio.get_running_loop().time()
 
         async def drip() -> None:
-            for _ in range(20):
+            for _ in range(98):
                 await asyncio.sleep(0.3)
                 writer.write(b" ")
                 await writer.drain()
 
         dripping = asyncio.create_task(drip())
         try:
-            status_line = await asyncio.wait_for(reader.readline(), 10)
+            status_line = await asyncio.wait_for(reader.readline(), 25)
         finally:
             dripping.cancel()
             writer.close()
         assert b" 408 " in status_line, status_line
-        assert asyncio.get_running_loop().time() - started < 3
 
         # A huge header, and too many headers: 431.
         status, _, data = await post(
@@ -320,24 +314,29 @@ async def test_s6_a_flooding_source_is_limited_others_are_not(settings: CommonSe
         aiohttp.ClientSession() as http,
     ):
         body = body_of(LEAD)
+        loop = asyncio.get_running_loop()
+        # Flood until the limit shows, however slow the machine: the counts are checked
+        # against the time the flood really took, not against a fixed request count.
         flood_statuses: list[int] = []
         quiet_statuses: list[int] = []
         retry_after: list[str] = []
-        started = asyncio.get_running_loop().time()
-        for i in range(60):
+        started = loop.time()
+        while flood_statuses.count(429) < 5:
+            i = len(flood_statuses)
+            assert i < 500, "the flooding webhook was never limited"
             # Each from its own address: only the webhook's limit is in play here.
             status, headers, _ = await post(
-                http, gw.hook_url(flooder), body, {"X-Forwarded-For": f"192.0.2.{i}"}
+                http, gw.hook_url(flooder), body, {"X-Forwarded-For": f"192.0.2.{i % 250}"}
             )
             flood_statuses.append(status)
             if status == 429:
                 retry_after.append(headers.get("Retry-After", ""))
             if i % 3 == 0:
                 status, _, _ = await post(
-                    http, gw.hook_url(quiet), body, {"X-Forwarded-For": f"192.0.2.{100 + i}"}
+                    http, gw.hook_url(quiet), body, {"X-Forwarded-For": f"198.18.0.{i % 250}"}
                 )
                 quiet_statuses.append(status)
-        refills = int((asyncio.get_running_loop().time() - started) / 3)  # 20/min: one per 3 s
+        refills = int((loop.time() - started) / 3)  # 20/min: one per 3 s
         assert set(flood_statuses) == {202, 429}
         assert 20 <= flood_statuses.count(202) <= 20 + refills
         assert all(v.isdigit() and int(v) >= 1 for v in retry_after)
@@ -346,19 +345,23 @@ async def test_s6_a_flooding_source_is_limited_others_are_not(settings: CommonSe
         # Per client address (behind a trusted proxy): one address floods, another is served.
         ip_statuses: list[int] = []
         other_ip: list[int] = []
-        started = asyncio.get_running_loop().time()
-        for i in range(45):
+        started = loop.time()
+        while ip_statuses.count(429) < 3:
+            i = len(ip_statuses)
+            assert i < 500, "the flooding address was never limited"
             status, headers, _ = await post(
                 http, gw.hook_url(quiet), body, {"X-Forwarded-For": "203.0.113.7"}
             )
             ip_statuses.append(status)
+            if status == 429:
+                assert headers.get("Retry-After", "").isdigit(), headers
             if i % 5 == 0:
                 status, _, _ = await post(
                     http, gw.hook_url(quiet), body, {"X-Forwarded-For": "198.51.100.9"}
                 )
                 other_ip.append(status)
-        refills = int(asyncio.get_running_loop().time() - started) + 1  # 60/min: one a second
-        assert 429 in ip_statuses and ip_statuses.count(202) <= 30 + refills
+        refills = int(loop.time() - started) + 1  # 60/min: one a second
+        assert 30 <= ip_statuses.count(202) <= 30 + refills
         assert set(other_ip) == {202}
 
 
@@ -548,6 +551,82 @@ async def test_facebook_subscription_check(settings: CommonSettings) -> None:
             assert resp.status == 404
 
 
+# What each template's example payload must become, written out by hand from the
+# template's field list (not computed by the mapping code under test). Fields a template
+# does not map are kept as custom fields.
+BENJIE = {
+    "crm_id": None,
+    "phone": "+16266633444",
+    "email": "benjie@example.com",
+    "first_name": "Benjie",
+    "last_name": "Malinao",
+    "product": None,
+    "lead_status": None,
+}
+PASADENA = {"address": "100 N Lake Ave", "city": "Pasadena", "state": "CA"}
+EXPECTED_LEADS: dict[str, dict[str, Any]] = {
+    "generic": {
+        **BENJIE,
+        "crm_id": "crm_12345",
+        "product": "Bath Remodel",
+        "lead_status": "new",
+        "custom": {},
+    },
+    "leadconduit": {
+        **BENJIE,
+        "product": "Bath Remodel",
+        "custom": {
+            "leadconduit_lead_id": "5fd4b3f2e4b0a1c2d3e4f5a6",
+            "address_1": "100 N Lake Ave",
+            "city": "Pasadena",
+            "state": "CA",
+            "postal_code": "91101",
+            "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
+            "lead_source": "leadconduit",
+        },
+    },
+    "quinstreet": {
+        **BENJIE,
+        "product": "BATHROOM_REMODEL",
+        "custom": {
+            "leadKey": "QS-20240501-000123",
+            **PASADENA,
+            "postalCode": "91101",
+            "ownHome": "Yes",
+            "bestTimeToCall": "Morning",
+            "lead_source": "quinstreet",
+        },
+    },
+    "buyerlink": {
+        **BENJIE,
+        "product": "Bath Remodel",
+        "custom": {
+            "lead_id": "BL-7734211",
+            **PASADENA,
+            "zip": "91101",
+            "lead_source": "buyerlink",
+        },
+    },
+    "facebook": {
+        **BENJIE,
+        "custom": {
+            "leadgen_id": "1234567890123456",
+            "created_time": "2024-05-01T12:00:00+0000",
+            "ad_id": "23850000000000001",
+            "form_id": "987654321098765",
+            # the one entry of field_data no mapping reads
+            "field_data": [{"name": "what_service_do_you_need?", "values": ["Bath remodel"]}],
+            "lead_source": "facebook",
+        },
+    },
+    "zapier": {**BENJIE, "product": "Bath Remodel", "custom": {"zip": "91101"}},
+}
+
+
+def test_every_template_has_an_expected_lead() -> None:
+    assert set(EXPECTED_LEADS) == set(TEMPLATES)
+
+
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
 async def test_each_template_accepts_its_vendors_example(
     settings: CommonSettings, template: str
@@ -572,12 +651,7 @@ async def test_each_template_accepts_its_vendors_example(
         )
         assert status == 202, data
         (event,) = [decode_raw(m) for m in await read_topic(settings, topics.RAW)]
-        parsed = (
-            payload
-            if tpl.content_type == "application/json"
-            else {k: str(v) for k, v in payload.items()}
-        )
-        assert event.lead.model_dump(mode="json") == expected_lead(template, parsed)
+        assert event.lead.model_dump(mode="json") == EXPECTED_LEADS[template]
         if tpl.idempotency_field:
             assert event.idempotency_key is not None
 
@@ -631,14 +705,14 @@ async def test_prefer_wait_wakes_on_the_processors_notification(settings: Common
                     "processing": {"duration_ms": 7.2},
                 },
             )
-            started = asyncio.get_running_loop().time()
             await conn.execute(
                 "SELECT pg_notify('leadwire_request_done', $1)", str(event.request_id)
             )
         finally:
             await conn.close()
-        status, _, data = await asyncio.wait_for(task, 10)
-        assert asyncio.get_running_loop().time() - started < 1.5
+        # Well before its wait=20 runs out: the answer is the stored result. (How soon after
+        # the notification is not asserted: a wall-clock figure fails on a busy machine.)
+        status, _, data = await asyncio.wait_for(task, 15)
         assert status == 200
         assert data == {
             "success": True,

@@ -15,8 +15,9 @@ from shared import topics
 from shared.events import decode_raw
 from shared.kafka import KafkaUnavailable
 from shared.settings import CommonSettings
-from tests.support.ingest import create_webhook, read_topic, running_gateway
+from tests.support.ingest import create_webhook, running_gateway
 from tests.support.polling import eventually
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 import asyncpg
 import orjson
@@ -26,22 +27,20 @@ from shared.events import (
     outcome_event_id,
 )
 from shared.settings import CommonSettings
+from tests.support.events import publish_events, received
 from tests.support.polling import eventually
 from tests.support.processes import env_for
 from tests.support.processor import (
     add_rule,
-    group_caught_up,
     outcomes,
     prepare_topics,
     processor_settings,
     processors,
-    publish,
-    read_topic,
-    received,
     seed_tenant,
     tally,
     wait_processed,
 )
+from tests.support.topics import read_topic, wait_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -66,29 +65,37 @@ async def test_dedupe_priority_never_blank_and_possible_duplicates(
     psettings: ProcessorSettings, db: asyncpg.Connection
 ) -> None:
     t = await seed_tenant(db)
+    lead = partial(received, t.workspace_id, t.webhook_id)
     p1, p2 = "+15550100001", "+15550100002"
     first = [
-        received(t, crm_id="c1", phone=p1, email="ann@x.io", first_name="Ann", last_name="Lee"),
-        received(t, phone=p2, email="bob@x.io", first_name="Bob", last_name=None),
+        lead(crm_id="c1", phone=p1, email="ann@x.io", first_name="Ann", last_name="Lee"),
+        lead(phone=p2, email="bob@x.io", first_name="Bob", last_name=None),
     ]
     second = [
         # CRM id wins over the phone that belongs to Bob; a blank first name blanks nothing.
-        received(t, crm_id="c1", phone=p2, email="ann@x.io", first_name="", product="Kitchen"),
+        lead(crm_id="c1", phone=p2, email="ann@x.io", first_name="", product="Kitchen"),
         # Phone wins over the email that belongs to Ann.
-        received(t, phone=p2, email="ann@x.io", first_name=None, last_name=None, product=None),
+        lead(phone=p2, email="ann@x.io", first_name=None, last_name=None, product=None),
         # Email alone finds Bob; a free CRM id joins his contact.
-        received(t, email="bob@x.io", first_name=None, last_name="Stone", product=None),
-        received(t, crm_id="c7", email="bob@x.io", first_name=None, last_name=None, product=None),
+        lead(email="bob@x.io", first_name=None, last_name="Stone", product=None),
+        lead(crm_id="c7", email="bob@x.io", first_name=None, last_name=None, product=None),
     ]
     async with processors(psettings):
-        await publish(psettings, first)
+        await publish_events(psettings, first, logical=topics.RAW)
         await wait_processed(psettings.database_url, [e.request_id for e in first])
-        await publish(psettings, second)  # one partition, so in order (one batch, likely)
+        # One partition, so in order (one batch, likely).
+        await publish_events(psettings, second, logical=topics.RAW)
         await wait_processed(psettings.database_url, [e.request_id for e in second])
 
-    counts = await tally(psettings.database_url, first + second, people=2)
+    ann_requests = {first[0].request_id, second[0].request_id}  # by CRM id c1
+    counts = await tally(
+        psettings.database_url,
+        first + second,
+        person=lambda e: "ann" if e.request_id in ann_requests else "bob",
+    )
     counts.report("dedupe")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, 6)
+    counts.assert_exactly_once()
+    assert counts.delivered == 6
 
     got = {o.request_id: o for o in await outcomes(psettings) if isinstance(o, LeadProcessed)}
     assert len(got) == 6
@@ -226,19 +233,23 @@ async def test_board_rules_order_first_match_and_conditions(
     )
 
     events = [
-        received(t, webhook_id=hook_b, phone="+15550200001", product="Kitchen", lead_status="hot"),
-        received(t, webhook_id=hook_b, phone="+15550200002", product="Bath"),
-        received(t, webhook_id=hook_a, phone="+15550200003", product="Bath", lead_status="Hot"),
         received(
-            t, webhook_id=hook_a, phone="+15550200004", product="Bath", custom={"state": "CA"}
+            t.workspace_id, hook_b, phone="+15550200001", product="Kitchen", lead_status="hot"
         ),
-        received(t, webhook_id=hook_a, phone="+15550200005", product="Bath"),
+        received(t.workspace_id, hook_b, phone="+15550200002", product="Bath"),
+        received(t.workspace_id, hook_a, phone="+15550200003", product="Bath", lead_status="Hot"),
+        received(
+            t.workspace_id, hook_a, phone="+15550200004", product="Bath", custom={"state": "CA"}
+        ),
+        received(t.workspace_id, hook_a, phone="+15550200005", product="Bath"),
     ]
-    later = received(t, webhook_id=hook_a, phone="+15550200001", product="Bath", lead_status="new")
+    later = received(
+        t.workspace_id, hook_a, phone="+15550200001", product="Bath", lead_status="new"
+    )
     async with processors(psettings):
-        await publish(psettings, events)
+        await publish_events(psettings, events, logical=topics.RAW)
         await wait_processed(psettings.database_url, [e.request_id for e in events])
-        await publish(psettings, [later])
+        await publish_events(psettings, [later], logical=topics.RAW)
         await wait_processed(psettings.database_url, [later.request_id])
 
     got = {o.request_id: o for o in await outcomes(psettings) if isinstance(o, LeadProcessed)}
@@ -271,27 +282,25 @@ async def test_vendor_retry_same_key_once_and_conflicting_body_rejected(
 ) -> None:
     """U3: the same idempotency key twice is one lead; with another body it is rejected."""
     t = await seed_tenant(db)
-    original = received(t, idempotency_key="msg_1", phone="+15550300001", email="u3@x.io")
-    retry = received(
-        t,
+    lead = partial(received, t.workspace_id, t.webhook_id)
+    original = lead(idempotency_key="msg_1", phone="+15550300001", email="u3@x.io")
+    retry = lead(
         idempotency_key="msg_1",
         phone="+15550300001",
         email="u3@x.io",
         request_id=original.request_id,
     )
-    conflicting = received(t, idempotency_key="msg_1", phone="+15550300999", first_name="Eve")
+    conflicting = lead(idempotency_key="msg_1", phone="+15550300999", first_name="Eve")
     assert conflicting.request_id == original.request_id
     assert conflicting.body_sha256 != original.body_sha256
     async with processors(psettings):
-        await publish(psettings, [original, retry, conflicting])
+        await publish_events(psettings, [original, retry, conflicting], logical=topics.RAW)
         await wait_processed(
             psettings.database_url, [original.request_id, conflict_request_id(conflicting)]
         )
         # Redelivered later, both change nothing.
-        await publish(psettings, [conflicting, original])
-        await eventually(
-            lambda: group_caught_up(psettings), deadline_s=30, what="redelivery handled"
-        )
+        await publish_events(psettings, [conflicting, original], logical=topics.RAW)
+        await wait_caught_up(psettings, psettings.processor_group, topics.RAW, deadline_s=30)
 
     leads = await db.fetchval("SELECT count(*) FROM leads WHERE webhook_id = $1", t.webhook_id)
     contacts = await db.fetchval(
@@ -330,18 +339,21 @@ async def test_poison_messages_fail_alone_and_are_dead_lettered(
     psettings: ProcessorSettings, db: asyncpg.Connection
 ) -> None:
     t = await seed_tenant(db)
-    good1 = received(t, phone="+15550400001")
-    unknown_hook = received(t, phone="+15550400002", webhook_id=uuid.uuid4())
-    bad_schema = orjson.loads(encode(received(t, phone="+15550400003")))
+    good1 = received(t.workspace_id, t.webhook_id, phone="+15550400001")
+    unknown_hook = received(t.workspace_id, uuid.uuid4(), phone="+15550400002")
+    bad_schema = orjson.loads(encode(received(t.workspace_id, t.webhook_id, phone="+15550400003")))
     bad_schema["lead"]["phone"] = 15550400003  # a number, not a string
     not_json = b"\x00garbage{"
-    nul = received(t, phone="+15550400004", first_name="Ann\x00")  # Postgres text refuses NUL
-    good2 = received(t, phone="+15550400005")
+    nul = received(
+        t.workspace_id, t.webhook_id, phone="+15550400004", first_name="Ann\x00"
+    )  # Postgres text refuses NUL
+    good2 = received(t.workspace_id, t.webhook_id, phone="+15550400005")
     key = str(t.workspace_id)
     async with processors(psettings) as running:
-        await publish(
+        await publish_events(
             psettings,
             [good1, unknown_hook, orjson.dumps(bad_schema), not_json, nul, good2],
+            logical=topics.RAW,
             key=key,
         )
         await wait_processed(

@@ -9,7 +9,7 @@ import contextlib
 import re
 import signal
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +23,24 @@ from shared import topics
 from shared.db import connect, migrate
 from shared.events import LeadProcessed, LeadReceived, outcome_event_id
 from shared.settings import CommonSettings
+from tests.support.events import publish_events, received
+from tests.support.net import free_port
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess, env_for
 from tests.support.processor import (
     InProcess,
     Tenant,
     add_rule,
-    free_port,
-    group_caught_up,
     outcomes,
     phone_of,
     prepare_topics,
     processor_settings,
     processors,
-    publish,
-    read_topic,
-    received,
     seed_tenant,
     tally,
     wait_processed,
 )
+from tests.support.topics import read_topic, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,24 +54,46 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-def workload(t: Tenant, n: int, *, base: int = 0) -> tuple[list[LeadReceived], int]:
-    """``n`` leads where every tenth is another lead of an earlier person (10 % duplicates);
-    returns the events and the number of distinct people."""
+# The identifiers a returning person's lead carries, in turn: every match path of the
+# dedupe (CRM id, phone, email, and mixes) is taken, so a bug in any one of them makes a
+# second contact for the person, which the tally counts as a duplicate.
+REPEAT_KEYS = (
+    ("crm_id",),
+    ("phone",),
+    ("email",),
+    ("crm_id", "email"),
+    ("phone", "email"),
+    ("crm_id", "phone"),
+)
+
+
+def workload(
+    t: Tenant, n: int, *, base: int = 0
+) -> tuple[list[LeadReceived], Callable[[LeadReceived], int]]:
+    """``n`` leads where every tenth is another lead of an earlier person (10 % duplicates)
+    with a mix of that person's identifiers (:data:`REPEAT_KEYS`); returns the events and
+    who each one comes from."""
     events = []
-    people = 0
+    person_of: dict[uuid.UUID, int] = {}
     for i in range(n):
-        person = i - 1 if i % 10 == 9 else i
-        people += person == i
-        events.append(
-            received(
-                t,
-                phone=phone_of(base + person),
-                email=f"p{base + person}@x.io",
-                product="Kitchen" if person % 2 else "Bath",
-                first_name=f"F{i}",
-            )
+        repeat = i % 10 == 9
+        person = base + (i - 1 if repeat else i)
+        ids = {"crm_id": f"crm-{person}", "phone": phone_of(person), "email": f"p{person}@x.io"}
+        if repeat:
+            carried = REPEAT_KEYS[i // 10 % len(REPEAT_KEYS)]
+            ids = {k: (v if k in carried else None) for k, v in ids.items()}
+        event = received(
+            t.workspace_id,
+            t.webhook_id,
+            crm_id=ids["crm_id"],
+            phone=ids["phone"],
+            email=ids["email"],
+            product="Kitchen" if person % 2 else "Bath",
+            first_name=f"F{i}",
         )
-    return events, people
+        events.append(event)
+        person_of[event.request_id] = person
+    return events, lambda e: person_of[e.request_id]
 
 
 def spread(events: Sequence[LeadReceived]) -> list[tuple[str, LeadReceived]]:
@@ -150,9 +170,9 @@ async def test_d3_processor_killed_mid_batch(
     s = processor_settings(settings, processor_batch_max=20, processor_slow_batch_ms=120)
     await prepare_topics(s)
     t = await seed_tenant(db)
-    events, people = workload(t, 300)
+    events, person = workload(t, 300)
     ids = [e.request_id for e in events]
-    await publish(s, spread(events))
+    await publish_events(s, spread(events), logical=topics.RAW)
 
     port = free_port()
     first = service(s, tmp_path, port).start()
@@ -200,7 +220,7 @@ async def test_d3_processor_killed_mid_batch(
         assert len(published & set(ids)) == at_stop
     else:
         assert code == -signal.SIGKILL
-    midway = await tally(s.database_url, events, people=people, final=False)
+    midway = await tally(s.database_url, events, person=person, final=False)
     midway.report(f"D3 {sig.name} at stop")
 
     port2 = free_port()
@@ -208,23 +228,18 @@ async def test_d3_processor_killed_mid_batch(
     try:
         await second.wait_ready(f"http://127.0.0.1:{port2}/readyz")
         await wait_processed(s.database_url, ids, deadline_s=90)
-        await eventually(lambda: group_caught_up(s), deadline_s=30, what="offsets committed")
+        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
         received_by_second = await scrape(port2, "leadwire_processor_messages_received_total")
         republished = await scrape(port2, "leadwire_processor_republished_total")
     finally:
         second.stop()
-    counts = await tally(s.database_url, events, people=people)
+    counts = await tally(s.database_url, events, person=person)
     # Handed to a processor more than once: the first's in-flight (rolled back) batch, and
     # any committed in Postgres whose offsets were not (those re-publish their outcome).
     counts.extra["redelivered"] = int(received_by_first + received_by_second - len(events))
     counts.extra["republished_from_store"] = int(republished)
     counts.report(f"D3 {sig.name}")
-    assert (counts.lost, counts.duplicates, counts.unseen, counts.delivered) == (
-        0,
-        0,
-        0,
-        len(events),
-    )
+    counts.assert_exactly_once()
     await check_outcomes(s, events, f"D3 {sig.name}")
 
 
@@ -246,14 +261,14 @@ async def test_d4_rebalance_while_processing(
     fast = processor_settings(settings, processor_batch_max=10)
     await prepare_topics(slow)
     t = await seed_tenant(db)
-    events, people = workload(t, 400)
+    events, person = workload(t, 400)
     ids = [e.request_id for e in events]
     before = _republished()
     received_before = _total(metrics.RECEIVED)
 
     async def feed() -> None:
         for i in range(0, len(events), 20):
-            await publish(slow, spread(events[i : i + 20]))
+            await publish_events(slow, spread(events[i : i + 20]), logical=topics.RAW)
             await asyncio.sleep(0.05)
 
     first = InProcess(slow)
@@ -283,11 +298,11 @@ async def test_d4_rebalance_while_processing(
         for p in (first, second):
             if p is not None and not p.task.done():
                 await p.stop()
-    counts = await tally(slow.database_url, events, people=people)
+    counts = await tally(slow.database_url, events, person=person)
     counts.extra["redelivered"] = int(_total(metrics.RECEIVED) - received_before - len(events))
     counts.extra["redelivered_already_stored"] = int(_republished() - before)
     counts.report("D4")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    counts.assert_exactly_once()
     assert second is not None and second.task.exception() is None
     await check_outcomes(slow, events, "D4")
 
@@ -312,12 +327,12 @@ async def test_d6_postgres_restart_under_load(
             t = await seed_tenant(conn)
         finally:
             await conn.close()
-        events, people = workload(t, 400)
+        events, person = workload(t, 400)
         ids = [e.request_id for e in events]
 
         async def feed() -> None:
             for i in range(0, len(events), 20):
-                await publish(s, spread(events[i : i + 20]))
+                await publish_events(s, spread(events[i : i + 20]), logical=topics.RAW)
                 await asyncio.sleep(0.05)
 
         async with processors(s) as running:
@@ -334,9 +349,9 @@ async def test_d6_postgres_restart_under_load(
             await feeder
             await wait_processed(url, ids, deadline_s=120)
             assert not running[0].task.done(), "the processor gave up"
-        counts = await tally(url, events, people=people)
+        counts = await tally(url, events, person=person)
         counts.report("D6")
-        assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+        counts.assert_exactly_once()
         await check_outcomes(s, events, "D6")
     finally:
         await stack.destroy()
@@ -384,12 +399,12 @@ async def test_d7_every_message_twice_then_replay_from_zero(
     await add_rule(
         db, t, "kitchen", conditions=[{"field": "product", "op": "eq", "value": "kitchen"}]
     )
-    events, people = workload(t, 120)
+    events, person = workload(t, 120)
     # Every message delivered twice: each is on the topic two times (different offsets).
-    await publish(s, spread(events) + spread(events))
+    await publish_events(s, spread(events) + spread(events), logical=topics.RAW)
     async with processors(s):
         await wait_processed(s.database_url, [e.request_id for e in events])
-        await eventually(lambda: group_caught_up(s), deadline_s=30, what="first pass committed")
+        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
     first = await _snapshot(db, t)
     got = await outcomes(s)
     firings = sum(
@@ -402,13 +417,11 @@ async def test_d7_every_message_twice_then_replay_from_zero(
         settings, processor_batch_max=50, processor_group=f"replay-{uuid.uuid4().hex[:8]}"
     )
     async with processors(replay):
-        await eventually(
-            lambda: group_caught_up(replay), deadline_s=60, what="replay from offset 0"
-        )
+        await wait_caught_up(replay, replay.processor_group, topics.RAW, deadline_s=60)
     second = await _snapshot(db, t)
-    counts = await tally(s.database_url, events, people=people)
+    counts = await tally(s.database_url, events, person=person)
     counts.report("D7")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    counts.assert_exactly_once()
     assert second == first, "replay changed leads, contacts, results or possible duplicates"
     _messages, distinct = await check_outcomes(s, events, "D7")
     assert distinct == len(events)
@@ -427,7 +440,7 @@ async def test_d8_failure_between_commit_and_publish_in_process(
     s = processor_settings(settings, processor_batch_max=50)
     await prepare_topics(s)
     t = await seed_tenant(db)
-    events, people = workload(t, 100)
+    events, person = workload(t, 100)
     crashes = 0
 
     def crash_once(_finished: object) -> None:
@@ -436,14 +449,14 @@ async def test_d8_failure_between_commit_and_publish_in_process(
             crashes += 1
             raise RuntimeError("fault: after commit, before publish")
 
-    await publish(s, spread(events))
+    await publish_events(s, spread(events), logical=topics.RAW)
     async with processors(s, after_commit=crash_once):
         await wait_processed(s.database_url, [e.request_id for e in events])
-        await eventually(lambda: group_caught_up(s), deadline_s=30, what="offsets committed")
-    counts = await tally(s.database_url, events, people=people)
+        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
+    counts = await tally(s.database_url, events, person=person)
     counts.report("D8 in-process")
     assert crashes == 1
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    counts.assert_exactly_once()
     await check_outcomes(s, events, "D8 in-process")
 
 
@@ -453,9 +466,9 @@ async def test_d8_process_exits_between_commit_and_publish(
     s = processor_settings(settings, processor_batch_max=50)
     await prepare_topics(s)
     t = await seed_tenant(db)
-    events, people = workload(t, 100)
+    events, person = workload(t, 100)
     ids = [e.request_id for e in events]
-    await publish(s, spread(events))
+    await publish_events(s, spread(events), logical=topics.RAW)
 
     crash = "tests.support.crashing_processor"
     crashing = service(s, tmp_path, free_port(), module=crash).start()
@@ -476,13 +489,13 @@ async def test_d8_process_exits_between_commit_and_publish(
     try:
         await survivor.wait_ready(f"http://127.0.0.1:{port}/readyz")
         await wait_processed(s.database_url, ids, deadline_s=60)
-        await eventually(lambda: group_caught_up(s), deadline_s=30, what="offsets committed")
+        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
         republished = await scrape(port, "leadwire_processor_republished_total")
     finally:
         survivor.stop()
-    counts = await tally(s.database_url, events, people=people)
+    counts = await tally(s.database_url, events, person=person)
     counts.extra["republished_from_store"] = int(republished)
     counts.report("D8")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(events))
+    counts.assert_exactly_once()
     assert republished >= stored
     await check_outcomes(s, events, "D8")

@@ -15,18 +15,17 @@ from shared import topics
 from shared.db import connect
 from shared.events import LeadProcessed
 from shared.settings import CommonSettings
+from tests.support.events import publish_events, received
 from tests.support.processor import (
     outcomes,
     prepare_topics,
     processor_settings,
     processors,
-    publish,
-    read_topic,
-    received,
     seed_tenant,
     tally,
     wait_processed,
 )
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +67,8 @@ async def test_u1_same_phone_storm_on_two_processors(
             phone = f"+1555060{round_no:04d}"
             events = [
                 received(
-                    t,
+                    t.workspace_id,
+                    t.webhook_id,
                     phone=phone,
                     email=f"u1-{round_no}-{i}@x.io" if i % 3 == 0 else None,
                     first_name=f"N{i}",
@@ -77,7 +77,9 @@ async def test_u1_same_phone_storm_on_two_processors(
             ]
             # Random keys spread one person's leads over every partition, so both
             # processors get some of them at the same moment.
-            await publish(psettings, [(str(uuid.uuid4()), e) for e in events])
+            await publish_events(
+                psettings, [(str(uuid.uuid4()), e) for e in events], logical=topics.RAW
+            )
             await wait_processed(
                 psettings.database_url, [e.request_id for e in events], deadline_s=60
             )
@@ -95,10 +97,11 @@ async def test_u1_same_phone_storm_on_two_processors(
             assert (contacts, leads) == (1, n)
         assert not any(p.task.done() for p in running), "a processor died"
 
-    counts = await tally(psettings.database_url, sent, people=5)
+    # One person per round: the phone; an email some of their leads add joins them.
+    counts = await tally(psettings.database_url, sent, person=lambda e: e.lead.phone)
     counts.extra["tx_retries"] = _retries() - retries_before
     counts.report("U1")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(sent))
+    counts.assert_exactly_once()
     assert await read_topic(psettings, topics.DEADLETTER) == []
     # Every email ended on the one contact of its phone (or is recorded as shared).
     got = [o for o in await outcomes(psettings) if isinstance(o, LeadProcessed)]
@@ -110,18 +113,22 @@ async def test_u2_cross_key_race(psettings: ProcessorSettings, db: asyncpg.Conne
     """Lead A (new phone P2, existing email E1) races lead B (P2, new email)."""
     t = await seed_tenant(db)
     sent = []
+    rounds: dict[uuid.UUID, int] = {}  # request -> its round's person
     async with processors(psettings, 2) as running:
         for round_no in range(6):
             e1 = f"u2-{round_no}-e1@x.io"
-            seed = received(t, email=e1, first_name="Existing")
-            await publish(psettings, [seed])
+            seed = received(t.workspace_id, t.webhook_id, email=e1, first_name="Existing")
+            await publish_events(psettings, [seed], logical=topics.RAW)
             await wait_processed(psettings.database_url, [seed.request_id])
             p2 = f"+1555070{round_no:04d}"
-            a = received(t, phone=p2, email=e1)
-            b = received(t, phone=p2, email=f"u2-{round_no}-e2@x.io")
-            await publish(psettings, [(str(uuid.uuid4()), a), (str(uuid.uuid4()), b)])
+            a = received(t.workspace_id, t.webhook_id, phone=p2, email=e1)
+            b = received(t.workspace_id, t.webhook_id, phone=p2, email=f"u2-{round_no}-e2@x.io")
+            await publish_events(
+                psettings, [(str(uuid.uuid4()), a), (str(uuid.uuid4()), b)], logical=topics.RAW
+            )
             await wait_processed(psettings.database_url, [a.request_id, b.request_id])
             sent += [seed, a, b]
+            rounds.update(dict.fromkeys([seed.request_id, a.request_id, b.request_id], round_no))
         assert not any(p.task.done() for p in running)
 
     shared = await db.fetch(
@@ -133,7 +140,7 @@ async def test_u2_cross_key_race(psettings: ProcessorSettings, db: asyncpg.Conne
         t.workspace_id,
     )
     assert shared == []
-    counts = await tally(psettings.database_url, sent)
+    counts = await tally(psettings.database_url, sent, person=lambda e: rounds[e.request_id])
     # One person per round, but the race may legitimately split one into two contacts
     # recorded as a possible duplicate pair: count contacts beyond that as duplicates.
     contacts = await db.fetch("SELECT id FROM contacts WHERE workspace_id = $1", t.workspace_id)
@@ -144,7 +151,7 @@ async def test_u2_cross_key_race(psettings: ProcessorSettings, db: asyncpg.Conne
     counts.duplicate_contacts = len(contacts) - 6 - pairs
     counts.extra.update(contacts=len(contacts), possible_duplicate_pairs=pairs)
     counts.report("U2")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(sent))
+    counts.assert_exactly_once()
     assert await read_topic(psettings, topics.DEADLETTER) == []
 
 
@@ -165,15 +172,20 @@ async def test_u1_backstop_without_advisory_locks(
     async with processors(psettings, 2) as running:
         for round_no in range(4):
             phone = f"+1555080{round_no:04d}"
-            events = [received(t, phone=phone, first_name=f"N{i}") for i in range(30)]
-            await publish(psettings, [(str(uuid.uuid4()), e) for e in events])
+            events = [
+                received(t.workspace_id, t.webhook_id, phone=phone, first_name=f"N{i}")
+                for i in range(30)
+            ]
+            await publish_events(
+                psettings, [(str(uuid.uuid4()), e) for e in events], logical=topics.RAW
+            )
             await wait_processed(
                 psettings.database_url, [e.request_id for e in events], deadline_s=60
             )
             sent += events
         assert not any(p.task.done() for p in running)
-    counts = await tally(psettings.database_url, sent, people=4)
+    counts = await tally(psettings.database_url, sent, person=lambda e: e.lead.phone)
     counts.extra["tx_retries"] = _retries() - retries_before
     counts.report("U1 backstop")
-    assert (counts.lost, counts.duplicates, counts.delivered) == (0, 0, len(sent))
+    counts.assert_exactly_once()
     assert await read_topic(psettings, topics.DEADLETTER) == []

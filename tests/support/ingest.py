@@ -1,12 +1,11 @@
-"""Helpers for gateway tests: webhooks in SQL, an in-process gateway on a free port,
-signing requests, and reading what reached a topic."""
+"""Helpers for gateway tests: webhooks in SQL, an in-process gateway on a free port, and
+signing requests. (What reached a topic: :mod:`tests.support.topics`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +15,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.ingest import auth
 from services.ingest.app import DEPS
@@ -25,17 +23,10 @@ from services.ingest.service import start_gateway
 from services.ingest.settings import IngestSettings
 from shared.db import connect
 from shared.kafka import ensure_topics
-from shared.mapping import compile_mapping, map_and_validate
 from shared.secrets import hash_secret
 from shared.service import Service
 from shared.settings import CommonSettings
-from shared.templates import get_template
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.net import free_port
 
 
 def ingest_settings(settings: CommonSettings, **overrides: Any) -> IngestSettings:
@@ -161,15 +152,6 @@ def auth_headers(
     return {}
 
 
-def expected_lead(template: str, payload: dict[str, Any], region: str = "US") -> dict[str, Any]:
-    """What the gateway should publish as the lead for a template's payload."""
-    lead, errors = map_and_validate(
-        payload, compile_mapping(get_template(template).mapping), default_region=region
-    )
-    assert not errors, errors
-    return lead.model_dump(mode="json")
-
-
 # --- a gateway in this process --------------------------------------------------------
 
 
@@ -227,56 +209,3 @@ async def wait_until_ready(url: str, deadline_s: float = 30.0) -> None:
             if time.monotonic() > end:
                 raise TimeoutError(f"gateway at {url} not ready: {last}")
             await asyncio.sleep(0.05)
-
-
-# --- topics -------------------------------------------------------------------------
-
-
-async def read_topic(
-    settings: CommonSettings, topic: str, *, bootstrap: str | None = None
-) -> list[bytes]:
-    """Every message now in a (logical) topic, read from the beginning to the end offsets."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap or settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        request_timeout_ms=10_000,
-    )
-    await consumer.start()
-    try:
-        full = settings.topic(topic)
-        partitions: set[int] = set()
-        for _ in range(50):  # a just-created topic may take a moment to show its partitions
-            cluster = await consumer._client.fetch_all_metadata()
-            partitions = cluster.partitions_for_topic(full) or set()
-            if partitions and all(
-                cluster.leader_for_partition(TopicPartition(full, p)) not in (None, -1)
-                for p in partitions
-            ):
-                break
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(full, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        begin = await consumer.beginning_offsets(tps)
-        for tp in tps:  # (seek_to_beginning does not reliably reset position() here)
-            consumer.seek(tp, begin[tp])
-        out: list[bytes] = []
-        deadline = time.monotonic() + 30
-
-        async def behind() -> bool:
-            for tp in tps:
-                if await consumer.position(tp) < end[tp]:
-                    return True
-            return False
-
-        while await behind():
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(r.value for r in records if r.value is not None)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {full} to its end")
-        return out
-    finally:
-        await consumer.stop()

@@ -1,50 +1,32 @@
-"""Helpers for processor tests: tenants in SQL, realistic LeadReceived events, running
-processors in-process, reading a topic, and the lost / duplicate / unseen count."""
+"""Helpers for processor tests: tenants in SQL, running processors in-process, waiting
+for requests to finish, and the lost / duplicate / merged / unseen account. (Events come
+from :mod:`tests.support.events`, topics are read with :mod:`tests.support.topics`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.processor.handlers import AfterCommit
 from services.processor.service import run_processor
 from services.processor.settings import ProcessorSettings
 from shared import topics
 from shared.db import connect
-from shared.events import (
-    LeadProcessed,
-    LeadReceived,
-    MappedLead,
-    RawRequest,
-    decode_outcome,
-    encode,
-    request_id_for,
-    utcnow,
-)
-from shared.kafka import Publisher, ensure_topics
+from shared.events import LeadReceived, decode_outcome
+from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
+from tests.support.topics import read_topic
 
 
 def processor_settings(settings: CommonSettings, **overrides: Any) -> ProcessorSettings:
     """ProcessorSettings for a test: its settings plus processor fields."""
     return ProcessorSettings(**{**settings.model_dump(), **overrides})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- tenants ------------------------------------------------------------------------
@@ -108,77 +90,6 @@ async def add_rule(
     return rule
 
 
-# --- events ------------------------------------------------------------------------
-
-
-def received(
-    tenant: Tenant,
-    *,
-    webhook_id: uuid.UUID | None = None,
-    idempotency_key: str | None = None,
-    body: dict[str, Any] | None = None,
-    request_id: uuid.UUID | None = None,
-    crm_id: str | None = None,
-    phone: str | None = None,
-    email: str | None = None,
-    first_name: str | None = "Ann",
-    last_name: str | None = "Lee",
-    product: str | None = "Bath Remodel",
-    lead_status: str | None = "new",
-    custom: dict[str, Any] | None = None,
-    replay_of: uuid.UUID | None = None,
-) -> LeadReceived:
-    """A LeadReceived as the gateway makes it: the vendor's body, the mapped lead, steps."""
-    hook = webhook_id or tenant.webhook_id
-    payload = (
-        body
-        if body is not None
-        else {
-            "firstname": first_name,
-            "lastname": last_name,
-            "phone_number": phone,
-            "email": email,
-            "external_crm_id": crm_id,
-            "product": product,
-            "lead_status": lead_status,
-            **(custom or {}),
-        }
-    )
-    raw = orjson.dumps(payload)
-    rid = request_id or (
-        request_id_for(hook, idempotency_key) if idempotency_key is not None else uuid.uuid4()
-    )
-    headers = {"content-type": "application/json", "user-agent": "LeadConduit/1.0"}
-    if idempotency_key is not None:
-        headers["webhook-id"] = idempotency_key
-    return LeadReceived(
-        request_id=rid,
-        workspace_id=tenant.workspace_id,
-        webhook_id=hook,
-        received_at=utcnow(),
-        idempotency_key=idempotency_key,
-        body_sha256=hashlib.sha256(raw).hexdigest(),
-        request=RawRequest(
-            path=f"/webhooks/{hook}",
-            headers=headers,
-            content_type="application/json",
-            payload=payload,
-        ),
-        lead=MappedLead(
-            crm_id=crm_id,
-            phone=phone,
-            email=email,
-            first_name=first_name,
-            last_name=last_name,
-            product=product,
-            lead_status=lead_status,
-            custom=custom or {},
-        ),
-        steps={"authentication": 0.2, "field_mapping": 0.4, "validation": 0.1, "enqueue": 2.0},
-        replay_of=replay_of,
-    )
-
-
 def phone_of(i: int) -> str:
     return f"+1555{i:07d}"
 
@@ -187,27 +98,6 @@ async def prepare_topics(settings: CommonSettings, partitions: int = 4) -> None:
     await ensure_topics(
         settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER), partitions=partitions
     )
-
-
-async def publish(
-    settings: CommonSettings,
-    events: Iterable[LeadReceived | bytes | tuple[str, LeadReceived]],
-    *,
-    key: str | None = None,
-) -> None:
-    """Publish raw events and wait for acks. Keyed by workspace as the gateway does, or by
-    ``key`` (bytes), or by the key paired with the event (to spread one workspace's leads
-    over partitions, so several processors race on them)."""
-    async with Publisher(settings, client_id="test-gateway") as pub:
-        items: list[tuple[str | None, bytes]] = []
-        for ev in events:
-            if isinstance(ev, bytes):
-                items.append((key, ev))
-            elif isinstance(ev, tuple):
-                items.append((ev[0], encode(ev[1])))
-            else:
-                items.append((str(ev.workspace_id), encode(ev)))
-        await pub.publish_many(topics.RAW, items, timeout=30)
 
 
 # --- processors ---------------------------------------------------------------------
@@ -249,107 +139,57 @@ async def processors(
 # --- observing ----------------------------------------------------------------------
 
 
-async def read_topic(
-    settings: CommonSettings, logical: str, *, deadline_s: float = 15
-) -> list[bytes]:
-    """Every message on a topic from offset 0 up to its current end (no consumer group)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        name = settings.topic(logical)
-        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), deadline_s)
-        partitions = cluster.partitions_for_topic(name) or set()
-        tps = [TopicPartition(name, p) for p in partitions]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[bytes] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + deadline_s
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            if loop.time() > deadline:
-                raise TimeoutError(f"reading {name}")
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out += [r.value for r in records if r.value is not None]
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def group_caught_up(settings: ProcessorSettings, *, logical: str = topics.RAW) -> bool:
-    """The processor group's committed offsets reached the end of every partition."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.processor_group,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        name = settings.topic(logical)
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(name, p) for p in cluster.partitions_for_topic(name) or ()]
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            if ends[tp] and (await consumer.committed(tp) or 0) < ends[tp]:
-                return False
-        return bool(tps)
-    finally:
-        await consumer.stop()
-
-
 async def outcomes(settings: CommonSettings) -> list[Any]:
     return [decode_outcome(v) for v in await read_topic(settings, topics.OUTCOMES)]
 
 
 async def wait_processed(
     database_url: str, request_ids: Iterable[uuid.UUID], *, deadline_s: float = 60
-) -> int:
-    """Until every request has its webhook_requests row or the deadline passes; returns how
-    many have one. Reconnects if the connection drops (a test may restart Postgres)."""
+) -> None:
+    """Until every request has its finished webhook_requests row; AssertionError naming how
+    many are missing at the deadline. Reconnects if the connection drops (a test may
+    restart Postgres)."""
     ids = list(set(request_ids))
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
     done = 0
-    while True:
+    while loop.time() < end:
         try:
             conn = await connect(database_url)
             try:
-                while True:
-                    done = await conn.fetchval(
-                        "SELECT count(*) FROM webhook_requests WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL",
-                        ids,
+                while loop.time() < end:
+                    done = int(
+                        await conn.fetchval(
+                            "SELECT count(*) FROM webhook_requests"
+                            " WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL",
+                            ids,
+                        )
                     )
-                    if done == len(ids) or loop.time() > end:
-                        return int(done)
+                    if done == len(ids):
+                        return
                     await asyncio.sleep(0.1)
             finally:
                 conn.terminate()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            if loop.time() > end:
-                return int(done)
             await asyncio.sleep(0.2)
+    raise AssertionError(
+        f"{len(ids) - done} of {len(ids)} request(s) not processed within {deadline_s}s"
+    )
+
+
+# --- the account: lost, duplicate, merged, unseen --------------------------------------
 
 
 @dataclass
 class Tally:
-    """Jepsen-style counts for a set of accepted requests."""
+    """Jepsen-style counts for a set of accepted requests and the people they came from."""
 
     sent: int
     delivered: int
     lost: int
     duplicate_leads: int
     duplicate_contacts: int
+    merged_people: int
     unseen: int
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -362,69 +202,81 @@ class Tally:
         line = (
             f"[{name}] sent={self.sent} delivered={self.delivered} lost={self.lost} "
             f"duplicate={self.duplicates} (leads={self.duplicate_leads} "
-            f"contacts={self.duplicate_contacts}) unseen={self.unseen}{extras}"
+            f"contacts={self.duplicate_contacts}) merged={self.merged_people} "
+            f"unseen={self.unseen}{extras}"
         )
         print(line)
         return line
+
+    def assert_exactly_once(self) -> None:
+        """Every request delivered once, every person one contact of their own."""
+        assert (self.lost, self.unseen, self.duplicates, self.merged_people) == (0, 0, 0, 0), self
+        assert self.delivered == self.sent, self
 
 
 async def tally(
     database_url: str,
     sent: Sequence[LeadReceived],
     *,
-    people: int | None = None,
+    person: Callable[[LeadReceived], Hashable],
     final: bool = True,
 ) -> Tally:
     """Classify the sent requests against Postgres.
 
-    ``people``: how many distinct persons (identities) the events carry; every extra
-    contact in their workspaces is a duplicate. ``final``: faults are over and processing
-    was waited for, so a request still missing is lost (else it is unseen).
+    ``person`` names the person each request comes from (requests of one person may carry
+    different identifiers: a CRM id, a phone, an email, or a mix). Each person's leads must
+    sit on one contact, no other person's: a second contact is a duplicate, a shared one a
+    wrong merge. A lead or contact in the workspaces that no sent request accounts for is
+    a duplicate too. ``final``: faults are over and processing was waited for, so a request
+    still missing is lost (else it is unseen).
     """
     ids = list({e.request_id for e in sent})
     workspaces = list({e.workspace_id for e in sent})
     conn = await connect(database_url)
     try:
-        lead_rows = await conn.fetch(
-            "SELECT request_id, count(*) AS n FROM leads WHERE request_id = ANY($1::uuid[]) GROUP BY request_id",
-            ids,
-        )
+        leads = {
+            r["request_id"]: r["contact_id"]
+            for r in await conn.fetch(
+                "SELECT request_id, contact_id FROM leads WHERE workspace_id = ANY($1::uuid[])",
+                workspaces,
+            )
+        }
         finished = {
             r["request_id"]: r["status"]
             for r in await conn.fetch(
-                "SELECT request_id, status FROM webhook_requests WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL",
+                "SELECT request_id, status FROM webhook_requests"
+                " WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL",
                 ids,
             )
         }
-        contacts = await conn.fetchval(
-            "SELECT count(*) FROM contacts WHERE workspace_id = ANY($1::uuid[])", workspaces
-        )
+        contacts = {
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM contacts WHERE workspace_id = ANY($1::uuid[])", workspaces
+            )
+        }
     finally:
         await conn.close()
-    leads = {r["request_id"]: r["n"] for r in lead_rows}
-    delivered = sum(1 for i in ids if leads.get(i) == 1 and finished.get(i) == "processed")
+    contacts_of: dict[Hashable, set[uuid.UUID]] = {}
+    for e in sent:
+        contacts_of.setdefault(person(e), set())
+        if e.request_id in leads:
+            contacts_of[person(e)].add(leads[e.request_id])
+    people_of: dict[uuid.UUID, set[Hashable]] = {}
+    for who, theirs in contacts_of.items():
+        for contact in theirs:
+            people_of.setdefault(contact, set()).add(who)
+    stray_leads = len(set(leads) - set(ids))
+    stray_contacts = len(contacts - set(people_of))
+    delivered = sum(1 for i in ids if i in leads and finished.get(i) == "processed")
     missing = sum(1 for i in ids if i not in finished)
-    dup_leads = sum(n - 1 for n in leads.values() if n > 1)
-    dup_contacts = max(contacts - people, 0) if people is not None else 0
     return Tally(
         sent=len(ids),
         delivered=delivered,
         lost=missing if final else 0,
-        duplicate_leads=dup_leads,
-        duplicate_contacts=dup_contacts,
+        duplicate_leads=stray_leads,
+        duplicate_contacts=sum(max(len(c) - 1, 0) for c in contacts_of.values()) + stray_contacts,
+        merged_people=sum(len(p) - 1 for p in people_of.values()),
         unseen=0 if final else missing,
-        extra={"contacts": contacts},
+        extra={"people": len(contacts_of), "contacts": len(contacts)},
     )
-
-
-def outcome_ids(items: Sequence[Any]) -> tuple[set[uuid.UUID], int]:
-    """(distinct event ids, total outcome messages)."""
-    return {o.event_id for o in items}, len(items)
-
-
-def processed(items: Sequence[Any]) -> list[LeadProcessed]:
-    return [o for o in items if isinstance(o, LeadProcessed)]
-
-
-def ago(seconds: float) -> Any:
-    return utcnow() - timedelta(seconds=seconds)
