@@ -78,6 +78,18 @@ async def database_url(infra_env: dict[str, str], template_db: str) -> str:
 
 
 @pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to this test's database (``shared.db.connect``: jsonb as Python values)."""
+    from shared.db import connect
+
+    conn = await connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 def unique() -> str:
     """A short unique token for names in this test."""
     return uuid.uuid4().hex[:10]

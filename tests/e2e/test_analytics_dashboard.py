@@ -6,11 +6,10 @@ from __future__ import annotations
 import tempfile
 import uuid
 
-import asyncpg
 import pytest
 
 from shared.settings import CommonSettings
-from tests.support.analytics import Chromium, chromium_binary
+from tests.support.analytics import Chromium, chromium_binary, seed_webhooks
 from tests.support.events import failed, processed, publish_events, rejected
 from tests.support.net import free_port
 from tests.support.polling import eventually
@@ -31,17 +30,9 @@ def _metric(webhook_id: uuid.UUID, key: str) -> str:
 async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettings) -> None:
     binary = chromium_binary()  # fails on CI, skips elsewhere, when it is missing
     ws, a, b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'Acme Solar')", ws)
-        await conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, 'LeadConduit'), ($3, $2, 'Facebook Lead Ads')",
-            a,
-            ws,
-            b,
-        )
-    finally:
-        await conn.close()
+    await seed_webhooks(
+        settings.database_url, ws, "Acme Solar", {a: "LeadConduit", b: "Facebook Lead Ads"}
+    )
     events = (
         [
             processed(ws, a, duration_ms=30.0 + i, match_type=("phone" if i % 2 else "new"))

@@ -11,21 +11,11 @@ import pytest
 
 from shared.db import connect
 from shared.settings import CommonSettings
-from tests.support.ingest import auth_headers, create_webhook, running_gateway
+from tests.support.ingest import GENERIC_BODY, auth_headers, create_webhook, running_gateway
 from tests.support.polling import eventually
 from tests.support.processor import prepare_topics, processor_settings, processors
 
 pytestmark = pytest.mark.e2e
-
-LEAD = {
-    "firstname": "Benjie",
-    "lastname": "Malinao",
-    "phone_number": "+16266633444",
-    "email": "benjie@example.com",
-    "external_crm_id": "crm_12345",
-    "product": "Bath Remodel",
-    "lead_status": "new",
-}
 
 
 async def test_prefer_wait_returns_the_seed_body_from_the_processor(
@@ -38,7 +28,7 @@ async def test_prefer_wait_returns_the_seed_body_from_the_processor(
         processors(processor_settings(settings)),
         aiohttp.ClientSession() as http,
     ):
-        body = orjson.dumps(LEAD)
+        body = orjson.dumps(GENERIC_BODY)
         headers = {
             **auth_headers(hook, body, msg_id="msg_wait_1"),
             "Content-Type": "application/json",
@@ -65,7 +55,7 @@ async def test_prefer_wait_returns_the_seed_body_from_the_processor(
         uuid.UUID(first["contact_id"])
 
         # The same lead again under a new key: an update via the CRM id.
-        body2 = orjson.dumps({**LEAD, "product": "Kitchen"})
+        body2 = orjson.dumps({**GENERIC_BODY, "product": "Kitchen"})
         headers2 = {
             **auth_headers(hook, body2, msg_id="msg_wait_2"),
             "Content-Type": "application/json",

@@ -129,8 +129,9 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
             "PATH": f"{ROOT / '.venv' / 'bin'}:{env['PATH']}",
             "LEADWIRE_STACK_ENV": str(stack_env_path),
         }
-        for call in calls:
-            done = subprocess.run(
+
+        def bash(call: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
                 ["bash", "-c", call],
                 cwd=ROOT,
                 env=cli_env,
@@ -138,6 +139,9 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
                 text=True,
                 timeout=120,
             )
+
+        for call in calls:
+            done = bash(call)
             assert done.returncode == 0, f"README command failed: {call}\n{done.stderr}"
             # Commands that create or rotate things are not repeated; the rest, with --json,
             # print exactly one JSON document.
@@ -149,14 +153,7 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
                 ["webhook", "rotate-secret"],
             ):
                 continue
-            as_json = subprocess.run(
-                ["bash", "-c", f"{call} --json"],
-                cwd=ROOT,
-                env=cli_env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            as_json = bash(f"{call} --json")
             assert as_json.returncode == 0, f"{call} --json failed: {as_json.stderr}"
             json.loads(as_json.stdout)
     finally:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +18,12 @@ from services.analytics.postgres_repository import PostgresAnalytics
 from services.analytics.service import handler_config
 from shared.db import create_pool
 from shared.settings import CommonSettings
-from tests.support.analytics import analytics_settings, running_analytics, wait_total
+from tests.support.analytics import (
+    analytics_settings,
+    running_analytics,
+    seed_webhooks,
+    wait_total,
+)
 from tests.support.events import Outcome, failed, processed, publish_events, rejected
 from tests.support.net import free_port
 from tests.support.polling import eventually
@@ -69,17 +73,7 @@ def scripted(ws: uuid.UUID, a: uuid.UUID, b: uuid.UUID, now: datetime) -> list[O
 
 async def test_known_input_gives_known_figures(settings: CommonSettings) -> None:
     ws, a, b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'Acme Solar')", ws)
-        await conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, 'LeadConduit'), ($3, $2, 'Facebook')",
-            a,
-            ws,
-            b,
-        )
-    finally:
-        await conn.close()
+    await seed_webhooks(settings.database_url, ws, "Acme Solar", {a: "LeadConduit", b: "Facebook"})
     now = datetime.now(UTC)
     await publish_events(settings, scripted(ws, a, b, now))
 

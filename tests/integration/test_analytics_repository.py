@@ -19,6 +19,7 @@ from services.analytics.repository import AnalyticsRepository
 from shared.db import create_pool
 from shared.events import Outcome, PerformanceAlert
 from shared.settings import CommonSettings
+from tests.support.analytics import seed_webhooks
 from tests.support.events import failed, processed, rejected
 
 pytestmark = pytest.mark.integration
@@ -95,16 +96,13 @@ async def reads(repo: AnalyticsRepository) -> dict[str, Any]:
 
 
 async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> None:
+    names = {BUSY: "LeadConduit", IDLE: "Facebook", SLOW: "Zapier"}
     fake = FakeAnalytics()
-    fake.configure(WS, "Acme Solar", {BUSY: "LeadConduit", IDLE: "Facebook", SLOW: "Zapier"})
+    fake.configure(WS, "Acme Solar", names)
     fake.tables.thresholds[SLOW] = {"p95_ms": 500.0, "min_requests": 5, "enabled": True}
+    await seed_webhooks(settings.database_url, WS, "Acme Solar", names)
     conn = await asyncpg.connect(settings.database_url)
     try:
-        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'Acme Solar')", WS)
-        await conn.executemany(
-            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, $3)",
-            [(BUSY, WS, "LeadConduit"), (IDLE, WS, "Facebook"), (SLOW, WS, "Zapier")],
-        )
         await conn.execute(
             "INSERT INTO analytics_alert_thresholds (webhook_id, p95_ms, min_requests)"
             " VALUES ($1, 500, 5)",

@@ -13,11 +13,15 @@ import copy
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from shared.settings import CommonSettings
-from tests.support.analytics import analytics_settings, running_analytics, wait_total
+from tests.support.analytics import (
+    analytics_settings,
+    running_analytics,
+    seed_webhooks,
+    wait_total,
+)
 from tests.support.events import failed, processed, publish_events, rejected
 from tests.support.schemathesis import pin_path_ids, run_schemathesis
 
@@ -30,14 +34,7 @@ async def test_schemathesis_finds_no_server_errors(
     settings: CommonSettings, tmp_path: Path
 ) -> None:
     ws, wh = uuid.uuid4(), uuid.uuid4()
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, 'Acme Solar')", ws)
-        await conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, 'LeadConduit')", wh, ws
-        )
-    finally:
-        await conn.close()
+    await seed_webhooks(settings.database_url, ws, "Acme Solar", {wh: "LeadConduit"})
     await publish_events(
         settings, [processed(ws, wh), processed(ws, wh), failed(ws, wh), rejected(ws, wh)]
     )

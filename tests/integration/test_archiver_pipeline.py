@@ -15,6 +15,7 @@ from shared import topics
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 from tests.support.archiver import (
+    RECORD_FIELDS,
     archiver_settings,
     bucket_objects,
     record_keys,
@@ -28,17 +29,6 @@ from tests.support.processes import ServiceProcess
 from tests.support.topics import wait_caught_up
 
 pytestmark = pytest.mark.integration
-
-SEED_FIELDS = {
-    "log_id",
-    "webhook_id",
-    "workspace_id",
-    "timestamp",
-    "request",
-    "processing",
-    "result",
-    "error",
-}
 
 
 async def test_every_outcome_is_archived_once_without_secrets_and_d7(
@@ -65,7 +55,7 @@ async def test_every_outcome_is_archived_once_without_secrets_and_d7(
     assert set(by_id) == {str(e.request_id) for e in events}
     for e in events:
         r = by_id[str(e.request_id)]
-        assert SEED_FIELDS <= set(r)
+        assert RECORD_FIELDS <= set(r)
         assert r["status"] == e.status
         assert records.record_key(e.workspace_id, e.webhook_id, e.received_at, e.request_id) in recs
         assert r["request"]["payload"] == e.request.payload

@@ -15,6 +15,8 @@ from shared.events import LeadReceived, decode_raw
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 from tests.support.archiver import (
+    FIXED_MAPPING,
+    WRONG_MAPPING,
     archiver_settings,
     bucket_objects,
     create_webhook,
@@ -38,17 +40,6 @@ async def read_raw(settings: CommonSettings, min_count: int = 0) -> list[LeadRec
     return [decode_raw(v) for v in await read_topic(settings, topics.RAW, min_count=min_count)]
 
 
-WRONG = [
-    {"source": "phone", "target": "phone", "transform": "e164"},
-    {"source": "email", "target": "email", "transform": "lowercase"},
-]
-FIXED = [
-    {"source": "phone_number", "target": "phone", "transform": "e164"},
-    {"source": "mail", "target": "email", "transform": "lowercase"},
-    {"source": "fname", "target": "first_name"},
-]
-
-
 def payload(i: int) -> dict[str, str]:
     return {
         "phone_number": f"(415) 555-01{i:02d}",
@@ -63,7 +54,7 @@ async def test_replay_after_a_mapping_fix(
     await ensure_topics(settings)
     conn = await connect(settings.database_url)
     try:
-        ws, wh = await create_webhook(conn, mapping=WRONG)
+        ws, wh = await create_webhook(conn, mapping=WRONG_MAPPING)
         received = datetime.now(UTC) - timedelta(minutes=30)
         # Rejected by the wrong mapping (as the gateway would have), plus one processed
         # request and one that no mapping can save.
@@ -80,7 +71,9 @@ async def test_replay_after_a_mapping_fix(
             await wait_records(settings, 6)
             before = await bucket_objects(settings)
 
-            await conn.execute("UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", FIXED, wh)
+            await conn.execute(
+                "UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", FIXED_MAPPING, wh
+            )
 
             # Dry run: per request, the archive next to the current mapping; nothing published.
             rc, out, err = await replay_rejected(settings_env, wh, "--dry-run", "--json")
@@ -157,7 +150,7 @@ async def test_replay_errors_are_clear(
     assert rc != 0 and "no webhook" in orjson.loads(err)["error"]
     conn = await connect(settings.database_url)
     try:
-        _, wh = await create_webhook(conn, mapping=FIXED)
+        _, wh = await create_webhook(conn, mapping=FIXED_MAPPING)
         await conn.execute("UPDATE webhooks SET status = 'disabled' WHERE id = $1", wh)
     finally:
         await conn.close()

@@ -27,6 +27,11 @@ async def _cli(settings: CommonSettings, *args: str) -> tuple[int, Any, str]:
     )
 
 
+def set_rule(workspace: str, channel: str, *more: str) -> list[str]:
+    """``set-rule`` arguments for a rule on lead_created."""
+    return ["set-rule", "-W", workspace, "--event", "lead_created", "--channel", channel, *more]
+
+
 async def _stored(database_url: str) -> asyncpg.Record:
     conn = await asyncpg.connect(database_url)
     try:
@@ -48,17 +53,7 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
     assert doc["realtime_token"] == {"set": False}
 
     code, doc, _ = await _cli(
-        settings,
-        "set-rule",
-        "-W",
-        "Acme",
-        "--event",
-        "lead_created",
-        "--channel",
-        "email",
-        "--to",
-        "Sales@Acme.test, b@acme.test",
-        "--json",
+        settings, *set_rule("Acme", "email", "--to", "Sales@Acme.test, b@acme.test", "--json")
     )
     assert code == 0, doc
     assert {
@@ -117,71 +112,11 @@ async def test_rules_round_trip_through_the_cli(settings: CommonSettings) -> Non
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (
-            [
-                "set-rule",
-                "-W",
-                "nope",
-                "--event",
-                "lead_created",
-                "--channel",
-                "email",
-                "--to",
-                "a@x.test",
-            ],
-            1,
-            "no workspace named 'nope'",
-        ),
-        (
-            ["set-rule", "-W", "Acme", "--event", "lead_created", "--channel", "email"],
-            2,
-            "needs --to",
-        ),
-        (
-            [
-                "set-rule",
-                "-W",
-                "Acme",
-                "--event",
-                "lead_created",
-                "--channel",
-                "email",
-                "--to",
-                "not-an-email",
-            ],
-            2,
-            "not a valid email",
-        ),
-        (
-            [
-                "set-rule",
-                "-W",
-                "Acme",
-                "--event",
-                "lead_created",
-                "--channel",
-                "sms",
-                "--to",
-                "+1 12",
-            ],
-            2,
-            "not a valid phone",
-        ),
-        (
-            [
-                "set-rule",
-                "-W",
-                "Acme",
-                "--event",
-                "lead_created",
-                "--channel",
-                "realtime",
-                "--to",
-                "a@x.test",
-            ],
-            2,
-            "has no --to",
-        ),
+        (set_rule("nope", "email", "--to", "a@x.test"), 1, "no workspace named 'nope'"),
+        (set_rule("Acme", "email"), 2, "needs --to"),
+        (set_rule("Acme", "email", "--to", "not-an-email"), 2, "not a valid email"),
+        (set_rule("Acme", "sms", "--to", "+1 12"), 2, "not a valid phone"),
+        (set_rule("Acme", "realtime", "--to", "a@x.test"), 2, "has no --to"),
         (
             ["remove-rule", "-W", "Acme", "--event", "processing_failed", "--channel", "sms"],
             1,

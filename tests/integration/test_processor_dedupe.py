@@ -7,7 +7,6 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from functools import partial
 
 import asyncpg
@@ -17,7 +16,6 @@ import pytest
 from services.processor.settings import ProcessorSettings
 from services.processor.transaction import conflict_request_id
 from shared import topics
-from shared.db import connect
 from shared.events import (
     LeadFailed,
     LeadProcessed,
@@ -50,15 +48,6 @@ async def psettings(settings: CommonSettings) -> ProcessorSettings:
     s = processor_settings(settings)
     await prepare_topics(s)
     return s
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def test_dedupe_priority_never_blank_and_possible_duplicates(

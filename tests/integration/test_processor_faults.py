@@ -9,7 +9,7 @@ import contextlib
 import re
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,6 @@ from tests.support.processor import (
 from tests.support.topics import read_topic, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 # The identifiers a returning person's lead carries, in turn: every match path of the
@@ -160,6 +151,23 @@ def service(
     return ServiceProcess("processor", env, tmp_path, module=module)
 
 
+async def recover(
+    s: ProcessorSettings, tmp_path: Path, ids: Sequence[uuid.UUID], *, deadline_s: float
+) -> tuple[float, float]:
+    """A processor process left to finish every request and commit its offsets; what it
+    was handed and how many outcomes it re-published from the store."""
+    port = free_port()
+    survivor = service(s, tmp_path, port).start()
+    try:
+        await survivor.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        await wait_processed(s.database_url, ids, deadline_s=deadline_s)
+        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
+        received = await scrape(port, "leadwire_processor_messages_received_total")
+        return received, await scrape(port, "leadwire_processor_republished_total")
+    finally:
+        survivor.stop()
+
+
 # --- D3 -----------------------------------------------------------------------------
 
 
@@ -223,16 +231,7 @@ async def test_d3_processor_killed_mid_batch(
     midway = await tally(s.database_url, events, person=person, final=False)
     midway.report(f"D3 {sig.name} at stop")
 
-    port2 = free_port()
-    second = service(s, tmp_path, port2).start()
-    try:
-        await second.wait_ready(f"http://127.0.0.1:{port2}/readyz")
-        await wait_processed(s.database_url, ids, deadline_s=90)
-        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
-        received_by_second = await scrape(port2, "leadwire_processor_messages_received_total")
-        republished = await scrape(port2, "leadwire_processor_republished_total")
-    finally:
-        second.stop()
+    received_by_second, republished = await recover(s, tmp_path, ids, deadline_s=90)
     counts = await tally(s.database_url, events, person=person)
     # Handed to a processor more than once: the first's in-flight (rolled back) batch, and
     # any committed in Postgres whose offsets were not (those re-publish their outcome).
@@ -484,15 +483,7 @@ async def test_d8_process_exits_between_commit_and_publish(
     )
     assert stored > 0 and before == []
 
-    port = free_port()
-    survivor = service(s, tmp_path, port).start()
-    try:
-        await survivor.wait_ready(f"http://127.0.0.1:{port}/readyz")
-        await wait_processed(s.database_url, ids, deadline_s=60)
-        await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
-        republished = await scrape(port, "leadwire_processor_republished_total")
-    finally:
-        survivor.stop()
+    _, republished = await recover(s, tmp_path, ids, deadline_s=60)
     counts = await tally(s.database_url, events, person=person)
     counts.extra["republished_from_store"] = int(republished)
     counts.report("D8")

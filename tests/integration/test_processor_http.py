@@ -11,20 +11,10 @@ import pytest
 
 from shared.db import connect
 from shared.settings import CommonSettings
-from tests.support.ingest import auth_headers, create_webhook, running_gateway
+from tests.support.ingest import GENERIC_BODY, auth_headers, create_webhook, running_gateway
 from tests.support.processor import processor_settings, processors
 
 pytestmark = pytest.mark.integration
-
-SEED = {
-    "firstname": "Benjie",
-    "lastname": "Malinao",
-    "phone_number": "+16266633444",
-    "email": "benjie@example.com",
-    "external_crm_id": "crm_12345",
-    "product": "Bath Remodel",
-    "lead_status": "new",
-}
 
 
 async def test_prefer_wait_returns_the_seed_answer(settings: CommonSettings) -> None:
@@ -58,7 +48,10 @@ async def test_prefer_wait_returns_the_seed_answer(settings: CommonSettings) -> 
         aiohttp.ClientSession() as http,
     ):
         answers = []
-        for payload in (SEED, {**SEED, "firstname": "Ben", "phone_number": "+16266633445"}):
+        for payload in (
+            GENERIC_BODY,
+            {**GENERIC_BODY, "firstname": "Ben", "phone_number": "+16266633445"},
+        ):
             body = orjson.dumps(payload)
             headers = {
                 "Content-Type": "application/json",

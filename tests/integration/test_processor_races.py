@@ -4,7 +4,6 @@ contacts for one identity, and no lock conflict escapes (they are retried)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from services.processor import metrics
 from services.processor.settings import ProcessorSettings
 from shared import topics
-from shared.db import connect
 from shared.events import LeadProcessed
 from shared.settings import CommonSettings
 from tests.support.events import publish_events, received
@@ -36,15 +34,6 @@ async def psettings(settings: CommonSettings) -> ProcessorSettings:
     s = processor_settings(settings, processor_batch_max=8)
     await prepare_topics(s)
     return s
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def _retries() -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
@@ -34,6 +34,23 @@ def _decode(raw: bytes) -> dict:
     return value
 
 
+def raw_runner(
+    settings: CommonSettings,
+    pub: Publisher,
+    group: str,
+    handler: Callable[[list[Message[dict]]], Awaitable[None]],
+) -> ConsumerRunner[dict]:
+    """A runner of the raw topic decoding JSON objects, dead-lettering through ``pub``."""
+    return ConsumerRunner(
+        settings,
+        topics=[topics.RAW],
+        group_id=group,
+        decode=_decode,
+        handler=handler,
+        publisher=pub,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task]:
     task = asyncio.create_task(runner.run())
@@ -54,14 +71,7 @@ async def test_round_trip_through_publisher_and_runner(settings: CommonSettings)
     async with Publisher(settings) as pub:
         for i in range(20):
             await pub.publish(topics.RAW, orjson.dumps({"n": i}), key=f"ws{i % 3}")
-        runner = ConsumerRunner(
-            settings,
-            topics=[topics.RAW],
-            group_id="g-roundtrip",
-            decode=_decode,
-            handler=handle,
-            publisher=pub,
-        )
+        runner = raw_runner(settings, pub, "g-roundtrip", handle)
         async with running(runner):
             await eventually(lambda: _ret(len(seen)), until=lambda n: n >= 20, what="20 consumed")
     assert sorted(v["n"] for v in seen) == list(range(20))
@@ -82,14 +92,7 @@ async def test_runner_binds_topic_partition_and_offset_to_the_handling(
 
     async with Publisher(settings) as pub:
         meta = await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="one-key")
-        runner = ConsumerRunner(
-            settings,
-            topics=[topics.RAW],
-            group_id="g-context",
-            decode=_decode,
-            handler=handle,
-            publisher=pub,
-        )
+        runner = raw_runner(settings, pub, "g-context", handle)
         async with running(runner):
             await eventually(lambda: _ret(len(contexts)), what="handled")
     assert contexts[0] == {
@@ -118,14 +121,7 @@ async def test_poison_message_is_dead_lettered_with_reason_and_consumer_goes_on(
         await pub.publish(topics.RAW, b"\xff not json", key="k")
         await pub.publish(topics.RAW, orjson.dumps({"n": 2, "bad": True}), key="k")
         await pub.publish(topics.RAW, orjson.dumps({"n": 3}), key="k")
-        runner = ConsumerRunner(
-            settings,
-            topics=[topics.RAW],
-            group_id="g-poison",
-            decode=_decode,
-            handler=handle,
-            publisher=pub,
-        )
+        runner = raw_runner(settings, pub, "g-poison", handle)
         async with running(runner):
             await eventually(
                 lambda: _ret(sorted(set(handled))),
@@ -157,14 +153,7 @@ async def test_consumer_that_dies_before_commit_gets_the_message_again(
 
     async with Publisher(settings) as pub:
         await pub.publish(topics.RAW, orjson.dumps({"n": 7}), key="k")
-        runner = ConsumerRunner(
-            settings,
-            topics=[topics.RAW],
-            group_id="g-redeliver",
-            decode=_decode,
-            handler=crash,
-            publisher=pub,
-        )
+        runner = raw_runner(settings, pub, "g-redeliver", crash)
         with pytest.raises(Crash):
             await asyncio.wait_for(runner.run(), 30)
         assert first == [7]
@@ -174,14 +163,7 @@ async def test_consumer_that_dies_before_commit_gets_the_message_again(
         async def handle(messages: list[Message[dict]]) -> None:
             second.extend(m.value["n"] for m in messages)
 
-        runner2 = ConsumerRunner(
-            settings,
-            topics=[topics.RAW],
-            group_id="g-redeliver",
-            decode=_decode,
-            handler=handle,
-            publisher=pub,
-        )
+        runner2 = raw_runner(settings, pub, "g-redeliver", handle)
         async with running(runner2):
             await eventually(lambda: _ret(second), until=lambda v: v == [7], what="redelivery")
 
@@ -199,14 +181,7 @@ async def test_transient_failure_is_retried_without_commit(settings: CommonSetti
 
     async with Publisher(settings) as pub:
         await pub.publish(topics.RAW, orjson.dumps({"n": 9}), key="k")
-        runner = ConsumerRunner(
-            settings,
-            topics=[topics.RAW],
-            group_id="g-flaky",
-            decode=_decode,
-            handler=flaky,
-            publisher=pub,
-        )
+        runner = raw_runner(settings, pub, "g-flaky", flaky)
         async with running(runner):
             await eventually(lambda: _ret(done), until=lambda v: v == [9], what="retried")
     assert len(attempts) == 3

@@ -8,11 +8,12 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from services.analytics.service import run_analytics
@@ -92,6 +93,27 @@ async def running_analytics(
         if not task.done():
             stop.set()
             await asyncio.wait_for(task, 30)
+
+
+async def seed_webhooks(
+    database_url: str,
+    workspace_id: uuid.UUID,
+    workspace_name: str,
+    webhooks: Mapping[uuid.UUID, str],
+) -> None:
+    """A named workspace and its named webhooks, straight into the tables (the names are
+    what the analytics answers and the dashboard show)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO workspaces (id, name) VALUES ($1, $2)", workspace_id, workspace_name
+        )
+        await conn.executemany(
+            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, $3)",
+            [(hook, workspace_id, name) for hook, name in webhooks.items()],
+        )
+    finally:
+        await conn.close()
 
 
 async def wait_total(

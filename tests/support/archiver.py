@@ -22,6 +22,29 @@ from shared.settings import CommonSettings
 from tests.support.net import free_port
 from tests.support.polling import eventually
 
+# The fields every archived record has (the archive's format, written out by hand).
+RECORD_FIELDS = {
+    "log_id",
+    "webhook_id",
+    "workspace_id",
+    "timestamp",
+    "request",
+    "processing",
+    "result",
+    "error",
+}
+
+# A vendor body {phone_number, mail, fname}: a mapping that misses it, and the fix.
+WRONG_MAPPING = [
+    {"source": "phone", "target": "phone", "transform": "e164"},
+    {"source": "email", "target": "email", "transform": "lowercase"},
+]
+FIXED_MAPPING = [
+    {"source": "phone_number", "target": "phone", "transform": "e164"},
+    {"source": "mail", "target": "email", "transform": "lowercase"},
+    {"source": "fname", "target": "first_name"},
+]
+
 
 def archiver_settings(settings: CommonSettings, **overrides: Any) -> ArchiverSettings:
     """The test's settings as archiver settings, with a group and a port of its own."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 
 from services.ingest import auth
@@ -27,6 +26,17 @@ from shared.secrets import hash_secret
 from shared.service import Service
 from shared.settings import CommonSettings
 from tests.support.net import free_port
+
+# A vendor's lead in the generic template's field names.
+GENERIC_BODY = {
+    "firstname": "Benjie",
+    "lastname": "Malinao",
+    "phone_number": "+16266633444",
+    "email": "benjie@example.com",
+    "external_crm_id": "crm_12345",
+    "product": "Bath Remodel",
+    "lead_status": "new",
+}
 
 
 def ingest_settings(settings: CommonSettings, **overrides: Any) -> IngestSettings:
@@ -63,68 +73,47 @@ async def create_webhook(
     """A workspace (unless given) and a webhook, straight into the tables."""
     conn = await connect(database_url)
     try:
-        return await insert_webhook(
-            conn,
+        if workspace_id is None:
+            workspace_id = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO workspaces (id, name, default_region) VALUES ($1, $2, $3)",
+                workspace_id,
+                f"ws-{workspace_id.hex[:10]}",
+                region,
+            )
+        hook_id = uuid.uuid4()
+        if auth_mode == "standard" and secret is None:
+            secret = "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+        elif auth_mode in ("github", "basic", "api-key") and secret is None:
+            secret = f"s3cret-{uuid.uuid4().hex}"
+        stored = secret
+        if auth_mode in ("basic", "api-key") and secret is not None:
+            stored = hash_secret(secret)
+        if auth_mode == "basic":
+            columns.setdefault("basic_username", "lw_test")
+        values = {
+            "id": hook_id,
+            "workspace_id": workspace_id,
+            "name": f"hook-{hook_id.hex[:10]}",
+            "template": template,
+            "auth_mode": auth_mode,
+            "secret": stored if auth_mode != "none" else None,
+            **columns,
+        }
+        names = ", ".join(values)
+        params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        await conn.execute(f"INSERT INTO webhooks ({names}) VALUES ({params})", *values.values())
+        return Hook(
+            id=hook_id,
+            workspace_id=workspace_id,
             auth_mode=auth_mode,
             secret=secret,
-            template=template,
-            region=region,
-            workspace_id=workspace_id,
-            **columns,
+            username=columns.get("basic_username"),
+            api_key_header=columns.get("api_key_header", "X-API-Key"),
+            verify_token=columns.get("verify_token"),
         )
     finally:
         await conn.close()
-
-
-async def insert_webhook(
-    conn: asyncpg.Connection,
-    *,
-    auth_mode: str = "none",
-    secret: str | None = None,
-    template: str = "generic",
-    region: str = "US",
-    workspace_id: uuid.UUID | None = None,
-    **columns: Any,
-) -> Hook:
-    if workspace_id is None:
-        workspace_id = uuid.uuid4()
-        await conn.execute(
-            "INSERT INTO workspaces (id, name, default_region) VALUES ($1, $2, $3)",
-            workspace_id,
-            f"ws-{workspace_id.hex[:10]}",
-            region,
-        )
-    hook_id = uuid.uuid4()
-    if auth_mode == "standard" and secret is None:
-        secret = "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
-    elif auth_mode in ("github", "basic", "api-key") and secret is None:
-        secret = f"s3cret-{uuid.uuid4().hex}"
-    stored = secret
-    if auth_mode in ("basic", "api-key") and secret is not None:
-        stored = hash_secret(secret)
-    if auth_mode == "basic":
-        columns.setdefault("basic_username", "lw_test")
-    values = {
-        "id": hook_id,
-        "workspace_id": workspace_id,
-        "name": f"hook-{hook_id.hex[:10]}",
-        "template": template,
-        "auth_mode": auth_mode,
-        "secret": stored if auth_mode != "none" else None,
-        **columns,
-    }
-    names = ", ".join(values)
-    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    await conn.execute(f"INSERT INTO webhooks ({names}) VALUES ({params})", *values.values())
-    return Hook(
-        id=hook_id,
-        workspace_id=workspace_id,
-        auth_mode=auth_mode,
-        secret=secret,
-        username=columns.get("basic_username"),
-        api_key_header=columns.get("api_key_header", "X-API-Key"),
-        verify_token=columns.get("verify_token"),
-    )
 
 
 def auth_headers(

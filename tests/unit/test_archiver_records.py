@@ -10,23 +10,13 @@ import orjson
 import pytest
 
 from services.archiver import records
+from tests.support.archiver import RECORD_FIELDS
 from tests.support.events import CANARY_HEADERS, CANARY_VALUES, failed, processed, rejected
 
 pytestmark = pytest.mark.unit
 
 WS = uuid.UUID("11111111-1111-4111-8111-111111111111")
 WH = uuid.UUID("22222222-2222-4222-8222-222222222222")
-
-SEED_FIELDS = {
-    "log_id",
-    "webhook_id",
-    "workspace_id",
-    "timestamp",
-    "request",
-    "processing",
-    "result",
-    "error",
-}
 
 
 def test_key_is_derived_from_the_request_and_its_utc_receive_day() -> None:
@@ -53,7 +43,7 @@ def test_record_has_the_seed_fields_and_no_secret(make: Any) -> None:
         WS, WH, payload={"phone": "4155550100", "note": "hi"}, duration_ms=40, canaries=True
     )
     record = records.build_record(event)
-    assert SEED_FIELDS <= set(record)
+    assert RECORD_FIELDS <= set(record)
     assert record["log_id"] == str(event.request_id)
     assert record["status"] == event.status
     assert record["request"]["method"] == "POST"

@@ -14,22 +14,13 @@ from services.archiver.replay import WebhookConfig
 from services.archiver.repository import S3Archive
 from services.archiver.search import find_archived
 from shared.events import LeadReceived, LeadRejected, request_id_for
-from tests.support.archiver import FakeS3
+from tests.support.archiver import FIXED_MAPPING, WRONG_MAPPING, FakeS3
 from tests.support.events import as_messages, failed, processed, rejected
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 6, 30, 12, tzinfo=UTC)
 PAYLOAD = {"phone_number": "(415) 555-0100", "mail": "Jane@Example.COM", "fname": "Jane"}
-WRONG = [
-    {"source": "phone", "target": "phone", "transform": "e164"},
-    {"source": "email", "target": "email", "transform": "lowercase"},
-]
-FIXED = [
-    {"source": "phone_number", "target": "phone", "transform": "e164"},
-    {"source": "mail", "target": "email", "transform": "lowercase"},
-    {"source": "fname", "target": "first_name"},
-]
 
 
 def webhook(mapping: list[dict[str, Any]]) -> WebhookConfig:
@@ -68,7 +59,7 @@ async def load(store: S3Archive, hook: WebhookConfig, **kw: Any) -> list[Any]:
 
 @pytest.mark.parametrize("metadata", [True, False])
 async def test_find_filters_by_window_and_status(metadata: bool) -> None:
-    hook = webhook(FIXED)
+    hook = webhook(FIXED_MAPPING)
     ws, wh = hook.workspace_id, hook.id
     inside = [
         rejected(ws, wh, received_at=NOW - timedelta(days=2, hours=3)),
@@ -89,7 +80,7 @@ async def test_find_filters_by_window_and_status(metadata: bool) -> None:
 
 
 async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> None:
-    hook = webhook(FIXED)
+    hook = webhook(FIXED_MAPPING)
     original = rejected(
         hook.workspace_id,
         hook.id,
@@ -126,7 +117,7 @@ async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> 
     )
     assert again.request_id == event.request_id
     # After another mapping change it is a new request.
-    other = webhook([*FIXED, {"source": "fname", "target": "custom.nick"}])
+    other = webhook([*FIXED_MAPPING, {"source": "fname", "target": "custom.nick"}])
     fp2 = replay.mapping_fingerprint(other.mapping, other.default_region)
     (changed,) = replay.plan(
         entries, webhook=other, mapper=replay.compile_mapper(other), fingerprint=fp2
@@ -135,7 +126,7 @@ async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> 
 
 
 async def test_invalid_under_the_current_mapping_becomes_a_rejection() -> None:
-    hook = webhook(WRONG)
+    hook = webhook(WRONG_MAPPING)
     original = processed(
         hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD
     )
@@ -154,7 +145,7 @@ async def test_invalid_under_the_current_mapping_becomes_a_rejection() -> None:
 
 
 async def test_a_replay_and_its_original_in_one_window_replay_once() -> None:
-    hook = webhook(FIXED)
+    hook = webhook(FIXED_MAPPING)
     ws, wh = hook.workspace_id, hook.id
     original = failed(ws, wh, received_at=NOW - timedelta(hours=3), payload=PAYLOAD)
     earlier_replay = failed(ws, wh, received_at=NOW - timedelta(hours=1), payload=PAYLOAD)

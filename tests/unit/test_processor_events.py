@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -12,37 +11,13 @@ from services.processor.decode import Undecodable, decode_message
 from services.processor.outcomes import PublishedIds, outcome_json
 from services.processor.repository import lock_key
 from services.processor.transaction import conflict_request_id, lock_keys_of
-from shared.events import (
-    ErrorInfo,
-    LeadFailed,
-    LeadReceived,
-    MappedLead,
-    Processing,
-    RawRequest,
-    decode_outcome,
-    encode,
-    outcome_event_id,
-)
+from shared.events import decode_outcome, encode
 from shared.kafka import Message
+from tests.support.events import failed, received
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def received(**lead: object) -> LeadReceived:
-    return LeadReceived(
-        request_id=uuid.uuid4(),
-        workspace_id=uuid.uuid4(),
-        webhook_id=uuid.uuid4(),
-        received_at=NOW,
-        idempotency_key="k1",
-        body_sha256="ab" * 32,
-        request=RawRequest(
-            path="/webhooks/x", headers={}, content_type="application/json", payload={"a": 1}
-        ),
-        lead=MappedLead(**lead),
-    )
+WS, WH = uuid.uuid4(), uuid.uuid4()
 
 
 def msg(value: object) -> Message[object]:
@@ -52,7 +27,7 @@ def msg(value: object) -> Message[object]:
 
 
 def test_decode_valid_and_invalid() -> None:
-    ev = received(phone="+15550000001")
+    ev = received(WS, WH, phone="+15550000001")
     assert decode_message(encode(ev)) == ev
     bad = decode_message(b"not json at all")
     assert isinstance(bad, Undecodable) and bad.fields == {}
@@ -67,20 +42,7 @@ def test_decode_valid_and_invalid() -> None:
 
 
 def test_outcome_json_drops_nul_characters() -> None:
-    rid = uuid.uuid4()
-    event = LeadFailed(
-        event_id=outcome_event_id(rid),
-        request_id=rid,
-        workspace_id=uuid.uuid4(),
-        webhook_id=uuid.uuid4(),
-        occurred_at=NOW,
-        received_at=NOW,
-        request=RawRequest(
-            path="/x", headers={}, content_type="text/plain", payload={"n\x00": "a\x00b"}
-        ),
-        processing=Processing(start=NOW, end=NOW, duration_ms=0),
-        error=ErrorInfo(type="T", message="m"),
-    )
+    event = failed(WS, WH, payload={"n\x00": "a\x00b"})
     text = outcome_json(event)
     assert "\\u0000" not in text
     back = decode_outcome(text.encode())
@@ -88,8 +50,8 @@ def test_outcome_json_drops_nul_characters() -> None:
 
 
 def test_lock_keys_cover_every_identity_and_keyless_requests() -> None:
-    a = received(crm_id="c", phone="+15550000001", email="a@x.io")
-    keyless = received()
+    a = received(WS, WH, crm_id="c", phone="+15550000001", email="a@x.io")
+    keyless = received(WS, WH)
     keys = lock_keys_of([msg(a), msg(keyless)])  # type: ignore[list-item]
     assert keys == [
         lock_key(a.workspace_id, "crm_id", "c"),
@@ -102,7 +64,7 @@ def test_lock_keys_cover_every_identity_and_keyless_requests() -> None:
 
 
 def test_conflict_request_id_is_deterministic_per_body() -> None:
-    a = received(phone="+15550000001")
+    a = received(WS, WH, phone="+15550000001")
     same = a.model_copy()
     other = a.model_copy(update={"body_sha256": "cd" * 32})
     assert conflict_request_id(a) == conflict_request_id(same)
