@@ -25,18 +25,12 @@ from shared.kafka import ensure_topics
 from shared.secrets import hash_secret
 from shared.service import Service
 from shared.settings import CommonSettings
+from shared.templates import get_template
 from tests.support.net import free_port
 
-# A vendor's lead in the generic template's field names.
-GENERIC_BODY = {
-    "firstname": "Benjie",
-    "lastname": "Malinao",
-    "phone_number": "+16266633444",
-    "email": "benjie@example.com",
-    "external_crm_id": "crm_12345",
-    "product": "Bath Remodel",
-    "lead_status": "new",
-}
+# A vendor's lead in the generic template's field names: its own example (Benjie Malinao
+# with a CRM id, a phone and an email, product "Bath Remodel", status "new").
+GENERIC_BODY = get_template("generic").example_payload
 
 
 def ingest_settings(settings: CommonSettings, **overrides: Any) -> IngestSettings:
