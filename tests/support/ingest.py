@@ -33,6 +33,31 @@ from tests.support.net import free_port
 GENERIC_BODY = get_template("generic").example_payload
 
 
+def webhook_row(**columns: Any) -> dict[str, Any]:
+    """A webhook as the gateway's repository reads it (joined with its workspace)."""
+    return {
+        "id": uuid.uuid4(),
+        "workspace_id": uuid.uuid4(),
+        "name": "w",
+        "template": "generic",
+        "auth_mode": "none",
+        "secret": None,
+        "secret_previous": None,
+        "secret_previous_expires_at": None,
+        "basic_username": None,
+        "api_key_header": "X-API-Key",
+        "status": "active",
+        "rate_limit_per_minute": None,
+        "max_body_bytes": None,
+        "idempotency_field": None,
+        "mapping": [],
+        "verify_token": None,
+        "workspace_status": "active",
+        "default_region": "US",
+        **columns,
+    }
+
+
 def ingest_settings(settings: CommonSettings, **overrides: Any) -> IngestSettings:
     values = settings.model_dump()
     values.update(overrides)

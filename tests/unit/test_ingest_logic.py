@@ -17,6 +17,7 @@ from services.ingest.metrics import WebhookLabels
 from services.ingest.openapi import SPEC, render_html
 from services.ingest.responses import outcome_body, status_summary
 from services.ingest.waiting import wait_preference
+from tests.support.ingest import webhook_row
 
 pytestmark = pytest.mark.unit
 
@@ -131,54 +132,32 @@ def test_webhook_labels_are_bounded() -> None:
     assert labels("a") == "a" and labels(None) == "unknown"
 
 
-def _row(**over: Any) -> dict[str, Any]:
-    row = {
-        "id": uuid.uuid4(),
-        "workspace_id": uuid.uuid4(),
-        "name": "w",
-        "template": "generic",
-        "auth_mode": "none",
-        "secret": None,
-        "secret_previous": None,
-        "secret_previous_expires_at": None,
-        "basic_username": None,
-        "api_key_header": "X-API-Key",
-        "status": "active",
-        "rate_limit_per_minute": None,
-        "max_body_bytes": None,
-        "idempotency_field": None,
-        "mapping": [],
-        "verify_token": None,
-        "workspace_status": "active",
-        "default_region": "US",
-    }
-    row.update(over)
-    return row
-
-
 def test_build_config_uses_template_mapping_when_empty() -> None:
-    config = build_config(_row())
+    config = build_config(webhook_row())
     assert config.mapping is not None and config.problem is None and config.active
 
 
 def test_build_config_flags_problems() -> None:
-    assert build_config(_row(auth_mode="standard", secret=None)).problem == "auth_secret_missing"
     assert (
-        build_config(_row(auth_mode="standard", secret="whsec_%%%")).problem
+        build_config(webhook_row(auth_mode="standard", secret=None)).problem
+        == "auth_secret_missing"
+    )
+    assert (
+        build_config(webhook_row(auth_mode="standard", secret="whsec_%%%")).problem
         == "auth_secret_malformed"
     )
     assert (
-        build_config(_row(mapping=[{"target": "nope"}], template="none")).problem
+        build_config(webhook_row(mapping=[{"target": "nope"}], template="none")).problem
         == "mapping_invalid"
     )
-    assert not build_config(_row(workspace_status="disabled")).active
-    assert not build_config(_row(status="disabled")).active
+    assert not build_config(webhook_row(workspace_status="disabled")).active
+    assert not build_config(webhook_row(status="disabled")).active
 
 
 def test_build_config_previous_secret_needs_expiry() -> None:
     expires = datetime.now(UTC) + timedelta(hours=1)
     config = build_config(
-        _row(
+        webhook_row(
             auth_mode="github",
             secret="a" * 20,
             secret_previous="b" * 20,
@@ -188,7 +167,9 @@ def test_build_config_previous_secret_needs_expiry() -> None:
     assert len(config.secrets) == 2 and config.secrets[1].expires_at == pytest.approx(
         expires.timestamp()
     )
-    config = build_config(_row(auth_mode="github", secret="a" * 20, secret_previous="b" * 20))
+    config = build_config(
+        webhook_row(auth_mode="github", secret="a" * 20, secret_previous="b" * 20)
+    )
     assert len(config.secrets) == 1
 
 
@@ -203,7 +184,7 @@ async def test_config_cache_ttl_negative_and_invalidation() -> None:
         return rows.get(wid)
 
     cache = ConfigCache(load, ttl_s=60, negative_ttl_s=5, clock=clock)
-    row = _row()
+    row = webhook_row()
     rows[row["id"]] = row
     # Concurrent misses share one query.
     results = await asyncio.gather(*(cache.get(row["id"]) for _ in range(10)))
@@ -231,7 +212,7 @@ async def test_config_cache_ttl_negative_and_invalidation() -> None:
 
 async def test_config_cache_serves_stale_when_database_is_away() -> None:
     clock = FakeClock()
-    row = _row()
+    row = webhook_row()
     up = True
 
     async def load(wid: uuid.UUID) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import LeadRejected, decode_outcome, decode_raw
 from shared.kafka import KafkaUnavailable
+from tests.support.ingest import webhook_row
 
 pytestmark = pytest.mark.unit
 
@@ -62,29 +63,9 @@ class Gateway:
         self.deps.connected(self.repo)
 
     def webhook(self, **columns: Any) -> uuid.UUID:
-        hook_id = uuid.uuid4()
-        self.repo.webhooks[hook_id] = {
-            "id": hook_id,
-            "workspace_id": uuid.uuid4(),
-            "name": "w",
-            "template": "generic",
-            "auth_mode": "none",
-            "secret": None,
-            "secret_previous": None,
-            "secret_previous_expires_at": None,
-            "basic_username": None,
-            "api_key_header": "X-API-Key",
-            "status": "active",
-            "rate_limit_per_minute": None,
-            "max_body_bytes": None,
-            "idempotency_field": None,
-            "mapping": [],
-            "verify_token": None,
-            "workspace_status": "active",
-            "default_region": "US",
-            **columns,
-        }
-        return hook_id
+        row = webhook_row(**columns)
+        self.repo.webhooks[row["id"]] = row
+        return row["id"]
 
     async def post(
         self,
