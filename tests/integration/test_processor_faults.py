@@ -69,7 +69,11 @@ def workload(
     for i in range(n):
         repeat = i % 10 == 9
         person = base + (i - 1 if repeat else i)
-        ids = {"crm_id": f"crm-{person}", "phone": phone_of(person), "email": f"p{person}@x.io"}
+        ids: dict[str, str | None] = {
+            "crm_id": f"crm-{person}",
+            "phone": phone_of(person),
+            "email": f"p{person}@x.io",
+        }
         if repeat:
             carried = REPEAT_KEYS[i // 10 % len(REPEAT_KEYS)]
             ids = {k: (v if k in carried else None) for k, v in ids.items()}

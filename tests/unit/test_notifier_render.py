@@ -16,6 +16,7 @@ from services.notifier.render import (
     render_sms,
     summarize,
 )
+from shared.events import LeadFailed, LeadProcessed, PerformanceAlert
 from tests.support.events import alert, failed, processed
 
 pytestmark = pytest.mark.unit
@@ -46,7 +47,7 @@ def test_single_email_names_the_lead() -> None:
 
 
 def test_digest_email_lists_every_notification() -> None:
-    events = [
+    events: list[LeadProcessed | LeadFailed | PerformanceAlert] = [
         *(processed(WS, first_name=f"P{i}") for i in range(3)),
         failed(WS, error_type="MappingError"),
         alert(WS, value=0.25, threshold=0.1),
