@@ -69,7 +69,7 @@ soak: infra
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services cli infra
+	$(VENV)/bin/mypy shared services cli infra bench
 
 fmt: install
 	$(VENV)/bin/ruff format .

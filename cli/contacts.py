@@ -12,6 +12,7 @@ import typer
 
 from cli import repository as repo
 from cli.context import run_db
+from cli.options import Workspace
 from cli.output import CliError, JsonFlag, emit, fail, table
 from services.processor import admin
 
@@ -19,8 +20,6 @@ duplicates_app = typer.Typer(
     help="Possible duplicate contacts found by dedupe.", no_args_is_help=True
 )
 contacts_app = typer.Typer(help="Contacts made from leads.", no_args_is_help=True)
-
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-W", help="Workspace name or id.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 @duplicates_app.command("list")
 def list_duplicates(
-    workspace: WorkspaceOpt,
+    workspace: Workspace,
     limit: Annotated[int, typer.Option(help="Most pairs to show, newest first.")] = 100,
     as_json: JsonFlag = False,
 ) -> None:

@@ -16,6 +16,7 @@ import typer
 
 from cli import repository as repo
 from cli.context import load_settings, run_db
+from cli.options import Workspace
 from cli.output import CliError, emit, fail, table
 from services.notifier import admin
 from services.notifier.admin import Channel, EventKind, HighPriority, NotificationSettings, Rule
@@ -27,7 +28,6 @@ notify_app = typer.Typer(
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-W", help="Workspace name or id.")]
 EventOpt = Annotated[EventKind, typer.Option("--event", "-e", help="The event that triggers it.")]
 ChannelOpt = Annotated[Channel, typer.Option("--channel", "-c", help="Where it goes.")]
 
@@ -155,13 +155,13 @@ def _text(doc: dict[str, Any]) -> str:
 
 @notify_app.command("set-rule")
 def set_rule(
-    workspace: WorkspaceOpt,
+    workspace: Workspace,
     event: EventOpt,
     channel: ChannelOpt,
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", "-t", help="Comma-separated emails (email) or phones (sms); none for realtime."
+            "--to", help="Comma-separated emails (email) or phones (sms); none for realtime."
         ),
     ] = None,
     as_json: Json = False,
@@ -183,7 +183,7 @@ def set_rule(
 
 @notify_app.command("remove-rule")
 def remove_rule(
-    workspace: WorkspaceOpt,
+    workspace: Workspace,
     event: EventOpt,
     channel: ChannelOpt,
     as_json: Json = False,
@@ -210,7 +210,7 @@ def remove_rule(
 
 @notify_app.command("high-priority")
 def high_priority(
-    workspace: WorkspaceOpt,
+    workspace: Workspace,
     when: Annotated[
         list[str] | None,
         typer.Option(
@@ -256,7 +256,7 @@ def high_priority(
 
 
 @notify_app.command("show")
-def show(workspace: WorkspaceOpt, as_json: Json = False) -> None:
+def show(workspace: Workspace, as_json: Json = False) -> None:
     """Show a workspace's notification rules."""
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def show(workspace: WorkspaceOpt, as_json: Json = False) -> None:
 
 @notify_app.command("token")
 def token(
-    workspace: WorkspaceOpt,
+    workspace: Workspace,
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Make a new token; the old one stops working.")
     ] = False,

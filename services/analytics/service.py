@@ -14,6 +14,7 @@ then raises, so the process exits non-zero.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -30,8 +31,8 @@ from services.analytics.repository import AnalyticsRepository
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stream import Hub, listen
 from shared import topics
-from shared.events import Outcome, PerformanceAlert, decode_outcome
-from shared.kafka import ConsumerRunner, Message
+from shared.events import PerformanceAlert, decode_outcome
+from shared.kafka import ConsumerRunner
 from shared.service import Service
 
 
@@ -68,11 +69,6 @@ async def run_analytics(
         async def publish(events: Sequence[PerformanceAlert]) -> None:
             await publisher.publish_many(topics.ALERTS, [(str(e.webhook_id), e) for e in events])
 
-        async def handle(messages: list[Message[Outcome]]) -> None:
-            await handlers.handle_outcomes(
-                messages, repo=repo, config=config, publish=publish, clock=clock
-            )
-
         # The last publish attempt of queued alerts, after the consumer's last batch.
         svc.cleanup(lambda: handlers.flush_alert_outbox(repo=repo, publish=publish))
         runner = ConsumerRunner(
@@ -80,7 +76,9 @@ async def run_analytics(
             topics=[topics.OUTCOMES],
             group_id=settings.analytics_group,
             decode=decode_outcome,
-            handler=handle,
+            handler=functools.partial(
+                handlers.handle_outcomes, repo=repo, config=config, publish=publish, clock=clock
+            ),
             publisher=publisher,
             max_batch=settings.analytics_max_batch,
         )

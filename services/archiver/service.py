@@ -11,6 +11,7 @@ and commit the batch in hand, stop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,7 +22,7 @@ from services.archiver.retention import prune
 from services.archiver.settings import ArchiverSettings
 from shared import topics
 from shared.events import Outcome, decode_outcome
-from shared.kafka import ConsumerRunner, Message
+from shared.kafka import ConsumerRunner
 from shared.logs import get_logger
 from shared.s3 import s3_client
 from shared.service import Service
@@ -51,20 +52,17 @@ async def run_archiver(
         # Messages of the batch in hand already stored, across the runner's retries of it.
         stored: set[Position] = set()
 
-        async def handle(messages: list[Message[Outcome]]) -> None:
-            await archive_outcomes(
-                messages,
-                archive=archive,
-                stored=stored,
-                concurrency=settings.archive_upload_concurrency,
-            )
-
         runner: ConsumerRunner[Outcome] = ConsumerRunner(
             settings,
             topics=[topics.OUTCOMES],
             group_id=settings.archiver_group,
             decode=decode_outcome,
-            handler=handle,
+            handler=functools.partial(
+                archive_outcomes,
+                archive=archive,
+                stored=stored,
+                concurrency=settings.archive_upload_concurrency,
+            ),
             publisher=publisher,
             max_batch=settings.archive_max_batch,
         )

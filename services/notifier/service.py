@@ -16,6 +16,7 @@ closes. ``__main__`` calls :func:`run_notifier`; tests call it in-process.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aiohttp
 from aiohttp import web
@@ -57,8 +58,8 @@ async def run_notifier(
             topics=CONSUMED_TOPICS,
             group_id=settings.notify_group_id,
             decode=decode_notifiable,
-            handler=lambda messages: handle_events(
-                messages, repo=repo, on_recorded=dispatcher.wake, max_age_s=retention_s
+            handler=functools.partial(
+                handle_events, repo=repo, on_recorded=dispatcher.wake, max_age_s=retention_s
             ),
             publisher=publisher,
             max_batch=200,

@@ -27,6 +27,9 @@ from shared.logs import get_logger
 
 log = get_logger(__name__)
 
+#: A test hook run inside each batch transaction, after its locks are taken.
+InTransaction = Callable[[], Awaitable[None]]
+
 T = TypeVar("T")
 
 #: Lock conflicts: the transaction is retried, never surfaced.
@@ -94,44 +97,51 @@ async def in_transaction(
 
 
 async def commit_batch(
-    messages: Sequence[Message[Incoming]], *, repo: Repository, settings: ProcessorSettings
+    messages: Sequence[Message[Incoming]],
+    *,
+    repo: Repository,
+    settings: ProcessorSettings,
+    in_transaction: InTransaction | None = None,
 ) -> list[Finished]:
     """The batch in transactions of at most ``processor_tx_max_leads`` messages; a
     transaction Postgres refuses is re-run one message per transaction."""
     size = settings.processor_tx_max_leads
     attempts = settings.processor_tx_attempts
-    hold_s = settings.processor_slow_batch_ms / 1000
     finished: list[Finished] = []
     for i in range(0, len(messages), size):
         finished += await _commit_chunk(
-            messages[i : i + size], repo=repo, attempts=attempts, hold_s=hold_s
+            messages[i : i + size], repo=repo, attempts=attempts, hook=in_transaction
         )
     return finished
 
 
 async def _commit_chunk(
-    chunk: Sequence[Message[Incoming]], *, repo: Repository, attempts: int, hold_s: float
+    chunk: Sequence[Message[Incoming]],
+    *,
+    repo: Repository,
+    attempts: int,
+    hook: InTransaction | None,
 ) -> list[Finished]:
     try:
         return await in_transaction(
-            repo, attempts, lambda tx: process_batch(chunk, tx=tx, hold_s=hold_s)
+            repo, attempts, lambda tx: process_batch(chunk, tx=tx, in_transaction=hook)
         )
     except Unwritable as exc:
         metrics.FALLBACKS.inc()
         log.warning("batch_unwritable_fallback", size=len(chunk), error=type(exc.error).__name__)
     out: list[Finished] = []
     for m in chunk:
-        out += await _commit_one(m, repo=repo, attempts=attempts, hold_s=hold_s)
+        out += await _commit_one(m, repo=repo, attempts=attempts, hook=hook)
     return out
 
 
 async def _commit_one(
-    m: Message[Incoming], *, repo: Repository, attempts: int, hold_s: float
+    m: Message[Incoming], *, repo: Repository, attempts: int, hook: InTransaction | None
 ) -> list[Finished]:
     """One message in its own transaction; recorded as failed when Postgres refuses it."""
     try:
         return await in_transaction(
-            repo, attempts, lambda tx: process_batch([m], tx=tx, hold_s=hold_s)
+            repo, attempts, lambda tx: process_batch([m], tx=tx, in_transaction=hook)
         )
     except Unwritable as exc:
         error = error_info(exc.error)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.processor import metrics, outcomes
-from services.processor.commit import commit_batch
+from services.processor.commit import InTransaction, commit_batch
 from services.processor.decode import Incoming
 from services.processor.outcomes import Finished
 from services.processor.repository import Repository
@@ -34,6 +34,9 @@ class Hooks:
     # Runs when a batch stored something new, after its commit and before its outcomes
     # are published (a crash here is "between commit and publish").
     after_commit: AfterCommit | None = None
+    # Runs inside every batch transaction after its locks are taken (a slow batch that
+    # holds its locks while partitions move).
+    in_transaction: InTransaction | None = None
 
 
 async def handle_batch(
@@ -49,7 +52,9 @@ async def handle_batch(
     runner dead-letters it; the rest of the batch is done)."""
     started = time.perf_counter()
     metrics.RECEIVED.inc(len(messages))
-    finished = await commit_batch(messages, repo=repo, settings=settings)
+    finished = await commit_batch(
+        messages, repo=repo, settings=settings, in_transaction=hooks.in_transaction
+    )
     committed = time.perf_counter()
     committed_at = utcnow()
     if hooks.after_commit is not None and any(f.fresh for f in finished):

@@ -8,7 +8,7 @@ import asyncio
 import functools
 
 from services.processor.decode import Incoming, decode_message
-from services.processor.handlers import AfterCommit, Hooks, handle_batch
+from services.processor.handlers import Hooks, handle_batch
 from services.processor.outcomes import OutcomePublisher
 from services.processor.repository import PostgresRepository
 from services.processor.settings import ProcessorSettings
@@ -22,12 +22,12 @@ async def run_processor(
     stop: asyncio.Event,
     *,
     serve_http: bool = True,
-    after_commit: AfterCommit | None = None,
+    hooks: Hooks = Hooks(),
     ready: asyncio.Event | None = None,
 ) -> None:
     """Process the raw topic until ``stop`` is set; then finish the batch in hand, publish
-    its outcomes, commit its offsets and return. ``after_commit``: a test's fault hook
-    (see :class:`~services.processor.handlers.Hooks`)."""
+    its outcomes, commit its offsets and return. ``hooks``: a test's fault injection
+    (see :class:`~services.processor.handlers.Hooks`); production passes none."""
     async with Service("processor", stop, ready=ready) as svc:
         pool = await svc.pool(
             settings.database_url,
@@ -47,7 +47,7 @@ async def run_processor(
                 repo=repo,
                 publish=OutcomePublisher(publisher).publish,
                 settings=settings,
-                hooks=Hooks(after_commit=after_commit),
+                hooks=hooks,
             ),
             publisher=publisher,
             max_batch=settings.processor_batch_max,

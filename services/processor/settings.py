@@ -21,6 +21,3 @@ class ProcessorSettings(CommonSettings):
     # Immediate attempts of one transaction on a lock conflict (unique violation,
     # serialization failure, deadlock) before the batch goes back to the runner's backoff.
     processor_tx_attempts: int = Field(default=6, ge=1)
-    # Fault injection for tests, off in production: hold every batch this long inside its
-    # transaction (a slow handler).
-    processor_slow_batch_ms: int = Field(default=0, ge=0)

@@ -19,10 +19,9 @@ Exactly once in effect, on an at-least-once consumer:
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -190,7 +189,7 @@ async def process_batch(
     *,
     tx: Transaction,
     clock: Callable[[], datetime] = utcnow,
-    hold_s: float = 0.0,
+    in_transaction: Callable[[], Awaitable[None]] | None = None,
 ) -> list[Finished]:
     """Everything one transaction does for a batch; the caller owns the transaction."""
     t0 = time.perf_counter()
@@ -224,8 +223,8 @@ async def process_batch(
     t4 = time.perf_counter()
     await tx.record(batch.rows)
     t_record = time.perf_counter() - t4
-    if hold_s:
-        await asyncio.sleep(hold_s)
+    if in_transaction is not None:
+        await in_transaction()  # a test's slow batch, holding its locks
 
     metrics.STEP_SECONDS.labels("lookup").observe(t_lookup)
     metrics.STEP_SECONDS.labels("rules").observe(batch.rules_s)

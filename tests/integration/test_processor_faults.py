@@ -9,7 +9,7 @@ import contextlib
 import re
 import signal
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,14 @@ import asyncpg
 import pytest
 
 from services.processor import metrics
+from services.processor.handlers import Hooks
 from services.processor.settings import ProcessorSettings
 from shared import topics
 from shared.db import connect, migrate
 from shared.events import LeadProcessed, LeadReceived, outcome_event_id
 from shared.settings import CommonSettings
 from tests.support.events import publish_events, received
+from tests.support.faulty_processor import FAULTS_ENV
 from tests.support.net import free_port
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess, env_for
@@ -148,11 +150,13 @@ async def check_outcomes(
     return len(got), distinct
 
 
-def service(
-    s: ProcessorSettings, tmp_path: Path, port: int, *, module: str | None = None
-) -> ServiceProcess:
+def service(s: ProcessorSettings, tmp_path: Path, port: int, *, faults: str = "") -> ServiceProcess:
+    """A processor process; ``faults`` (see tests.support.faulty_processor) are test hooks."""
     env = env_for(s, LEADWIRE_PROCESSOR_PORT=str(port), LEADWIRE_LOG_LEVEL="WARNING")
-    return ServiceProcess("processor", env, tmp_path, module=module)
+    if not faults:
+        return ServiceProcess("processor", env, tmp_path)
+    env = {**env, FAULTS_ENV: faults}
+    return ServiceProcess("processor", env, tmp_path, module="tests.support.faulty_processor")
 
 
 async def recover(
@@ -179,7 +183,7 @@ async def recover(
 async def test_d3_processor_killed_mid_batch(
     settings: CommonSettings, db: asyncpg.Connection, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    s = processor_settings(settings, processor_batch_max=20, processor_slow_batch_ms=120)
+    s = processor_settings(settings, processor_batch_max=20)
     await prepare_topics(s)
     t = await seed_tenant(db)
     events, person = workload(t, 300)
@@ -187,7 +191,7 @@ async def test_d3_processor_killed_mid_batch(
     await publish_events(s, spread(events), logical=topics.RAW)
 
     port = free_port()
-    first = service(s, tmp_path, port).start()
+    first = service(s, tmp_path, port, faults="hold_ms=120").start()
     received_by_first = 0.0
 
     async def watch() -> None:
@@ -253,6 +257,13 @@ def _total(counter: Any) -> float:
     return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
 
 
+def _hold(seconds: float) -> Callable[[], Awaitable[None]]:
+    async def hold() -> None:
+        await asyncio.sleep(seconds)
+
+    return hold
+
+
 def _republished() -> float:
     return _total(metrics.REPUBLISHED)
 
@@ -260,8 +271,8 @@ def _republished() -> float:
 async def test_d4_rebalance_while_processing(
     settings: CommonSettings, db: asyncpg.Connection
 ) -> None:
-    slow = processor_settings(settings, processor_batch_max=10, processor_slow_batch_ms=80)
-    fast = processor_settings(settings, processor_batch_max=10)
+    slow = processor_settings(settings, processor_batch_max=10)
+    fast = slow
     await prepare_topics(slow)
     t = await seed_tenant(db)
     events, person = workload(t, 400)
@@ -274,7 +285,7 @@ async def test_d4_rebalance_while_processing(
             await publish_events(slow, spread(events[i : i + 20]), logical=topics.RAW)
             await asyncio.sleep(0.05)
 
-    first = InProcess(slow)
+    first = InProcess(slow, hooks=Hooks(in_transaction=_hold(0.08)))
     second: InProcess | None = None
     feeder = asyncio.create_task(feed())
     try:
@@ -453,7 +464,7 @@ async def test_d8_failure_between_commit_and_publish_in_process(
             raise RuntimeError("fault: after commit, before publish")
 
     await publish_events(s, spread(events), logical=topics.RAW)
-    async with processors(s, after_commit=crash_once):
+    async with processors(s, hooks=Hooks(after_commit=crash_once)):
         await wait_processed(s.database_url, [e.request_id for e in events])
         await wait_caught_up(s, s.processor_group, topics.RAW, deadline_s=30)
     counts = await tally(s.database_url, events, person=person)
@@ -473,8 +484,7 @@ async def test_d8_process_exits_between_commit_and_publish(
     ids = [e.request_id for e in events]
     await publish_events(s, spread(events), logical=topics.RAW)
 
-    crash = "tests.support.crashing_processor"
-    crashing = service(s, tmp_path, free_port(), module=crash).start()
+    crashing = service(s, tmp_path, free_port(), faults="crash_after_commit").start()
     try:
         code = await asyncio.to_thread(crashing.wait, 60)
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from services.processor.handlers import AfterCommit
+from services.processor.handlers import Hooks
 from services.processor.service import run_processor
 from services.processor.settings import ProcessorSettings
 from shared import topics
@@ -106,13 +106,11 @@ async def prepare_topics(settings: CommonSettings, partitions: int = 4) -> None:
 class InProcess:
     """One processor running in this event loop."""
 
-    def __init__(
-        self, settings: ProcessorSettings, *, after_commit: AfterCommit | None = None
-    ) -> None:
+    def __init__(self, settings: ProcessorSettings, *, hooks: Hooks = Hooks()) -> None:
         self.settings = settings
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] = asyncio.create_task(
-            run_processor(settings, self.stop_event, serve_http=False, after_commit=after_commit)
+            run_processor(settings, self.stop_event, serve_http=False, hooks=hooks)
         )
 
     async def stop(self, deadline_s: float = 30) -> None:
@@ -122,9 +120,9 @@ class InProcess:
 
 @contextlib.asynccontextmanager
 async def processors(
-    settings: ProcessorSettings, count: int = 1, *, after_commit: AfterCommit | None = None
+    settings: ProcessorSettings, count: int = 1, *, hooks: Hooks = Hooks()
 ) -> AsyncIterator[list[InProcess]]:
-    running = [InProcess(settings, after_commit=after_commit) for _ in range(count)]
+    running = [InProcess(settings, hooks=hooks) for _ in range(count)]
     try:
         yield running
     finally:
