@@ -8,6 +8,7 @@ by service.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ DEPS: web.AppKey[Deps] = web.AppKey("deps", Deps)
 
 
 def create_app(deps: Deps) -> web.Application:
-    """The routes, each calling its handler with ``deps``."""
+    """The routes, each bound to its handler with ``deps`` (keyword-only)."""
     settings = deps.settings
     app = web.Application(
         middlewares=[_json_errors],
@@ -40,20 +41,16 @@ def create_app(deps: Deps) -> web.Application:
         },
     )
     app[DEPS] = deps
-
-    async def receive(request: web.Request) -> web.StreamResponse:
-        return await handlers.receive(request, deps=deps)
-
-    async def verify_subscription(request: web.Request) -> web.StreamResponse:
-        return await handlers.verify_subscription(request, deps=deps)
-
-    async def request_status(request: web.Request) -> web.StreamResponse:
-        return await handlers.request_status(request, deps=deps)
-
-    app.router.add_post("/webhooks/{webhook_id}", receive)
-    app.router.add_get("/webhooks/{webhook_id}", verify_subscription, allow_head=False)
+    app.router.add_post("/webhooks/{webhook_id}", functools.partial(handlers.receive, deps=deps))
     app.router.add_get(
-        "/webhooks/{webhook_id}/requests/{request_id}", request_status, allow_head=False
+        "/webhooks/{webhook_id}",
+        functools.partial(handlers.verify_subscription, deps=deps),
+        allow_head=False,
+    )
+    app.router.add_get(
+        "/webhooks/{webhook_id}/requests/{request_id}",
+        functools.partial(handlers.request_status, deps=deps),
+        allow_head=False,
     )
     app.router.add_get("/openapi.json", openapi.spec_handler, allow_head=False)
     app.router.add_get("/docs", openapi.docs_handler, allow_head=False)
