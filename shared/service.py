@@ -234,9 +234,9 @@ class Service:
             done, _ = await asyncio.wait({stopper, *watched}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
+        if stopper in done or self.stop.is_set():
+            return  # a task that ended as the stop came is draining, not crashing
         crashed = [t for t in self._tasks if t.task in done]
-        if not crashed:
-            return
         for t in crashed:
             error = t.task.exception() if not t.task.cancelled() else None
             log.error("service_task_ended", service=self.name, task=t.name, error=_name(error))

@@ -39,7 +39,7 @@ from shared.events import (
     outcome_event_id,
     request_id_for,
 )
-from shared.kafka import Message, Publisher
+from shared.kafka import Message, Publisher, ensure_topics
 from shared.settings import CommonSettings
 
 Outcome = LeadProcessed | LeadFailed | LeadRejected
@@ -359,6 +359,8 @@ async def publish_events(
             items.append((k or key, value))
         else:
             items.append((k or str(value.workspace_id), encode(value)))
+    # A topic the test has not created yet: leaders elected before the first send.
+    await ensure_topics(settings, [logical])
     async with Publisher(settings, client_id="test-publisher") as pub:
         for i in range(0, len(items), chunk):
             await pub.publish_many(logical, items[i : i + chunk], timeout=30)

@@ -154,3 +154,15 @@ def test_position_of_names_one_partition_and_its_offsets() -> None:
 class _Rec:
     def __init__(self, topic: str, partition: int, offset: int) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
+
+
+async def test_a_task_that_ends_because_of_the_stop_is_not_a_crash() -> None:
+    stop = asyncio.Event()
+
+    async def ends_on_stop() -> None:
+        await stop.wait()
+
+    async with Service("demo", stop) as svc:
+        svc.task("loop", ends_on_stop())
+        asyncio.get_running_loop().call_soon(stop.set)
+        await svc.run()  # no ServiceCrashed
