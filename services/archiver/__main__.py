@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.archiver.service import run_archiver
 from services.archiver.settings import ArchiverSettings
 from shared.logs import configure_logging
@@ -13,11 +11,7 @@ from shared.runtime import run
 def main() -> None:
     settings = ArchiverSettings()
     configure_logging("archiver", level=settings.log_level, fmt=settings.log_format)
-
-    async def _main(stop: asyncio.Event) -> None:
-        await run_archiver(settings, stop)
-
-    run(_main)
+    run(lambda stop: run_archiver(settings, stop))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.processor.service import run_processor
 from services.processor.settings import ProcessorSettings
 from shared.logs import configure_logging
@@ -13,11 +11,7 @@ from shared.runtime import run
 def main() -> None:
     settings = ProcessorSettings()
     configure_logging("processor", level=settings.log_level, fmt=settings.log_format)
-
-    async def _main(stop: asyncio.Event) -> None:
-        await run_processor(settings, stop)
-
-    run(_main)
+    run(lambda stop: run_processor(settings, stop))
 
 
 if __name__ == "__main__":
