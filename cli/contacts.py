@@ -15,6 +15,7 @@ from cli.context import run_db
 from cli.options import Workspace
 from cli.output import CliError, JsonFlag, emit, fail, table
 from services.processor import admin
+from shared.mapping import LEAD_FIELDS
 
 duplicates_app = typer.Typer(
     help="Possible duplicate contacts found by dedupe.", no_args_is_help=True
@@ -85,20 +86,7 @@ def show_contact(
     contact = run_db(work, as_json=as_json)
 
     def text(c: dict[str, Any]) -> str:
-        lines = [
-            f"{k}: {c[k]}"
-            for k in (
-                "id",
-                "crm_id",
-                "phone",
-                "email",
-                "first_name",
-                "last_name",
-                "product",
-                "lead_status",
-                "board_name",
-            )
-        ]
+        lines = [f"{k}: {c[k]}" for k in ("id", *LEAD_FIELDS, "board_name")]
         lines.append(f"custom: {c['custom']}")
         lines.append(f"leads: {len(c['leads'])}")
         lines.append(f"possible duplicates: {len(c['possible_duplicates'])}")

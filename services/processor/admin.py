@@ -12,17 +12,13 @@ import uuid
 from typing import Any
 
 from services.processor.repository import Connection, PostgresRepository
+from shared.mapping import LEAD_FIELDS
 
+# A contact holds its leads' fields, merged.
 CONTACT_FIELDS = (
     "id",
     "workspace_id",
-    "crm_id",
-    "phone",
-    "email",
-    "first_name",
-    "last_name",
-    "product",
-    "lead_status",
+    *LEAD_FIELDS,
     "custom",
     "board_id",
     "board_name",
