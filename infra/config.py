@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,7 @@ class Ports:
     s3: int
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "kafka": self.kafka,
-            "kafka_controller": self.kafka_controller,
-            "postgres": self.postgres,
-            "s3": self.s3,
-        }
+        return asdict(self)
 
 
 DEFAULT_PORTS: dict[str, Ports] = {

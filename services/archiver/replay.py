@@ -24,7 +24,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -260,12 +260,7 @@ class Summary:
         self.skipped = sum(1 for i in items if i.kind == "skipped")
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "found": self.found,
-            "replayed": self.replayed,
-            "rejected": self.rejected,
-            "skipped": self.skipped,
-        }
+        return asdict(self)
 
 
 async def publish(

@@ -16,7 +16,7 @@ reads only day folders' names until it reaches an expired day; each record goes 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 from services.archiver import records
@@ -32,13 +32,7 @@ class PruneResult:
     pointers: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "older_than_days": self.older_than_days,
-            "dry_run": self.dry_run,
-            "days": self.days,
-            "records": self.records,
-            "pointers": self.pointers,
-        }
+        return asdict(self)
 
 
 def _is_uuid(segment: str) -> bool:
