@@ -10,7 +10,7 @@ accept raises :class:`ArchiveRejected` (the caller dead-letters it); any other e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -159,24 +159,27 @@ class S3Archive:
             S3_ERRORS.labels(type(exc).__name__).inc()
             raise
 
-    async def get_json(self, key: str) -> Any | None:
+    async def _if_found(self, request: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
+        """The answer to an object request, or None when there is no such key."""
         try:
-            resp = await self._s3.get_object(Bucket=self.bucket, Key=key)
+            return await request
         except ClientError as exc:
             if error_code(exc) in _NOT_FOUND:
                 return None
             raise
+
+    async def get_json(self, key: str) -> Any | None:
+        resp = await self._if_found(self._s3.get_object(Bucket=self.bucket, Key=key))
+        if resp is None:
+            return None
         async with resp["Body"] as body:
             data = await body.read()
         return orjson.loads(data)
 
     async def metadata(self, key: str) -> dict[str, str] | None:
-        try:
-            resp = await self._s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) in _NOT_FOUND:
-                return None
-            raise
+        resp = await self._if_found(self._s3.head_object(Bucket=self.bucket, Key=key))
+        if resp is None:
+            return None
         return {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
 
     # --- listing and deleting ------------------------------------------------------
