@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.analytics.sketch import Bins, LatencySketch
-from shared.events import LeadFailed, LeadProcessed, Outcome
+from shared.events import LeadFailed, LeadProcessed, LeadRejected, Outcome
 from shared.logs import scrub
 
 MAX_NAME = 100
@@ -113,33 +113,28 @@ class WebhookDelta:
             self._bump("step", step, max(float(ms), 0.0))
         if isinstance(event, LeadProcessed):
             self._bump("match_type", event.match_type)
-        elif isinstance(event, LeadFailed):
-            self._bump("error_type", event.error.type)
-            self.errors.append(
-                RecentError(
-                    event_id=event.event_id,
-                    request_id=event.request_id,
-                    occurred_at=event.occurred_at,
-                    status="failed",
-                    error_type=event.error.type[:MAX_NAME],
-                    message=scrub(event.error.message)[:MAX_MESSAGE],
-                )
-            )
         else:
-            self._bump("error_type", event.reason)
-            detail = "; ".join(f"{e.field}: {e.code}" for e in event.errors)
-            self.errors.append(
-                RecentError(
-                    event_id=event.event_id,
-                    request_id=event.request_id,
-                    occurred_at=event.occurred_at,
-                    status="rejected",
-                    error_type=event.reason[:MAX_NAME],
-                    message=scrub(f"HTTP {event.status_code}" + (f": {detail}" if detail else ""))[
-                        :MAX_MESSAGE
-                    ],
-                )
-            )
+            error = recent_error(event)
+            self._bump("error_type", error.error_type)
+            self.errors.append(error)
+
+
+def recent_error(event: LeadFailed | LeadRejected) -> RecentError:
+    """A failed or rejected lead as the recent-errors list shows it (bounded, scrubbed)."""
+    if isinstance(event, LeadFailed):
+        status, error_type, message = "failed", event.error.type, event.error.message
+    else:
+        detail = "; ".join(f"{e.field}: {e.code}" for e in event.errors)
+        status, error_type = "rejected", event.reason
+        message = f"HTTP {event.status_code}" + (f": {detail}" if detail else "")
+    return RecentError(
+        event_id=event.event_id,
+        request_id=event.request_id,
+        occurred_at=event.occurred_at,
+        status=status,
+        error_type=error_type[:MAX_NAME],
+        message=scrub(message)[:MAX_MESSAGE],
+    )
 
 
 def aggregate(events: Iterable[Outcome], *, accuracy: float) -> dict[uuid.UUID, WebhookDelta]:
