@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
+# The versions this build reads; an event of any other version is refused at decoding
+# (UnknownVersion), so a consumer dead-letters it instead of misreading it.
+Version = Literal[1]
 
 # Namespace for ids derived from other ids (uuid5). Never change it: ids are stored.
 _NAMESPACE = uuid.UUID("8f0c5a0e-2b7e-4f55-9d2b-6c1b3e5e7a10")
@@ -124,7 +127,7 @@ class LeadReceived(Event):
     """The gateway accepted a webhook request; Kafka has it (acks=all)."""
 
     type: Literal["lead.received"] = "lead.received"
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Version = SCHEMA_VERSION
     request_id: uuid.UUID
     workspace_id: uuid.UUID
     webhook_id: uuid.UUID
@@ -153,7 +156,7 @@ RawEvent = Annotated[LeadReceived, Field(discriminator="type")]
 
 
 class _Outcome(Event):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Version = SCHEMA_VERSION
     event_id: uuid.UUID
     request_id: uuid.UUID
     workspace_id: uuid.UUID
@@ -210,7 +213,7 @@ class PerformanceAlert(Event):
     """A webhook's error rate or p95 time crossed its threshold (or came back under it)."""
 
     type: Literal["alert.performance"] = "alert.performance"
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Version = SCHEMA_VERSION
     event_id: uuid.UUID
     workspace_id: uuid.UUID
     webhook_id: uuid.UUID
@@ -235,13 +238,31 @@ def encode(event: BaseModel) -> bytes:
     return event.model_dump_json().encode()
 
 
+T = TypeVar("T")
+
+
+class UnknownVersion(ValueError):
+    """A well-formed event of a schema version this build does not read."""
+
+
+def _decode(adapter: TypeAdapter[T], data: bytes) -> T:
+    try:
+        return adapter.validate_json(data)
+    except ValidationError as exc:
+        if any(err["loc"][-1:] == ("schema_version",) for err in exc.errors()):
+            raise UnknownVersion(
+                f"schema_version is not one this build reads ({SCHEMA_VERSION})"
+            ) from exc
+        raise
+
+
 def decode_raw(data: bytes) -> LeadReceived:
-    return _raw_adapter.validate_json(data)
+    return _decode(_raw_adapter, data)
 
 
 def decode_outcome(data: bytes) -> LeadProcessed | LeadFailed | LeadRejected:
-    return _outcome_adapter.validate_json(data)
+    return _decode(_outcome_adapter, data)
 
 
 def decode_alert(data: bytes) -> PerformanceAlert:
-    return _alert_adapter.validate_json(data)
+    return _decode(_alert_adapter, data)

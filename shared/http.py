@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -23,7 +24,10 @@ from prometheus_client import (
     multiprocess,
 )
 
-ReadyCheck = Callable[[], Awaitable[bool] | bool]
+# A check answers ready or not; it may add details for the answer (``(ok, details)``),
+# e.g. the consumer runner names the topic, partition, offset and error it is stuck on.
+CheckResult = bool | tuple[bool, dict[str, Any]]
+ReadyCheck = Callable[[], Awaitable[CheckResult] | CheckResult]
 
 
 def add_ops_routes(
@@ -35,12 +39,20 @@ def add_ops_routes(
         return web.json_response({"status": "ok", "service": service})
 
     async def readyz(_request: web.Request) -> web.Response:
-        failed = [name for name, check in checks.items() if not await _run_check(check)]
+        failed: list[str] = []
+        details: dict[str, Any] = {}
+        for name, check in checks.items():
+            ok, detail = await run_check(check)
+            if not ok:
+                failed.append(name)
+            if detail:
+                details[name] = detail
+        body: dict[str, Any] = {"status": "not ready" if failed else "ready", "service": service}
         if failed:
-            return web.json_response(
-                {"status": "not ready", "service": service, "failed": failed}, status=503
-            )
-        return web.json_response({"status": "ready", "service": service})
+            body["failed"] = failed
+        if details:
+            body["details"] = details
+        return web.json_response(body, status=503 if failed else 200)
 
     registry = _metrics_registry()
 
@@ -62,14 +74,17 @@ def _metrics_registry() -> CollectorRegistry:
     return registry
 
 
-async def _run_check(check: ReadyCheck) -> bool:
+async def run_check(check: ReadyCheck) -> tuple[bool, dict[str, Any]]:
+    """``(ok, details)`` of one readiness check; an error or a 3 s silence is not ready."""
     try:
         result = check()
         if inspect.isawaitable(result):
             result = await asyncio.wait_for(result, 3.0)
-        return bool(result)
-    except Exception:
-        return False
+    except Exception as exc:
+        return False, {"error": type(exc).__name__}
+    if isinstance(result, tuple):
+        return bool(result[0]), dict(result[1])
+    return bool(result), {}
 
 
 async def serve(

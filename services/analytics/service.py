@@ -109,7 +109,7 @@ async def run_analytics(
         await svc.serve_ops(
             settings.http_host,
             settings.analytics_port,
-            checks={"consumer": runner.healthy, "postgres": repo.ping},
+            checks={"consumer": runner.readiness, "postgres": repo.ping},
             app=app,
         )
         svc.cleanup(hub.close)  # first of the clean-ups: streams end, then the server closes

@@ -70,7 +70,7 @@ async def run_archiver(
             await svc.serve_ops(
                 settings.http_host,
                 settings.archiver_port,
-                checks={"consumer": runner.healthy, "s3": archive.ping},
+                checks={"consumer": runner.readiness, "s3": archive.ping},
             )
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         if not lifecycle and settings.archive_prune_interval_s > 0:

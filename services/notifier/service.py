@@ -80,7 +80,7 @@ async def run_notifier(
             checks={
                 "postgres": repo.ping,
                 "kafka": kafka_ok,
-                "consumer": consumer.healthy,
+                "consumer": consumer.readiness,
                 "dispatcher": dispatcher.healthy,
                 "realtime": lambda: hub.listening,
             },

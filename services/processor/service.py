@@ -60,7 +60,7 @@ async def run_processor(
             await svc.serve_ops(
                 settings.http_host,
                 settings.processor_port,
-                checks={"consumer": runner.healthy, "database": repo.ping},
+                checks={"consumer": runner.readiness, "database": repo.ping},
             )
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         await svc.run()

@@ -14,7 +14,6 @@ topic, partition and offset (:func:`position_of`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +27,11 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared import topics
-from shared.events import utcnow
+from shared.events import UnknownVersion
+from shared.kafka import deadletter
 from shared.kafka.admin import ensure_topics
 from shared.kafka.errors import KafkaUnavailable
+from shared.kafka.failures import Classifier, StuckPartitions, classify
 from shared.kafka.producer import Publisher
 from shared.logs import get_logger
 from shared.retry import DEPENDENCY_ERRORS, Stopped, retry_until
@@ -47,9 +48,18 @@ BATCH_SIZE = Histogram(
     ["topic"],
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
-CONSUMER_LAG = Gauge("leadwire_consumer_lag", "Highwater minus position", ["topic", "partition"])
+CONSUMER_LAG = Gauge(
+    "leadwire_consumer_lag",
+    "Messages not yet committed: highwater minus the committed offset",
+    ["topic", "partition"],
+)
+CONSUMER_STUCK = Gauge(
+    "leadwire_consumer_stuck_seconds",
+    "How long the partition has been retrying the same offset (0 when it moves)",
+    ["topic", "partition"],
+)
 DEADLETTERED = Counter(
-    "leadwire_deadlettered_total", "Messages sent to the dead-letter topic", ["topic"]
+    "leadwire_deadlettered_total", "Messages sent to the dead-letter topic", ["topic", "reason"]
 )
 
 
@@ -134,6 +144,14 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions_assigned", count=len(assigned))
+        # Where each partition starts, so lag counts from the committed offset at once.
+        consumer = self._runner.consumer
+        for tp in assigned:
+            try:
+                committed = await asyncio.wait_for(consumer.committed(tp), 5)
+            except (TimeoutError, KafkaError):
+                continue
+            self._runner._committed[tp] = committed if committed is not None else 0
 
 
 class ConsumerRunner(Generic[E]):
@@ -154,6 +172,9 @@ class ConsumerRunner(Generic[E]):
         max_backoff_s: float = 5.0,
         revoke_wait_s: float = 30.0,
         fetch_max_wait_ms: int = 100,
+        classify: Classifier | None = None,
+        unknown_attempts: int = 3,
+        stuck_after_s: float = 60.0,
     ) -> None:
         self._settings = settings
         self._logical = {settings.topic(t): t for t in topics}
@@ -164,11 +185,15 @@ class ConsumerRunner(Generic[E]):
         self._poll_timeout_ms = poll_timeout_ms
         self._max_backoff_s = max_backoff_s
         self.revoke_wait_s = revoke_wait_s
+        self._classify = classify
+        self._unknown_attempts = max(1, unknown_attempts)
+        self.stuck_after_s = stuck_after_s
         self._lock = asyncio.Lock()
         self._progress = _Progress()
         self._stopping = asyncio.Event()
         self._last_poll = 0.0
-        self._positions: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self.stuck = StuckPartitions()
         self._group_id = group_id
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -193,9 +218,21 @@ class ConsumerRunner(Generic[E]):
         return self._consumer
 
     def healthy(self, stale_after_s: float = 30.0) -> bool:
-        """Ready while the poll loop is turning (a consumer stuck after a broker restart,
-        aiokafka#1154, stops turning and is reported here)."""
-        return self._last_poll > 0 and time.monotonic() - self._last_poll < stale_after_s
+        """Ready while the poll loop turns (a consumer stuck after a broker restart,
+        aiokafka#1154, stops turning) and no partition has retried one offset for longer
+        than ``stuck_after_s``."""
+        return self.readiness(stale_after_s)[0]
+
+    def readiness(self, stale_after_s: float = 30.0) -> tuple[bool, dict[str, Any]]:
+        """``(ready, details)``: details name every partition stuck past the bound (topic,
+        partition, offset, error class, seconds) for ``/readyz``."""
+        stuck = self.stuck.longer_than(self.stuck_after_s)
+        if stuck:
+            return False, {"stuck": [s.describe() for s in stuck]}
+        turning = self._last_poll > 0 and time.monotonic() - self._last_poll < stale_after_s
+        if not turning:
+            return False, {"poll_loop": "not turning"}
+        return True, {}
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and return."""
@@ -210,7 +247,7 @@ class ConsumerRunner(Generic[E]):
                     async with self._lock:
                         await self._handle(batch)
                         await self._commit_pending()
-                self._update_lag()
+                self._update_gauges()
         finally:
             async with self._lock:
                 await self._commit_pending()
@@ -256,7 +293,8 @@ class ConsumerRunner(Generic[E]):
             try:
                 value = self._decode(record.value)
             except Exception as exc:  # undecodable: it will never decode; dead-letter it
-                await self._dead_letter(record, f"undecodable: {type(exc).__name__}: {exc}")
+                code = "unknown_version" if isinstance(exc, UnknownVersion) else "undecodable"
+                await self._dead_letter(record, f"{code}: {type(exc).__name__}: {exc}", exc)
                 continue
             messages.append(
                 Message(
@@ -271,19 +309,24 @@ class ConsumerRunner(Generic[E]):
             )
         try:
             with structlog.contextvars.bound_contextvars(**position_of(messages or records)):
-                await self._handle_decoded(messages)
+                await self._settle(messages)
         except _Abandoned:
-            return  # stopping mid-retry: nothing is committed, the batch is redelivered
+            return  # stopping or revoked mid-retry: nothing committed, redelivered later
         for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            self._progress.pending[tp] = record.offset + 1
-            self._positions[tp] = record.offset + 1
+            self._progress.pending[TopicPartition(record.topic, record.partition)] = (
+                record.offset + 1
+            )
+        self.stuck.settled({(m.topic, m.partition) for m in messages})
         if records:
             BATCH_SIZE.labels(self._logical.get(records[0].topic, records[0].topic)).observe(
                 len(records)
             )
 
-    async def _handle_decoded(self, messages: list[Message[E]]) -> None:
+    async def _settle(self, messages: list[Message[E]]) -> None:
+        """Handle ``messages`` until each is handled or dead-lettered (see
+        :mod:`shared.kafka.failures`): transient failures are retried for as long as it
+        takes; permanent ones, and unknown ones that keep failing, split the batch until
+        the failing message is alone and dead-letter it, so its neighbours go on."""
         backoff = 0.1
         attempt = 0
         while messages:
@@ -294,18 +337,50 @@ class ConsumerRunner(Generic[E]):
             except PoisonMessage as poison:
                 await self._dead_letter(poison.message, poison.reason)
                 messages = [m for m in messages if m is not poison.message]
+                continue
             except Exception as exc:
-                # Transient (Postgres down, Kafka down, a deadlock): retry, commit nothing.
+                kind = classify(exc, self._classify)
+                self.stuck.failed(_first_offsets(messages), type(exc).__name__)
+                self._update_gauges()
                 log.warning(
-                    "batch_retry", attempt=attempt, error=type(exc).__name__, size=len(messages)
+                    "batch_retry",
+                    attempt=attempt,
+                    kind=kind,
+                    error=type(exc).__name__,
+                    size=len(messages),
                 )
-                if self._stopping.is_set():
-                    # Shutting down: leave the batch uncommitted; it is redelivered.
-                    raise _Abandoned from exc
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+                if kind == "permanent" or (kind == "unknown" and attempt >= self._unknown_attempts):
+                    await self._isolate(messages, exc, kind)
+                    return
+            self._check_still_ours(messages)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff_s)
         for m in messages:
             CONSUMED.labels(m.topic, "ok").inc()
+
+    async def _isolate(self, messages: list[Message[E]], exc: Exception, kind: str) -> None:
+        if len(messages) == 1:
+            code = "permanent" if kind == "permanent" else "retries_exhausted"
+            reason = f"{code}: {type(exc).__name__}: {exc}"
+            await self._dead_letter(messages[0], reason, exc)
+            return
+        middle = len(messages) // 2
+        log.info("batch_split", size=len(messages), error=type(exc).__name__)
+        await self._settle(messages[:middle])
+        await self._settle(messages[middle:])
+
+    def _check_still_ours(self, messages: list[Message[E]]) -> None:
+        """Between retries: stop retrying a batch when stopping, or when its partitions
+        were given to another consumer (it redelivers them from the last commit)."""
+        if self._stopping.is_set():
+            raise _Abandoned
+        owned = self._consumer.assignment()
+        if any(
+            TopicPartition(self._settings.topic(m.topic), m.partition) not in owned
+            for m in messages
+        ):
+            log.warning("batch_abandoned_partitions_revoked", size=len(messages))
+            raise _Abandoned
 
     async def _commit_pending(self) -> None:
         if not self._progress.pending:
@@ -316,6 +391,7 @@ class ConsumerRunner(Generic[E]):
             for tp in offsets:
                 if self._progress.pending.get(tp) == offsets[tp]:
                     del self._progress.pending[tp]
+            self._committed.update(offsets)
         except (CommitFailedError, TimeoutError, KafkaError) as exc:
             # The partitions moved (or the broker is away): the new owner redelivers from
             # the last commit and the idempotent handlers absorb the repeat.
@@ -323,48 +399,66 @@ class ConsumerRunner(Generic[E]):
             self._progress.pending.clear()
 
     async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes] | Message[Any], reason: str
+        self,
+        record: ConsumerRecord[bytes, bytes] | Message[Any],
+        reason: str,
+        exc: BaseException | None = None,
     ) -> None:
         topic = self._logical.get(record.topic, record.topic)
-        entry = {
-            "source_topic": topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": record.key.decode(errors="replace") if record.key else None,
-            "reason": reason[:2000],
-            "group_id": self._group_id,
-            "failed_at": utcnow().isoformat(),
-            "payload_b64": base64.b64encode(
-                record.raw if isinstance(record, Message) else record.value
-            ).decode(),
-        }
-        # Bounded retry until the dead-letter topic has it: the message must not vanish.
+        dead = deadletter.entry(
+            source_topic=topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            payload=record.raw if isinstance(record, Message) else record.value,
+            reason=reason,
+            group_id=self._group_id,
+            error_class=type(exc).__name__ if exc is not None else None,
+        )
+        # Retried until the dead-letter topic has it: the message must not vanish.
         backoff = 0.2
         while True:
             try:
                 key = record.key.decode(errors="replace") if record.key else None
-                await self._publisher.publish(topics.DEADLETTER, orjson.dumps(entry), key=key)
+                await self._publisher.publish(topics.DEADLETTER, orjson.dumps(dead), key=key)
                 break
             except KafkaUnavailable:
                 if self._stopping.is_set():
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
-        DEADLETTERED.labels(topic).inc()
+        DEADLETTERED.labels(topic, dead["reason_code"]).inc()
         CONSUMED.labels(topic, "deadlettered").inc()
         log.warning(
             "message_deadlettered",
             topic=topic,
             partition=record.partition,
             offset=record.offset,
-            reason_code=reason.split(":", 1)[0],
+            reason_code=dead["reason_code"],
+            error=dead["error_class"],
         )
 
-    def _update_lag(self) -> None:
+    def _update_gauges(self) -> None:
+        """Lag counts from the committed offset, so a message being retried shows as lag;
+        the stuck gauge says for how long."""
+        stuck = {(s.topic, s.partition): s.seconds() for s in self.stuck.all()}
         for tp in self._consumer.assignment():
+            logical = self._logical.get(tp.topic, tp.topic)
             high = self._consumer.highwater(tp)
-            pos = self._positions.get(tp)
-            if high is not None and pos is not None:
-                CONSUMER_LAG.labels(self._logical.get(tp.topic, tp.topic), str(tp.partition)).set(
-                    max(high - pos, 0)
-                )
+            committed = self._committed.get(tp)
+            if high is not None and committed is not None:
+                CONSUMER_LAG.labels(logical, str(tp.partition)).set(max(high - committed, 0))
+            elif high is not None and (logical, tp.partition) in stuck:
+                CONSUMER_LAG.labels(logical, str(tp.partition)).set(high)
+            CONSUMER_STUCK.labels(logical, str(tp.partition)).set(
+                round(stuck.get((logical, tp.partition), 0.0), 1)
+            )
+
+
+def _first_offsets(messages: Sequence[Message[Any]]) -> dict[tuple[str, int], int]:
+    first: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        if key not in first or m.offset < first[key]:
+            first[key] = m.offset
+    return first

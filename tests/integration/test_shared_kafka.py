@@ -6,7 +6,9 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 import structlog
@@ -39,6 +41,7 @@ def raw_runner(
     pub: Publisher,
     group: str,
     handler: Callable[[list[Message[dict]]], Awaitable[None]],
+    **options: Any,
 ) -> ConsumerRunner[dict]:
     """A runner of the raw topic decoding JSON objects, dead-lettering through ``pub``."""
     return ConsumerRunner(
@@ -48,6 +51,7 @@ def raw_runner(
         decode=_decode,
         handler=handler,
         publisher=pub,
+        **options,
     )
 
 
@@ -185,6 +189,146 @@ async def test_transient_failure_is_retried_without_commit(settings: CommonSetti
         async with running(runner):
             await eventually(lambda: _ret(done), until=lambda v: v == [9], what="retried")
     assert len(attempts) == 3
+
+
+async def _publish_numbers(pub: Publisher, numbers: list[int], *, bad: int) -> None:
+    """JSON messages on one partition (one key), ``bad`` marked as the poison one."""
+    for n in numbers:
+        await pub.publish(topics.RAW, orjson.dumps({"n": n, "bad": n == bad}), key="one")
+
+
+async def test_a_message_that_cannot_be_stored_is_isolated_and_its_neighbours_go_on(
+    settings: CommonSettings,
+) -> None:
+    """H3: a data error Postgres would raise for one message in a batch of 20: the batch
+    is split until that message is alone; it is dead-lettered with its reason, the other
+    19 are handled, the offsets move past all 20."""
+    await ensure_topics(settings)
+    handled: set[int] = set()
+    calls: list[int] = []
+
+    async def store(messages: list[Message[dict]]) -> None:
+        calls.append(len(messages))
+        if any(m.value["bad"] for m in messages):
+            raise asyncpg.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+        handled.update(m.value["n"] for m in messages)
+
+    async with Publisher(settings) as pub:
+        await _publish_numbers(pub, list(range(20)), bad=13)
+        runner = raw_runner(settings, pub, "g-permanent", store, max_batch=20)
+        async with running(runner):
+            await eventually(
+                lambda: _ret(len(handled)), until=lambda n: n == 19, what="neighbours handled"
+            )
+            await eventually(
+                lambda: _ret(runner.readiness()[0]), what="ready (nothing stuck)", deadline_s=10
+            )
+    entries = await read_json(settings, topics.DEADLETTER, min_count=1)
+    assert [e["reason_code"] for e in entries] == ["permanent"]
+    assert entries[0]["error_class"] == "CharacterNotInRepertoireError"
+    assert orjson.loads(base64.b64decode(entries[0]["payload_b64"]))["n"] == 13
+    assert 13 not in handled
+    assert len(calls) < 20, f"split in halves, not one by one: {calls}"
+
+
+async def test_a_handler_bug_on_one_message_is_dead_lettered_after_a_bound(
+    settings: CommonSettings,
+) -> None:
+    """H3: an unclassified error (a bug) that fails the same message every time is retried
+    a bounded number of times, then isolated and dead-lettered; never retried for ever."""
+    await ensure_topics(settings)
+    handled: set[int] = set()
+
+    async def buggy(messages: list[Message[dict]]) -> None:
+        for m in messages:
+            if m.value["bad"]:
+                raise KeyError("field the handler assumed")
+        handled.update(m.value["n"] for m in messages)
+
+    async with Publisher(settings) as pub:
+        await _publish_numbers(pub, [1, 2, 3, 4], bad=3)
+        runner = raw_runner(settings, pub, "g-bug", buggy, unknown_attempts=2)
+        async with running(runner):
+            await eventually(lambda: _ret(sorted(handled)), until=lambda v: v == [1, 2, 4])
+    entries = await read_json(settings, topics.DEADLETTER, min_count=1)
+    assert [(e["reason_code"], e["error_class"]) for e in entries] == [
+        ("retries_exhausted", "KeyError")
+    ]
+
+
+async def test_a_stuck_partition_turns_readiness_and_lag_and_recovers(
+    settings: CommonSettings,
+) -> None:
+    """H4: a transient failure is retried (never dead-lettered); past the bound readiness
+    names topic, partition, offset and error; lag counts from the committed offset;
+    when the failure stops, the partition moves and readiness returns."""
+    await ensure_topics(settings)
+    away = True
+    done: list[int] = []
+
+    async def needs_database(messages: list[Message[dict]]) -> None:
+        if away:
+            raise ConnectionRefusedError("database away")
+        done.extend(m.value["n"] for m in messages)
+
+    async with Publisher(settings) as pub:
+        meta = await pub.publish(topics.RAW, orjson.dumps({"n": 5}), key="k")
+        runner = raw_runner(settings, pub, "g-stuck", needs_database, stuck_after_s=0.5)
+        async with running(runner):
+            _, details = await eventually(
+                lambda: _ret(runner.readiness()),
+                until=lambda r: not r[0] and "stuck" in r[1],
+                what="readiness 503 naming the stuck offset",
+            )
+            stuck = details["stuck"][0]
+            assert (stuck["topic"], stuck["partition"], stuck["offset"]) == (
+                topics.RAW,
+                meta.partition,
+                meta.offset,
+            )
+            assert stuck["error"] == "ConnectionRefusedError"
+            assert _gauge("leadwire_consumer_lag", topics.RAW, meta.partition) >= 1
+            assert _gauge("leadwire_consumer_stuck_seconds", topics.RAW, meta.partition) > 0
+            away = False
+            await eventually(lambda: _ret(done), until=lambda v: v == [5], what="recovered")
+            await eventually(lambda: _ret(runner.readiness()[0]), what="ready again")
+    assert await read_topic(settings, topics.DEADLETTER) == []
+
+
+def _gauge(name: str, topic: str, partition: int) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(name, {"topic": topic, "partition": str(partition)})
+    return value if value is not None else -1.0
+
+
+async def test_an_event_of_an_unknown_version_is_dead_lettered_as_such(
+    settings: CommonSettings,
+) -> None:
+    """H2: a well-formed event of a schema version this build does not read."""
+    from shared.events import decode_outcome
+
+    await ensure_topics(settings)
+    seen: list[Any] = []
+
+    async def handle(messages: list[Message[Any]]) -> None:
+        seen.extend(messages)
+
+    future = {"type": "lead.rejected", "schema_version": 99, "event_id": "x"}
+    async with Publisher(settings) as pub:
+        await pub.publish(topics.OUTCOMES, orjson.dumps(future), key="k")
+        runner: ConsumerRunner[Any] = ConsumerRunner(
+            settings,
+            topics=[topics.OUTCOMES],
+            group_id="g-version",
+            decode=decode_outcome,
+            handler=handle,
+            publisher=pub,
+        )
+        async with running(runner):
+            entries = await read_json(settings, topics.DEADLETTER, min_count=1)
+    assert [e["reason_code"] for e in entries] == ["unknown_version"]
+    assert seen == []
 
 
 async def test_a_failed_send_renews_the_producer_and_publishing_goes_on(
