@@ -1,4 +1,5 @@
-"""Process entry helpers: uvloop, and a stop event set by SIGTERM or SIGINT."""
+"""Process entry helpers: uvloop, a stop event set by SIGTERM or SIGINT, and a service's
+whole entry point (:func:`run_service`)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from types import ModuleType
+from typing import TypeVar
+
+from shared.logs import configure_logging
+from shared.settings import CommonSettings
 
 uvloop: ModuleType | None
 try:  # uvloop is optional at run time; the event loop is the stdlib one without it.
     import uvloop
 except ImportError:  # pragma: no cover
     uvloop = None
+
+S = TypeVar("S", bound=CommonSettings)
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -28,3 +35,12 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         uvloop.run(_wrapper())
     else:
         asyncio.run(_wrapper())
+
+
+def run_service(
+    name: str, settings: S, service: Callable[[S, asyncio.Event], Awaitable[None]]
+) -> None:
+    """A service's ``__main__``: logging as ``settings`` say, then ``service(settings,
+    stop)`` until SIGTERM."""
+    configure_logging(name, level=settings.log_level, fmt=settings.log_format)
+    run(lambda stop: service(settings, stop))

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from services.analytics.service import run_analytics
 from services.analytics.settings import AnalyticsSettings
-from shared.logs import configure_logging
-from shared.runtime import run
+from shared.runtime import run_service
 
 
 def main() -> None:
-    settings = AnalyticsSettings()
-    configure_logging("analytics", level=settings.log_level, fmt=settings.log_format)
-    run(lambda stop: run_analytics(settings, stop))
+    run_service("analytics", AnalyticsSettings(), run_analytics)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from services.archiver.service import run_archiver
 from services.archiver.settings import ArchiverSettings
-from shared.logs import configure_logging
-from shared.runtime import run
+from shared.runtime import run_service
 
 
 def main() -> None:
-    settings = ArchiverSettings()
-    configure_logging("archiver", level=settings.log_level, fmt=settings.log_format)
-    run(lambda stop: run_archiver(settings, stop))
+    run_service("archiver", ArchiverSettings(), run_archiver)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from services.notifier.service import run_notifier
 from services.notifier.settings import NotifierSettings
-from shared.logs import configure_logging
-from shared.runtime import run
+from shared.runtime import run_service
 
 
 def main() -> None:
-    settings = NotifierSettings()
-    configure_logging("notifier", level=settings.log_level, fmt=settings.log_format)
-    run(lambda stop: run_notifier(settings, stop))
+    run_service("notifier", NotifierSettings(), run_notifier)
 
 
 if __name__ == "__main__":

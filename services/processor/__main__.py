@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from services.processor.service import run_processor
 from services.processor.settings import ProcessorSettings
-from shared.logs import configure_logging
-from shared.runtime import run
+from shared.runtime import run_service
 
 
 def main() -> None:
-    settings = ProcessorSettings()
-    configure_logging("processor", level=settings.log_level, fmt=settings.log_format)
-    run(lambda stop: run_processor(settings, stop))
+    run_service("processor", ProcessorSettings(), run_processor)
 
 
 if __name__ == "__main__":
