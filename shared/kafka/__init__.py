@@ -19,19 +19,15 @@ Delivery guarantees, stated next to the code that gives them:
 from __future__ import annotations
 
 from shared.kafka.admin import ensure_topics
-from shared.kafka.consumer import (
-    BatchHandler,
-    ConsumerRunner,
-    Message,
-    PoisonMessage,
-    position_of,
-)
+from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.errors import KafkaUnavailable
+from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
 from shared.kafka.producer import Publisher, producer_config
 
 __all__ = [
     "BatchHandler",
     "ConsumerRunner",
+    "Holding",
     "KafkaUnavailable",
     "Message",
     "PoisonMessage",

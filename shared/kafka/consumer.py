@@ -14,8 +14,9 @@ topic, partition and offset (:func:`position_of`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +33,7 @@ from shared.kafka import deadletter
 from shared.kafka.admin import ensure_topics
 from shared.kafka.errors import KafkaUnavailable
 from shared.kafka.failures import Classifier, StuckPartitions, classify
+from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
 from shared.kafka.producer import Publisher
 from shared.logs import get_logger
 from shared.retry import DEPENDENCY_ERRORS, Stopped, retry_until
@@ -63,60 +65,8 @@ DEADLETTERED = Counter(
 )
 
 
-class PoisonMessage(Exception):
-    """Raised by a handler for a message that can never be handled; it is dead-lettered."""
-
-    def __init__(self, message: Message[Any], reason: str) -> None:
-        super().__init__(reason)
-        self.message = message
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Message(Generic[E]):
-    """A decoded message and where it came from."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: E
-    raw: bytes
-    timestamp_ms: int
-
-
-BatchHandler = Callable[[list[Message[E]]], Awaitable[None]]
-
-
 class _Abandoned(Exception):
     """The runner is stopping while a batch is being retried: leave it uncommitted."""
-
-
-def position_of(
-    records: Sequence[Message[Any]] | Sequence[ConsumerRecord[bytes, bytes]],
-) -> dict[str, Any]:
-    """Log context for the messages being handled: ``topic``, ``partition`` and ``offset``
-    (the first; ``last_offset`` when there are more), or per-partition ranges when a batch
-    spans partitions. The runner binds it to every log line of the handling."""
-    if not records:
-        return {}
-    first = records[0]
-    spans: dict[int, list[int]] = {}
-    for r in records:
-        span = spans.setdefault(r.partition, [r.offset, r.offset])
-        span[0] = min(span[0], r.offset)
-        span[1] = max(span[1], r.offset)
-    if len(spans) == 1:
-        low, high = spans[first.partition]
-        context: dict[str, Any] = {"topic": first.topic, "partition": first.partition}
-        context["offset"] = low
-        if high != low:
-            context["last_offset"] = high
-        return context
-    return {
-        "topic": first.topic,
-        "offsets": ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items())),
-    }
 
 
 @dataclass
@@ -139,6 +89,7 @@ class _Rebalance(ConsumerRebalanceListener):
             return
         try:
             await self._runner._commit_pending()
+            self._runner._release(revoked)
         finally:
             self._runner._lock.release()
 
@@ -175,6 +126,7 @@ class ConsumerRunner(Generic[E]):
         classify: Classifier | None = None,
         unknown_attempts: int = 3,
         stuck_after_s: float = 60.0,
+        holding: Holding | None = None,
     ) -> None:
         self._settings = settings
         self._logical = {settings.topic(t): t for t in topics}
@@ -188,6 +140,7 @@ class ConsumerRunner(Generic[E]):
         self._classify = classify
         self._unknown_attempts = max(1, unknown_attempts)
         self.stuck_after_s = stuck_after_s
+        self._holding = holding
         self._lock = asyncio.Lock()
         self._progress = _Progress()
         self._stopping = asyncio.Event()
@@ -243,13 +196,15 @@ class ConsumerRunner(Generic[E]):
         try:
             while not self._stopping.is_set():
                 batch = await self._poll()
-                if batch:
+                if batch or self._progress.pending:
                     async with self._lock:
-                        await self._handle(batch)
+                        if batch:
+                            await self._handle(batch)
                         await self._commit_pending()
                 self._update_gauges()
         finally:
             async with self._lock:
+                await self._flush_held()
                 await self._commit_pending()
             try:
                 await asyncio.wait_for(self._consumer.stop(), self._settings.kafka_timeout_s)
@@ -382,10 +337,46 @@ class ConsumerRunner(Generic[E]):
             log.warning("batch_abandoned_partitions_revoked", size=len(messages))
             raise _Abandoned
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Work that must not interleave with a batch's handling and commit (e.g. a
+        holding handler's periodic flush)."""
+        async with self._lock:
+            yield
+
+    async def _flush_held(self) -> None:
+        if self._holding is None:
+            return
+        try:
+            await self._holding.flush()
+        except Exception as exc:  # what is held stays uncommitted and is read again
+            log.warning("held_flush_failed", error=type(exc).__name__)
+
+    def _release(self, revoked: list[TopicPartition]) -> None:
+        if self._holding is not None:
+            self._holding.release(
+                {(self._logical.get(tp.topic, tp.topic), tp.partition) for tp in revoked}
+            )
+
+    def _committable(self) -> dict[TopicPartition, int]:
+        """The pending offsets, held back to what a holding handler still holds."""
+        offsets = dict(self._progress.pending)
+        if self._holding is not None:
+            for (logical, partition), low in self._holding.held().items():
+                tp = TopicPartition(self._settings.topic(logical), partition)
+                if tp in offsets and low < offsets[tp]:
+                    offsets[tp] = low
+        return {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
+
     async def _commit_pending(self) -> None:
         if not self._progress.pending:
             return
-        offsets = dict(self._progress.pending)
+        for tp, offset in list(self._progress.pending.items()):
+            if self._committed.get(tp) == offset:
+                del self._progress.pending[tp]  # already committed (e.g. after a flush)
+        offsets = self._committable()
+        if not offsets:
+            return
         try:
             await asyncio.wait_for(self._consumer.commit(offsets), self._settings.kafka_timeout_s)
             for tp in offsets:

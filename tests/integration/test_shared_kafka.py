@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 import pytest
 import structlog
+from aiokafka import TopicPartition
 
 from shared import topics
 from shared.kafka import (
@@ -24,7 +25,7 @@ from shared.kafka import (
 )
 from shared.settings import CommonSettings
 from tests.support.polling import eventually
-from tests.support.topics import TopicUnreadable, read_json, read_topic
+from tests.support.topics import TopicUnreadable, group_caught_up, read_json, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -361,3 +362,56 @@ async def test_reading_a_topic_says_when_it_cannot_tell_what_is_there(
     assert await read_json(settings, topics.RAW, min_count=1) == [{"n": 1}]
     with pytest.raises(TopicUnreadable, match="not the 2 expected"):
         await read_topic(settings, topics.RAW, min_count=2, deadline_s=1)
+
+
+class _Holder:
+    """Holds every message it is handed until flushed (like the archiver's segments)."""
+
+    def __init__(self) -> None:
+        self.held_from: dict[tuple[str, int], int] = {}
+        self.durable: list[int] = []
+        self.pending: list[Message[dict]] = []
+        self.released: set[tuple[str, int]] = set()
+
+    async def handle(self, messages: list[Message[dict]]) -> None:
+        for m in messages:
+            self.held_from.setdefault((m.topic, m.partition), m.offset)
+            self.pending.append(m)
+
+    def held(self) -> dict[tuple[str, int], int]:
+        return dict(self.held_from)
+
+    def release(self, partitions: set[tuple[str, int]]) -> None:
+        self.released |= partitions
+
+    async def flush(self) -> None:
+        self.durable += [m.value["n"] for m in self.pending]
+        self.pending.clear()
+        self.held_from.clear()
+
+
+async def test_a_holding_handler_is_committed_only_up_to_what_it_still_holds(
+    settings: CommonSettings,
+) -> None:
+    await ensure_topics(settings)
+    holder = _Holder()
+    async with Publisher(settings) as pub:
+        metas = [await pub.publish(topics.RAW, orjson.dumps({"n": n}), key="one") for n in range(3)]
+        runner = raw_runner(settings, pub, "g-holding", holder.handle, holding=holder)
+        tp = TopicPartition(settings.topic(topics.RAW), metas[0].partition)
+        async with running(runner):
+            await eventually(lambda: _ret(len(holder.pending)), until=lambda n: n == 3)
+            # Held in memory: nothing past the first held offset is committed.
+            assert (await runner.consumer.committed(tp) or 0) <= metas[0].offset
+            async with runner.exclusive():
+                await holder.flush()
+            await eventually(
+                lambda: runner.consumer.committed(tp),
+                until=lambda c: c == metas[-1].offset + 1,
+                what="committed after the flush",
+            )
+            await pub.publish(topics.RAW, orjson.dumps({"n": 3}), key="one")
+            await eventually(lambda: _ret(len(holder.pending)), until=lambda n: n == 1)
+    # Stopping flushed what was held, then committed it: the group is at the end.
+    assert holder.durable == [0, 1, 2, 3]
+    assert await group_caught_up(settings, "g-holding", topics.RAW)
