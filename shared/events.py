@@ -224,14 +224,46 @@ class PerformanceAlert(Event):
     occurred_at: datetime
 
 
-Alert = Annotated[PerformanceAlert, Field(discriminator="type")]
+class SystemHealthAlert(Event):
+    """A part of the system stopped doing its work for longer than a bound (or recovered):
+    a consumer stuck or not ready, dead letters piling up, the archive falling behind.
+
+    It concerns the system, not one workspace: the notifier delivers it to every
+    workspace with a ``system_health`` rule. ``detail`` names the check's figures (topic,
+    partition, offset, error class, counts) and never message content. One event per
+    crossing: ``event_id`` is :func:`health_event_id` of the crossing, so a re-publish of
+    the same crossing carries the same id and the notifier sends it once.
+    """
+
+    type: Literal["alert.system_health"] = "alert.system_health"
+    schema_version: Version = SCHEMA_VERSION
+    event_id: uuid.UUID
+    service: str
+    check: str
+    state: Literal["firing", "resolved"]
+    detail: str = ""
+    # Which process saw it (host:pid): each replica reports for itself.
+    instance: str | None = None
+    # When the check started failing: the same in a crossing's firing and resolved events.
+    since: datetime
+    occurred_at: datetime
+
+
+def health_event_id(service: str, check: str, since: datetime, state: str) -> uuid.UUID:
+    """The one event id of a health crossing: the service, the check, when the crossing
+    started (UTC, to the millisecond) and the state."""
+    stamp = since.astimezone(UTC).isoformat(timespec="milliseconds")
+    return uuid.uuid5(_NAMESPACE, f"health:{service}:{check}:{stamp}:{state}")
+
+
+Alert = Annotated[PerformanceAlert | SystemHealthAlert, Field(discriminator="type")]
 
 
 # --- encoding -----------------------------------------------------------------------
 
 _raw_adapter: TypeAdapter[LeadReceived] = TypeAdapter(RawEvent)
 _outcome_adapter: TypeAdapter[LeadProcessed | LeadFailed | LeadRejected] = TypeAdapter(Outcome)
-_alert_adapter: TypeAdapter[PerformanceAlert] = TypeAdapter(Alert)
+_alert_adapter: TypeAdapter[PerformanceAlert | SystemHealthAlert] = TypeAdapter(Alert)
 
 
 def encode(event: BaseModel) -> bytes:
@@ -264,5 +296,5 @@ def decode_outcome(data: bytes) -> LeadProcessed | LeadFailed | LeadRejected:
     return _decode(_outcome_adapter, data)
 
 
-def decode_alert(data: bytes) -> PerformanceAlert:
+def decode_alert(data: bytes) -> PerformanceAlert | SystemHealthAlert:
     return _decode(_alert_adapter, data)

@@ -24,6 +24,8 @@ What it promises:
   (``phase=0`` first: consumers finish and commit the batch in hand; then later phases),
   periodic work ends, and then every cleanup registered runs in reverse order (HTTP,
   producer, pool), each bounded.
+- **Trouble is told.** :meth:`Service.watch_health` publishes one system-health alert
+  when a readiness check has failed for longer than a bound, and one when it recovers.
 - **A crash is never silent.** A task that ends before ``stop`` (returns or raises) is
   logged, the rest drain as on a stop, and :meth:`run` raises :class:`ServiceCrashed`
   so the process exits non-zero and its supervisor restarts it.
@@ -42,7 +44,10 @@ from typing import Any, TypeVar
 import asyncpg
 from aiohttp import web
 
+from shared import topics
 from shared.db import create_pool
+from shared.events import SystemHealthAlert
+from shared.health import HealthMonitor
 from shared.http import ReadyCheck, add_ops_routes, serve
 from shared.kafka import KafkaUnavailable, Publisher, ensure_topics
 from shared.logs import get_logger
@@ -203,6 +208,27 @@ class Service:
         """Create the topics if missing (waiting for Kafka), leaders elected."""
         wanted = list(names)
         await self.retry_until("kafka topics", lambda: ensure_topics(settings, wanted))
+
+    def watch_health(
+        self,
+        settings: CommonSettings,
+        publisher: Publisher,
+        checks: Mapping[str, ReadyCheck],
+    ) -> HealthMonitor:
+        """Publish a system-health alert when one of ``checks`` (the readiness checks) has
+        failed for longer than ``health_alert_after_s``, and when it passes again (see
+        :mod:`shared.health`); evaluated every ``health_check_interval_s`` until the
+        service drains. Returns the monitor, to watch checks of the service's own."""
+
+        async def publish(event: SystemHealthAlert) -> None:
+            await publisher.publish(topics.ALERTS, event, key=self.name)
+
+        monitor = HealthMonitor(self.name, publish)
+        for name, check in checks.items():
+            monitor.watch(name, check, after_s=settings.health_alert_after_s)
+        interval = settings.health_check_interval_s
+        self.every("health", interval, monitor.tick, first_delay_s=interval)
+        return monitor
 
     async def serve_ops(
         self,

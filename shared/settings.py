@@ -46,6 +46,13 @@ class CommonSettings(BaseSettings):
     analytics_port: int = 8083
     archiver_port: int = 8084
 
+    # System-health alerts (shared/health.py): a readiness check failing for this long
+    # raises one alert event (and one more when it passes again); checks run this often.
+    health_alert_after_s: float = Field(default=60.0, gt=0)
+    health_check_interval_s: float = Field(default=5.0, gt=0)
+    # The archiver alerts when the oldest outcome it has not archived is older than this.
+    health_archive_behind_minutes: float = Field(default=10.0, gt=0)
+
     def topic(self, name: str) -> str:
         """The full topic name for a logical topic (see :mod:`shared.topics`)."""
         return f"{self.topic_prefix}{name}"

@@ -32,6 +32,7 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.stream import Hub, listen
 from shared import topics
 from shared.events import PerformanceAlert, decode_outcome
+from shared.http import ReadyCheck
 from shared.kafka import ConsumerRunner
 from shared.service import Service
 
@@ -106,12 +107,9 @@ async def run_analytics(
                 stream_refresh_s=settings.analytics_stream_refresh_s,
             )
         )
-        await svc.serve_ops(
-            settings.http_host,
-            settings.analytics_port,
-            checks={"consumer": runner.readiness, "postgres": repo.ping},
-            app=app,
-        )
+        checks: dict[str, ReadyCheck] = {"consumer": runner.readiness, "postgres": repo.ping}
+        await svc.serve_ops(settings.http_host, settings.analytics_port, checks=checks, app=app)
+        svc.watch_health(settings, publisher, checks)
         svc.cleanup(hub.close)  # first of the clean-ups: streams end, then the server closes
         await svc.run()
 

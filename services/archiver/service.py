@@ -22,6 +22,8 @@ from services.archiver.retention import prune
 from services.archiver.settings import ArchiverSettings
 from shared import topics
 from shared.events import Outcome, decode_outcome
+from shared.health import age_check
+from shared.http import ReadyCheck
 from shared.kafka import ConsumerRunner
 from shared.logs import get_logger
 from shared.s3 import s3_client
@@ -66,12 +68,13 @@ async def run_archiver(
             publisher=publisher,
             max_batch=settings.archive_max_batch,
         )
+        checks: dict[str, ReadyCheck] = {"consumer": runner.readiness, "s3": archive.ping}
         if serve_http:
-            await svc.serve_ops(
-                settings.http_host,
-                settings.archiver_port,
-                checks={"consumer": runner.readiness, "s3": archive.ping},
-            )
+            await svc.serve_ops(settings.http_host, settings.archiver_port, checks=checks)
+        # Alerts: not ready for too long, or the oldest outcome not archived yet too old.
+        health = svc.watch_health(settings, publisher, checks)
+        behind_s = settings.health_archive_behind_minutes * 60
+        health.watch("archive_behind", age_check(runner.oldest_pending_age_s, behind_s), after_s=0)
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         if not lifecycle and settings.archive_prune_interval_s > 0:
             svc.every("prune", settings.archive_prune_interval_s, lambda: _prune(archive, settings))

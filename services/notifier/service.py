@@ -29,6 +29,7 @@ from services.notifier.rules import Notifiable
 from services.notifier.senders import EmailSender, Sender, SmsSender
 from services.notifier.settings import NotifierSettings
 from shared import topics
+from shared.http import ReadyCheck
 from shared.kafka import ConsumerRunner
 from shared.service import Service
 
@@ -73,18 +74,15 @@ async def run_notifier(
         async def kafka_ok() -> bool:
             return await publisher.probe(2.0)
 
-        await svc.serve_ops(
-            settings.http_host,
-            settings.notifier_port,
-            app=app,
-            checks={
-                "postgres": repo.ping,
-                "kafka": kafka_ok,
-                "consumer": consumer.readiness,
-                "dispatcher": dispatcher.healthy,
-                "realtime": lambda: hub.listening,
-            },
-        )
+        checks: dict[str, ReadyCheck] = {
+            "postgres": repo.ping,
+            "kafka": kafka_ok,
+            "consumer": consumer.readiness,
+            "dispatcher": dispatcher.healthy,
+            "realtime": lambda: hub.listening,
+        }
+        await svc.serve_ops(settings.http_host, settings.notifier_port, app=app, checks=checks)
+        svc.watch_health(settings, publisher, checks)
         # Pushes of the consumer's last batch still go out: the fan-out stops after it.
         listen_stop = asyncio.Event()
         svc.task("realtime", hub.listen(listen_stop), on_stop=listen_stop.set, phase=1)

@@ -13,6 +13,7 @@ from services.processor.outcomes import OutcomePublisher
 from services.processor.repository import PostgresRepository
 from services.processor.settings import ProcessorSettings
 from shared import topics
+from shared.http import ReadyCheck
 from shared.kafka import ConsumerRunner
 from shared.service import Service
 
@@ -56,11 +57,9 @@ async def run_processor(
             fetch_max_wait_ms=settings.processor_fetch_max_wait_ms,
         )
 
+        checks: dict[str, ReadyCheck] = {"consumer": runner.readiness, "database": repo.ping}
         if serve_http:
-            await svc.serve_ops(
-                settings.http_host,
-                settings.processor_port,
-                checks={"consumer": runner.readiness, "database": repo.ping},
-            )
+            await svc.serve_ops(settings.http_host, settings.processor_port, checks=checks)
+        svc.watch_health(settings, publisher, checks)
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         await svc.run()

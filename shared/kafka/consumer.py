@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -98,6 +99,7 @@ class _Rebalance(ConsumerRebalanceListener):
         # Where each partition starts, so lag counts from the committed offset at once.
         consumer = self._runner.consumer
         for tp in assigned:
+            self._runner._uncommitted.pop(tp, None)  # fetched before: read again from the commit
             try:
                 committed = await asyncio.wait_for(consumer.committed(tp), 5)
             except (TimeoutError, KafkaError):
@@ -146,6 +148,9 @@ class ConsumerRunner(Generic[E]):
         self._stopping = asyncio.Event()
         self._last_poll = 0.0
         self._committed: dict[TopicPartition, int] = {}
+        # Per partition, (offset, timestamp ms) of every message fetched and not yet
+        # committed, oldest first: how far behind the work is (oldest_pending_age_s).
+        self._uncommitted: dict[TopicPartition, deque[tuple[int, int]]] = {}
         self.stuck = StuckPartitions()
         self._group_id = group_id
         self._consumer = AIOKafkaConsumer(
@@ -187,6 +192,14 @@ class ConsumerRunner(Generic[E]):
             return False, {"poll_loop": "not turning"}
         return True, {}
 
+    def oldest_pending_age_s(self) -> float:
+        """Seconds since the oldest message this runner fetched and has not committed yet
+        was published (0 when there is none): how far behind its work is, e.g. while a
+        batch is retried because a dependency is away, or a holding handler holds it."""
+        owned = self._consumer.assignment()
+        stamps = [q[0][1] for tp, q in self._uncommitted.items() if q and tp in owned]
+        return max(time.time() - min(stamps) / 1000, 0.0) if stamps else 0.0
+
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and return."""
         self._stopping.set()
@@ -196,6 +209,11 @@ class ConsumerRunner(Generic[E]):
         try:
             while not self._stopping.is_set():
                 batch = await self._poll()
+                for record in batch:
+                    tp = TopicPartition(record.topic, record.partition)
+                    self._uncommitted.setdefault(tp, deque()).append(
+                        (record.offset, record.timestamp)
+                    )
                 if batch or self._progress.pending:
                     async with self._lock:
                         if batch:
@@ -382,12 +400,16 @@ class ConsumerRunner(Generic[E]):
             for tp in offsets:
                 if self._progress.pending.get(tp) == offsets[tp]:
                     del self._progress.pending[tp]
+                fetched = self._uncommitted.get(tp)
+                while fetched and fetched[0][0] < offsets[tp]:
+                    fetched.popleft()
             self._committed.update(offsets)
         except (CommitFailedError, TimeoutError, KafkaError) as exc:
             # The partitions moved (or the broker is away): the new owner redelivers from
             # the last commit and the idempotent handlers absorb the repeat.
             log.warning("commit_failed", error=type(exc).__name__)
             self._progress.pending.clear()
+            self._uncommitted.clear()
 
     async def _dead_letter(
         self,
