@@ -39,6 +39,10 @@ class Background:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def __len__(self) -> int:
+        """Work still running."""
+        return len(self._tasks)
+
     async def drain(self, bound_s: float) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=bound_s)

@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 from aiohttp import web
 
-from services.ingest import steps
+from services.ingest import policy, steps
 from services.ingest.bodies import RequestStatus
 from services.ingest.config import WebhookConfig
 from services.ingest.deps import Deps
@@ -43,6 +43,8 @@ async def receive(request: web.Request, *, deps: Deps) -> web.StreamResponse:
     status = 500
     try:
         try:
+            # Header bytes that are not UTF-8 read as Latin-1 (the input policy).
+            request = policy.latin1_headers(request)
             steps.limit_client(request, deps)
             config = await steps.find_webhook(request, deps)
             response = await _deliver(request, config, received_at, timings, deps)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -73,6 +74,10 @@ class Intake:
     wait_s: float
     # The idempotency key, once found (a header or a field of the body).
     key: str | None = None
+    # The parsed body as sent, when a value held control characters (the payload the
+    # steps carry is without them; the mapping reads this one to refuse them in identity
+    # fields). None when the body held none: the mapping need not look for them.
+    raw_payload: dict[str, Any] | None = None
 
     @property
     def content_type(self) -> str:

@@ -27,6 +27,11 @@ REJECTION_PUBLISH_FAILED = Counter(
     "Rejections whose outcome event or status row could not be written",
     ["target"],
 )
+PAYLOAD_DROPPED = Counter(
+    "leadwire_ingest_rejection_payload_dropped_total",
+    "Rejections recorded without their payload: the target refused it for what it holds",
+    ["target"],
+)
 
 UNKNOWN = "unknown"
 OTHER = "other"

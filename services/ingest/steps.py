@@ -13,7 +13,7 @@ Each step returns what the next ones need, or raises :class:`Answered` with the 
 | ``authenticate`` | 401 (the webhook's mode; see auth.py) |
 | ``limit_webhook`` | 429, after authenticating: strangers cannot spend a vendor's budget |
 | ``take_in`` | (what the later steps and a rejection record need) |
-| ``parse`` | 400 not a JSON object, too deep, too many fields; form |
+| ``parse`` | 400 not a JSON object, too deep, too many fields; form; the input policy (policy.py) |
 | ``idempotency`` | 400 key too long; 409 same key, another body; a retry's answer |
 | ``map_and_validate`` | 400 with field errors |
 | ``enqueue`` | 503 Kafka did not acknowledge (acks=all) |
@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.ingest import auth, limits
+from services.ingest import auth, limits, policy
 from services.ingest.bodies import Accepted, Duplicate
 from services.ingest.config import ConfigUnavailable, WebhookConfig
 from services.ingest.deps import Deps
@@ -237,28 +237,47 @@ def take_in(
 # --- the lead: parse, idempotency, map and validate -----------------------------------
 
 
-def _invalid_body(intake: Intake, deps: Deps, code: str, message: str, payload: Any) -> Answered:
-    errors = [FieldError(field="body", code=code, message=message)]
-    return Answered(reject(intake, deps, 400, "invalid_body", errors, payload))
+def _invalid_body(intake: Intake, deps: Deps, payload: Any, *errors: FieldError) -> Answered:
+    return Answered(reject(intake, deps, 400, "invalid_body", list(errors), payload))
+
+
+def _body_error(code: str, message: str) -> FieldError:
+    return FieldError(field="body", code=code, message=message)
 
 
 def parse(intake: Intake, deps: Deps) -> dict[str, Any]:
+    """The body as an object, held to the input policy (policy.py): 400 for a body that is
+    not UTF-8, holds a lone surrogate or a control character in a field name; control
+    characters in values are taken out (``intake.raw_payload`` keeps the body as sent)."""
     body = intake.body
-    if not intake.is_json:
+    if intake.is_json:
+        payload = _parse_json(intake, deps)
+    else:
         try:
-            return mapping.parse_form(body)
-        except ValueError as exc:
+            payload = mapping.parse_form(body)
+        except mapping.FormError as exc:
             text = body.decode("utf-8", "replace")
-            raise _invalid_body(intake, deps, "too_many_fields", str(exc), text) from None
+            raise _invalid_body(intake, deps, text, _body_error(exc.code, exc.message)) from None
+    if not policy.suspect(body, is_json=intake.is_json):
+        return payload
+    found = policy.inspect(payload)
+    if found.errors:
+        raise _invalid_body(intake, deps, payload, *found.errors)
+    if found.cleaned:
+        intake.raw_payload, payload = payload, found.payload
+    return payload
+
+
+def _parse_json(intake: Intake, deps: Deps) -> dict[str, Any]:
+    body = intake.body
     try:
         payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         text = body.decode("utf-8", "replace")
-        raise _invalid_body(
-            intake, deps, "invalid_json", "the body is not valid JSON", text
-        ) from None
+        raise _invalid_body(intake, deps, text, policy.unreadable_json(body, exc)) from None
     if not isinstance(payload, dict):
-        raise _invalid_body(intake, deps, "invalid_type", "the body must be a JSON object", payload)
+        error = _body_error("invalid_type", "the body must be a JSON object")
+        raise _invalid_body(intake, deps, payload, error)
     settings = deps.settings
     try:
         limits.check_json_shape(
@@ -266,7 +285,7 @@ def parse(intake: Intake, deps: Deps) -> dict[str, Any]:
         )
     except limits.JsonShapeError as exc:
         text = body.decode("utf-8", "replace")
-        raise _invalid_body(intake, deps, exc.code, exc.message, text) from None
+        raise _invalid_body(intake, deps, text, _body_error(exc.code, exc.message)) from None
     return payload
 
 
@@ -380,8 +399,11 @@ async def _duplicate(
 def map_and_validate(intake: Intake, payload: dict[str, Any], deps: Deps) -> MappedLead:
     config = intake.config
     assert config.mapping is not None  # check_usable
+    # Values with control characters: mapped as sent, refused in identity fields (policy.py).
+    raw = intake.raw_payload
+    source, controls = (payload, False) if raw is None else (raw, True)
     lead, errors = mapping.map_and_validate(
-        payload, config.mapping, default_region=config.default_region
+        source, config.mapping, default_region=config.default_region, controls=controls
     )
     # Timed before a rejection, which carries the step timings.
     intake.timings.mapped = time.perf_counter()

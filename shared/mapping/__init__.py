@@ -31,13 +31,15 @@ The modules, in the order a body meets them:
 - ``transforms``: what an entry does to its value; ``normalize``: phones and emails;
 - ``apply``: :func:`map_and_validate`; ``unmapped``: what no entry consumed;
   ``validate``: the checks of the mapped lead;
-- ``forms``: form bodies as dicts; ``limits``: the bounds.
+- ``forms``: form bodies as dicts; ``limits``: the bounds; ``controls``: control
+  characters (which ones, taking them out).
 """
 
 from __future__ import annotations
 
 from shared.mapping.apply import map_and_validate
-from shared.mapping.forms import parse_form
+from shared.mapping.controls import IDENTITY_FIELDS, escape_controls, has_control, strip_controls
+from shared.mapping.forms import FormError, parse_form
 from shared.mapping.limits import (
     MAX_CUSTOM_DEPTH,
     MAX_CUSTOM_FIELDS,
@@ -68,6 +70,7 @@ from shared.mapping.transforms import TRANSFORMS, describe_transforms
 
 __all__ = [
     "CUSTOM_PREFIX",
+    "IDENTITY_FIELDS",
     "LEAD_FIELDS",
     "MAX_CUSTOM_DEPTH",
     "MAX_CUSTOM_FIELDS",
@@ -82,6 +85,7 @@ __all__ = [
     "TRANSFORMS",
     "CompiledMapping",
     "CompiledPath",
+    "FormError",
     "Mapping",
     "MappingEntry",
     "MappingError",
@@ -89,6 +93,8 @@ __all__ = [
     "compile_path",
     "compile_stored",
     "describe_transforms",
+    "escape_controls",
+    "has_control",
     "load_mapping_file",
     "load_mapping_text",
     "map_and_validate",
@@ -98,4 +104,5 @@ __all__ = [
     "parse_mapping",
     "resolve",
     "resolve_path",
+    "strip_controls",
 ]

@@ -3,6 +3,9 @@
 Entries apply in order and the first entry that yields a value for a target wins, so a
 later entry is a fallback. Never raises on bad input (problems become field errors); a
 bug does raise: a 500 makes the vendor retry, a 400 would lose the lead.
+
+Control characters (:mod:`shared.mapping.controls`) in a value: refused in an identity
+field (phone, email, CRM id), removed from every other field and from custom fields.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Mapping as AbcMapping
 from typing import Any
 
 from shared.events import FieldError, MappedLead
+from shared.mapping.controls import IDENTITY_FIELDS, has_control, strip_controls
 from shared.mapping.normalize import phone_parts
 from shared.mapping.paths import MISSING, OBJECT, CompiledPath, resolve
 from shared.mapping.spec import CUSTOM_PREFIX, CompiledEntry, CompiledMapping
@@ -27,11 +31,17 @@ from shared.mapping.validate import validate
 
 
 def map_and_validate(
-    payload: AbcMapping[str, Any] | Any, compiled: CompiledMapping, *, default_region: str
+    payload: AbcMapping[str, Any] | Any,
+    compiled: CompiledMapping,
+    *,
+    default_region: str,
+    controls: bool = True,
 ) -> tuple[MappedLead, list[FieldError]]:
     """Map a body and validate the lead. An empty error list means the lead is valid.
 
-    Fields with errors are left out of the returned lead. Never raises on bad input."""
+    Fields with errors are left out of the returned lead. Never raises on bad input.
+    ``controls=False`` says the body is known to hold no control character (the gateway
+    scans the raw bytes once), which spares looking for them here."""
     errors: list[FieldError] = []
     if not isinstance(payload, OBJECT):
         errors.append(
@@ -43,10 +53,13 @@ def map_and_validate(
         )
         payload = {}
 
-    values, consumed, phone_region = _apply_entries(payload, compiled, default_region, errors)
+    values, consumed, phone_region = _apply_entries(
+        payload, compiled, default_region, errors, controls=controls
+    )
     custom: dict[str, Any] = {}
     if compiled.keep_unmapped and payload:
-        custom.update(unmapped(payload, consumed))
+        rest = unmapped(payload, consumed)
+        custom.update(strip_controls(rest) if controls else rest)
     lead: dict[str, Any] = {}
     for target, value in values.items():
         if target.startswith(CUSTOM_PREFIX):
@@ -63,6 +76,8 @@ def _apply_entries(
     compiled: CompiledMapping,
     default_region: str,
     errors: list[FieldError],
+    *,
+    controls: bool,
 ) -> tuple[dict[str, Any], list[CompiledPath], str | None]:
     """(value per target, the paths that gave one, the region of the phone's entry)."""
     values: dict[str, Any] = {}
@@ -72,6 +87,8 @@ def _apply_entries(
         if entry.targets[0] in values and (len(entry.targets) == 1 or entry.targets[1] in values):
             continue  # first entry with a value wins
         raw = resolve(payload, entry.path) if entry.path is not None else MISSING
+        if controls and raw is not MISSING:
+            raw = _without_controls(entry.targets[0], raw, errors)
         written = _apply(entry, raw, default_region, errors)
         if not written:
             continue
@@ -85,6 +102,23 @@ def _apply_entries(
         if wrote and entry.path is not None:
             consumed.append(entry.path)
     return values, consumed, phone_region
+
+
+def _without_controls(target: str, raw: Any, errors: list[FieldError]) -> Any:
+    """``raw`` without control characters; MISSING (and a field error) for an identity
+    field that holds one: what a contact is matched on is never edited silently."""
+    if target not in IDENTITY_FIELDS:
+        return strip_controls(raw)
+    if isinstance(raw, str) and has_control(raw):
+        errors.append(
+            FieldError(
+                field=target,
+                code="control_character",
+                message=f"{target} holds a control character",
+            )
+        )
+        return MISSING
+    return raw
 
 
 def _is_blank(value: Any) -> bool:

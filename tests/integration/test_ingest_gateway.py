@@ -301,7 +301,7 @@ async def test_s5_json_bounds_and_content_type(settings: CommonSettings) -> None
         status, _, data = await post(
             http, gw.hook_url(hook), b"\xff\xfe", content_type="application/json"
         )
-        assert status == 400 and data["errors"][0]["code"] == "invalid_json"
+        assert status == 400 and data["errors"][0]["code"] == "invalid_utf8"
         assert await read_topic(settings, topics.RAW) == []
 
 

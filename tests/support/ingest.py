@@ -217,3 +217,32 @@ async def wait_until_ready(url: str, deadline_s: float = 30.0) -> None:
             if time.monotonic() > end:
                 raise TimeoutError(f"gateway at {url} not ready: {last}")
             await asyncio.sleep(0.05)
+
+
+# --- raw HTTP: bytes a client library would not send ------------------------------------
+
+
+async def raw_post(
+    url: str,
+    path: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    timeout_s: float = 30.0,
+) -> tuple[int, bytes]:
+    """POST ``body`` to ``url`` + ``path`` over a plain socket, headers as given (bytes
+    that are not UTF-8, or not even Latin-1 text); (status, response body)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = [b"POST " + path.encode() + b" HTTP/1.1", b"Host: " + host.encode()]
+        head += [name + b": " + value for name, value in headers]
+        head += [b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), timeout_s)
+    finally:
+        writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    _, _, content = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), content

@@ -9,6 +9,7 @@ import pytest
 from shared.mapping import (
     LEAD_FIELDS,
     TRANSFORMS,
+    FormError,
     MappingEntry,
     compile_mapping,
     map_and_validate,
@@ -308,9 +309,14 @@ def test_parse_form() -> None:
         "sp": "two words",
     }
     assert parse_form(b"") == {}
-    assert parse_form(b"\xff\xfe=1")  # undecodable bytes become replacement characters
-    with pytest.raises(ValueError):
+    # Bytes that are not UTF-8, raw or %-escaped, are refused (nothing is guessed).
+    for body in (b"\xff\xfe=1", b"a=%FF", b"a=%ED%A0%80"):
+        with pytest.raises(FormError) as refused:
+            parse_form(body)
+        assert refused.value.code == "invalid_utf8"
+    with pytest.raises(FormError) as refused:
         parse_form(b"&".join(b"k%d=1" % i for i in range(1001)))
+    assert refused.value.code == "too_many_fields"
 
 
 def test_form_body_maps_like_json() -> None:
