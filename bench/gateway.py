@@ -1,59 +1,67 @@
-"""Gateway throughput and latency next to a bare aiohttp handler, same load tool, same run.
+"""What the gateway costs next to the least a server could do, all in one run.
 
-- ``bare``: an aiohttp app whose handler reads the body and answers 202.
-- ``gateway``: ``POST /webhooks/{id}`` with a realistic lead: Standard Webhooks signature
-  (a fresh ``webhook-id`` per request, so the idempotency check runs), mapping with
-  phone normalization, validation, and the acks=all produce to real Kafka.
+Three servers, each driven in turn by the same load tool (wrk ``-t1 -c32``, 10 s each, the
+same distinct generic leads), with CPU read from /proc for the serving processes only:
 
-Each server runs in its own single process (uvloop); the load generator is a separate
-process speaking HTTP/1.1 keep-alive over raw sockets (pre-built requests, minimal
-parsing), so it costs the server as little CPU as possible. Phase 1 drives each server
-at a fixed concurrency to find its maximum rate; phase 2 offers half of the gateway's
-maximum rate (open loop) to both and reports p50/p99.
+- ``bare``: an aiohttp handler that reads the body and answers 202 (one process, uvloop);
+- ``relay``: the thinnest durable relay: aiohttp + aiokafka ``send_and_wait`` (acks=all,
+  idempotent, aiokafka's defaults otherwise) to a topic of the same broker (one process);
+- ``gateway``: the leadwire gateway as ``make up`` runs it (supervisor + 2 workers), one
+  unsigned webhook of the generic template, ``LEADWIRE_IP_RATE_PER_MINUTE=0``.
 
-Kafka and Postgres: ``LEADWIRE_*`` from the environment when set, else the local "bench"
-stack is started (``infra``). Run: ``python -m bench.gateway [--seconds N]``.
+The stack is ``bench-gateway`` (all five services running, as ``make up`` starts them, so
+the processor, notifier, analytics and archiver consume the gateway's leads meanwhile).
+Printed: req/s and CPU µs per request of each, the ratio gateway / relay, and the
+broker's CPU per relayed request (its idle rate, read while the bare handler ran,
+subtracted); then, after the stack has caught up, the
+gateway's and the bare handler's p50/p99 at half the gateway's maximum rate (open loop).
+
+Run: ``python -m bench gateway [--seconds N]`` (or ``python -m bench.gateway``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import contextlib
-import json
 import multiprocessing as mp
-import os
-import statistics
-import sys
+import random
 import time
-import uuid
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from bench.figures import figure, percentile
-from bench.loadgen.vendors import standard_headers
+from bench import report, wrk
+from bench.cpu import CpuMeter, load_average
+from bench.figures import caption, cell, figure
+from bench.httpload import Plan, build_requests, lead_bodies, load
+from bench.lag import LagReader
+from bench.options import Options
 from bench.ports import free_port
+from bench.stack import LaunchedStack, form_webhook, running_stack, say
+from shared.kafka import ensure_topics
 
-ROOT = Path(__file__).resolve().parent.parent
-CONCURRENCY = 32
-DEFAULT_SECONDS = 8.0
-
-LEAD = {
-    "firstname": "Benjie",
-    "lastname": "Malinao",
-    "phone_number": "(626) 663-3444",
-    "email": "benjie@example.com",
-    "external_crm_id": "crm_12345",
-    "product": "Bath Remodel",
-    "lead_status": "new",
-    "zip": "91101",
-    "consent": True,
-    "source_url": "https://example.com/landing",
+CONNECTIONS = 32
+RELAY_TOPIC = "bench.relay"
+TABLE = "gateway"
+SERVERS = {
+    "bare": "bare aiohttp handler (read body, answer 202)",
+    "relay": "thinnest durable relay: aiohttp + aiokafka send_and_wait, acks=all, idempotent",
+    "gateway": "leadwire gateway, 2 workers (auth none, generic template)",
 }
 
 
-# --- servers (each in its own process) -------------------------------------------------
+# --- the two reference servers (each in a process of its own) ----------------------------
+
+
+async def _serve(port: int, handler: Any, ready: Any) -> None:
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/webhooks/{webhook_id}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
+    ready.set()
+    await asyncio.Event().wait()
 
 
 def _serve_bare(port: int, ready: Any) -> None:
@@ -64,229 +72,30 @@ def _serve_bare(port: int, ready: Any) -> None:
         await request.read()
         return web.Response(status=202, body=b'{"success":true}', content_type="application/json")
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/{webhook_id}", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    uvloop.run(main())
+    uvloop.run(_serve(port, handler, ready))
 
 
-def _serve_gateway(port: int, env: dict[str, str], ready: Any) -> None:
-    os.environ.update(env)
+def _serve_relay(port: int, bootstrap: str, topic: str, ready: Any) -> None:
     import uvloop
-
-    from bench.stack import wait_ready
-    from services.ingest.service import run_ingest
-    from services.ingest.settings import IngestSettings
-    from shared.logs import configure_logging
+    from aiohttp import web
+    from aiokafka import AIOKafkaProducer
 
     async def main() -> None:
-        settings = IngestSettings(ingest_port=port, ip_rate_per_minute=0, http_host="127.0.0.1")
-        configure_logging("ingest-bench", level="WARNING", fmt="json")
-        # One worker, as services.ingest runs it (GC tuning included).
-        gateway = asyncio.create_task(run_ingest(settings, asyncio.Event()))
-        with contextlib.suppress(TimeoutError):  # the parent reports it if it never comes
-            await wait_ready(
-                f"http://127.0.0.1:{port}/readyz", what="gateway", deadline_s=60, interval_s=0.1
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+
+        async def handler(request: web.Request) -> web.Response:
+            body = await request.read()
+            await producer.send_and_wait(topic, body, key=request.match_info["webhook_id"].encode())
+            return web.Response(
+                status=202, body=b'{"success":true}', content_type="application/json"
             )
-        ready.set()
-        await gateway
+
+        await _serve(port, handler, ready)
 
     uvloop.run(main())
-
-
-# --- load generator ---------------------------------------------------------------------
-
-
-def _build_requests(path: str, secret: str | None, count: int) -> list[bytes]:
-    body = json.dumps(LEAD).encode()
-    out: list[bytes] = []
-    now = time.time()
-    for _ in range(count):
-        headers = [
-            f"POST {path} HTTP/1.1",
-            "Host: 127.0.0.1",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-        ]
-        if secret:
-            signed = standard_headers(secret, f"msg_{uuid.uuid4().hex}", body, now)
-            headers += [f"{k}: {v}" for k, v in signed.items()]
-        out.append(("\r\n".join(headers) + "\r\n\r\n").encode() + body)
-    return out
-
-
-class _Conn(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buf[:end])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if len(self.buf) < end + 4 + length:
-            return
-        status = int(head[9:12])
-        del self.buf[: end + 4 + length]
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("closed"))
-
-    async def request(self, data: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(data)
-        return await self.waiter
-
-
-async def _load(
-    port: int, requests: list[bytes], seconds: float, concurrency: int, rate: float | None
-) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    conns = [
-        (await loop.create_connection(_Conn, "127.0.0.1", port))[1] for _ in range(concurrency)
-    ]
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    idx = 0
-    start = time.perf_counter()
-    end = start + seconds
-    interval = concurrency / rate if rate else 0.0
-
-    async def worker(conn: _Conn, n: int) -> None:
-        nonlocal idx
-        next_at = start + (interval * n / concurrency if rate else 0)
-        while True:
-            if rate:
-                now = time.perf_counter()
-                if next_at > now:
-                    await asyncio.sleep(next_at - now)
-                scheduled = next_at
-                next_at += interval
-            else:
-                scheduled = time.perf_counter()
-            if scheduled >= end:
-                return
-            data = requests[idx % len(requests)]
-            idx += 1
-            status = await conn.request(data)
-            # Open loop: latency counts from when the request was due (no coordinated omission).
-            latencies.append(time.perf_counter() - scheduled)
-            statuses[status] = statuses.get(status, 0) + 1
-
-    await asyncio.gather(*(worker(c, i) for i, c in enumerate(conns)))
-    elapsed = time.perf_counter() - start
-    for c in conns:
-        assert c.transport is not None
-        c.transport.close()
-
-    def pct(p: float) -> float:
-        return percentile(latencies, p) * 1000 if latencies else 0.0
-
-    return {
-        "requests": len(latencies),
-        "rps": len(latencies) / elapsed,
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else 0.0,
-        "statuses": statuses,
-    }
-
-
-def _load_process(
-    port: int,
-    path: str,
-    secret: str | None,
-    seconds: float,
-    concurrency: int,
-    rate: float | None,
-    out: Any,
-) -> None:
-    import uvloop
-
-    expected = int((rate or 20_000) * seconds * 1.2) + 1000
-    requests = _build_requests(path, secret, min(expected, 200_000))
-    out.put(uvloop.run(_load(port, requests, seconds, concurrency, rate)))
-
-
-def run_load(
-    port: int,
-    path: str,
-    secret: str | None,
-    *,
-    seconds: float,
-    concurrency: int = CONCURRENCY,
-    rate: float | None = None,
-) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(
-        target=_load_process, args=(port, path, secret, seconds, concurrency, rate, queue)
-    )
-    proc.start()
-    result: dict[str, Any] = queue.get(timeout=seconds + 120)
-    proc.join(30)
-    return result
-
-
-# --- setup ---------------------------------------------------------------------------
-
-
-async def _environment() -> tuple[dict[str, str], Any]:
-    if os.environ.get("LEADWIRE_KAFKA_BOOTSTRAP") and os.environ.get("LEADWIRE_DATABASE_URL"):
-        return {k: v for k, v in os.environ.items() if k.startswith("LEADWIRE_")}, None
-    from infra import Stack
-
-    stack = Stack.for_name("bench", ROOT)
-    await stack.start(components=["kafka", "postgres"])
-    return stack.settings_env(), stack
-
-
-async def _prepare(env: dict[str, str]) -> tuple[dict[str, str], uuid.UUID, str]:
-    from bench.stack import settings_from_env
-    from shared.db import connect, migrate
-    from shared.kafka import ensure_topics
-
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    env = {**env, "LEADWIRE_TOPIC_PREFIX": prefix, "LEADWIRE_KAFKA_TIMEOUT_S": "10"}
-    settings = settings_from_env(env)
-    await migrate(settings.database_url)
-    await ensure_topics(settings)
-    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    ws, hook = uuid.uuid4(), uuid.uuid4()
-    conn = await connect(settings.database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"bench-{ws.hex[:8]}"
-        )
-        await conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, name, auth_mode, secret) VALUES ($1, $2, 'bench', 'standard', $3)",
-            hook,
-            ws,
-            secret,
-        )
-    finally:
-        await conn.close()
-    return env, hook, secret
 
 
 def _start_server(target: Any, *args: Any) -> Any:
@@ -294,113 +103,184 @@ def _start_server(target: Any, *args: Any) -> Any:
     ready = ctx.Event()
     proc = ctx.Process(target=target, args=(*args, ready), daemon=True)
     proc.start()
-    if not ready.wait(120):
+    if not ready.wait(60):
         proc.kill()
         raise RuntimeError(f"{target.__name__} did not become ready")
     return proc
 
 
-async def _measure(
-    port: int, path: str, secret: str | None, seconds: float, rate: float | None = None
-) -> dict[str, Any]:
-    return await asyncio.to_thread(run_load, port, path, secret, seconds=seconds, rate=rate)
+# --- measuring ---------------------------------------------------------------------------------
 
 
-def _rows(
-    seconds: float,
-    bare: dict[str, Any],
-    gateway: dict[str, Any],
-    gateway_half: dict[str, Any],
-    bare_half: dict[str, Any],
-) -> list[dict[str, Any]]:
-    half = gateway["rps"] / 2
-    ok = gateway["statuses"].get(202, 0) / max(1, gateway["requests"])
-    note = f"1 process each, {CONCURRENCY} keep-alive connections, {seconds:.0f} s"
-    return [
-        figure("gateway", "bare aiohttp handler max rate", bare["rps"], "req/s", note),
-        figure(
-            "gateway",
-            "gateway max rate",
-            gateway["rps"],
-            "req/s",
-            f"auth standard + mapping + validation + acks=all; {ok:.1%} 202",
-        ),
-        figure(
-            "gateway",
-            "gateway / bare ratio",
-            gateway["rps"] / bare["rps"],
-            "x",
-            "target >= 0.6, chasing 0.8",
-        ),
-        figure("gateway", "gateway p50 at max rate", gateway["p50_ms"], "ms"),
-        figure("gateway", "gateway p99 at max rate", gateway["p99_ms"], "ms"),
-        figure(
-            "gateway",
-            "gateway p50 at half max rate",
-            gateway_half["p50_ms"],
-            "ms",
-            f"open loop at {half:.0f} req/s",
-        ),
-        figure(
-            "gateway",
-            "gateway p99 at half max rate",
-            gateway_half["p99_ms"],
-            "ms",
-            "target < 10 ms",
-        ),
-        figure(
-            "gateway",
-            "bare p50 at the same rate",
-            bare_half["p50_ms"],
-            "ms",
-            f"open loop at {half:.0f} req/s",
-        ),
-        figure("gateway", "bare p99 at the same rate", bare_half["p99_ms"], "ms"),
-    ]
+async def _max_rate(
+    name: str, port: int, path: str, bodies: list[bytes], leaders: dict[str, int], seconds: float
+) -> tuple[wrk.Rate, dict[str, float]]:
+    """``name``'s maximum rate under wrk, and the CPU seconds of ``leaders`` meanwhile."""
+    await wrk.max_rate(port, path, bodies, connections=CONNECTIONS, seconds=2)  # warm up
+    meter = CpuMeter(leaders)
+    await meter.start()
+    rate = await wrk.max_rate(port, path, bodies, connections=CONNECTIONS, seconds=seconds)
+    cpu = await meter.stop()
+    say(
+        f"gateway: {name}: {rate.requests} requests in {rate.seconds:.1f} s "
+        f"({rate.rps:,.0f}/s, {rate.errors} errors), CPU {cpu}"
+    )
+    return rate, cpu
 
 
-async def run(seconds: float = DEFAULT_SECONDS) -> list[dict[str, Any]]:
-    env, stack = await _environment()
+async def _caught_up(stack: LaunchedStack, deadline_s: float) -> float | None:
+    """Wait until every consumer group's lag is 0: the seconds it took, None if it did not."""
+    assert stack.settings is not None
+    started = time.monotonic()
+    async with LagReader(stack.settings) as reader:
+        while time.monotonic() - started < deadline_s:
+            if (await reader.read()).lag == 0:
+                return time.monotonic() - started
+            await asyncio.sleep(1.0)
+    return None
+
+
+def _cost_rows(rates: dict[str, wrk.Rate], cpu: dict[str, dict[str, float]]) -> list[Any]:
+    rows: list[Any] = []
+    per_request: dict[str, float] = {}
+    for name, rate in rates.items():
+        served = max(rate.requests - rate.errors, 1)
+        per_request[name] = cpu[name][name] / served * 1e6
+        rows.append(cell("gateway", TABLE, SERVERS[name], "req/s", rate.rps, "req/s"))
+        rows.append(
+            cell(
+                "gateway",
+                TABLE,
+                SERVERS[name],
+                "CPU µs per request",
+                per_request[name],
+                "µs",
+                f"{rate.requests} requests, {rate.errors} errors",
+            )
+        )
+    if per_request.get("relay"):
+        rows.append(
+            figure(
+                "gateway",
+                "CPU per request: gateway / relay",
+                per_request["gateway"] / per_request["relay"],
+                "x",
+                "issue 15 target <= 2",
+            )
+        )
+    # The broker's CPU for one produce per request: the relay's run, less what the broker
+    # did meanwhile anyway (its rate while only the bare handler ran: consumers polling).
+    idle_rate = cpu["bare"]["kafka"] / rates["bare"].seconds
+    relay = rates["relay"]
+    produce = cpu["relay"]["kafka"] - idle_rate * relay.seconds
+    rows.append(
+        figure(
+            "gateway",
+            "Kafka CPU per relayed request",
+            produce / max(relay.requests - relay.errors, 1) * 1e6,
+            "µs",
+            f"one produce per request (linger 0); the broker's idle "
+            f"{idle_rate * 100:.0f} % of a core subtracted",
+        )
+    )
+    return rows
+
+
+async def _half_rate_rows(
+    stack: LaunchedStack, ports: dict[str, int], path: str, bodies: list[bytes], gw_rps: float
+) -> list[Any]:
+    """Today's latency figures: gateway and bare at half the gateway's maximum, open loop."""
+    drained = await _caught_up(stack, 180)
+    half = gw_rps / 2
+    note = f"open loop at {half:,.0f} req/s, {CONNECTIONS} connections, 8 s" + (
+        "" if drained is not None else "; the stack had not caught up after 180 s"
+    )
+    rows: list[Any] = []
+    for name in ("gateway", "bare"):
+        result = await load(
+            Plan(
+                port=ports[name],
+                requests=build_requests(path, bodies),
+                concurrency=CONNECTIONS,
+                seconds=8.0,
+                rate=half,
+            )
+        )
+        say(f"gateway: {name} at half the gateway's maximum: {result.short()}")
+        for q in (0.50, 0.99):
+            rows.append(
+                figure(
+                    "gateway",
+                    f"{name} p{q * 100:.0f} at half the gateway's max rate",
+                    result.pct(q),
+                    "ms",
+                    note,
+                )
+            )
+    return rows
+
+
+async def run(opts: Options = Options()) -> list[dict[str, Any]]:
+    stack = LaunchedStack(
+        "bench-gateway",
+        port_base=18600,
+        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
+    )
     servers: list[Any] = []
-    try:
-        env, hook, secret = await _prepare(env)
-        bare_port, gw_port = free_port(), free_port()
-        servers.append(_start_server(_serve_bare, bare_port))
-        servers.append(_start_server(_serve_gateway, gw_port, env))
-        path = f"/webhooks/{hook}"
-        # Warm up both (connections, caches, JIT-less but lazy imports, Kafka metadata).
-        await _measure(bare_port, path, None, 1.5)
-        await _measure(gw_port, path, secret, 1.5)
-        bare = await _measure(bare_port, path, None, seconds)
-        gateway = await _measure(gw_port, path, secret, seconds)
-        half = gateway["rps"] / 2
-        gateway_half = await _measure(gw_port, path, secret, seconds, rate=half)
-        bare_half = await _measure(bare_port, path, None, seconds, rate=half)
-        rows = _rows(seconds, bare, gateway, gateway_half, bare_half)
-        for name, result in (
-            ("bare", bare),
-            ("gateway", gateway),
-            ("gateway half", gateway_half),
-            ("bare half", bare_half),
-        ):
-            print(f"[bench gateway] {name}: {result}", file=sys.stderr)
-    finally:
-        for proc in servers:
-            proc.kill()
-            proc.join(10)
-        if stack is not None:
-            await stack.stop(components=["kafka", "postgres"])
+    async with running_stack(stack):
+        assert stack.settings is not None
+        settings = stack.settings
+        await ensure_topics(settings, [RELAY_TOPIC])
+        target = await form_webhook(stack)
+        path = urlparse(target.url).path
+        ports = {"gateway": stack.ports["ingest"]}
+        try:
+            for name, serve, args in (
+                ("bare", _serve_bare, ()),
+                ("relay", _serve_relay, (settings.kafka_bootstrap, settings.topic(RELAY_TOPIC))),
+            ):
+                ports[name] = free_port()
+                servers.append(_start_server(serve, ports[name], *args))
+            pids = stack.pids()
+            leaders = {
+                "bare": {"bare": servers[0].pid, "kafka": pids["kafka"]},
+                "relay": {"relay": servers[1].pid, "kafka": pids["kafka"]},
+                "gateway": {"gateway": pids["ingest"]},
+            }
+            bodies = lead_bodies(40_000, first=random.randrange(10**6, 10**8))
+            load_before = load_average()
+            rates: dict[str, wrk.Rate] = {}
+            cpu: dict[str, dict[str, float]] = {}
+            for name in ("bare", "relay", "gateway"):
+                rates[name], cpu[name] = await _max_rate(
+                    name, ports[name], path, bodies, leaders[name], opts.seconds
+                )
+            rows = _cost_rows(rates, cpu)
+            tool = rates["gateway"].tool
+            rows.append(
+                caption(
+                    "gateway",
+                    TABLE,
+                    f"{'wrk' if tool == 'wrk' else 'bench.httpload (wrk not installed)'} -t1 "
+                    f"-c{CONNECTIONS}, {opts.seconds:g} s per server, one run; CPU of the serving "
+                    f"processes only (utime+stime from /proc); all five services running; "
+                    f"load average {load_before} before, {load_average()} after",
+                )
+            )
+            rows += await _half_rate_rows(stack, ports, path, bodies, rates["gateway"].rps)
+        finally:
+            for proc in servers:
+                proc.kill()
+                proc.join(10)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
+    parser.add_argument("--seconds", type=float, default=Options.seconds)
     args = parser.parse_args()
-    rows = asyncio.run(run(args.seconds))
-    for row in rows:
-        value = row["value"]
-        print(f"{row['metric']:<36} {value:>10.2f} {row['unit']:<6} {row['note']}")
+    rows = asyncio.run(run(Options(seconds=args.seconds)))
+    print(report.render(rows))
 
 
 if __name__ == "__main__":

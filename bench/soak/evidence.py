@@ -13,9 +13,10 @@ import aiohttp
 import asyncpg
 import orjson
 
+from bench.lag import GROUPS
 from bench.loadgen import Target
 from bench.sinks import Mail, SmsSink, SmtpSink
-from bench.soak.readings import GROUPS, committed_offsets, read_topic
+from bench.soak.readings import committed_offsets, read_topic
 from bench.soak.workspaces import WorkspacePlan
 from bench.stack import LaunchedStack
 from shared import topics

@@ -7,79 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.lag import group_lags, topic_partitions
 from bench.stack import EXTRA_PROCESSOR, SERVICES, LaunchedStack, say
-from shared import topics
 from shared.settings import CommonSettings
-
-# Per service: its consumer group and the topics it consumes.
-GROUPS = {
-    "processor": ("leadwire-processor", (topics.RAW,)),
-    "notifier": ("leadwire-notifier", (topics.OUTCOMES, topics.ALERTS)),
-    "analytics": ("leadwire-analytics", (topics.OUTCOMES,)),
-    "archiver": ("leadwire-archiver", (topics.OUTCOMES,)),
-}
-
-
-async def topic_partitions(
-    settings: CommonSettings, logical: Iterable[str]
-) -> list[TopicPartition]:
-    """The partitions of the given topics (those that exist), from fresh cluster metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
-    await asyncio.wait_for(admin.start(), 10)
-    try:
-        found = await asyncio.wait_for(
-            admin.describe_topics([settings.topic(n) for n in logical]), 10
-        )
-    finally:
-        await asyncio.wait_for(admin.close(), 10)
-    return [
-        TopicPartition(t["topic"], p["partition"])
-        for t in found
-        if t.get("error_code") == 0
-        for p in t.get("partitions", [])
-    ]
-
-
-async def group_lags(settings: CommonSettings) -> dict[str, int]:
-    """Per consumer group: end offsets minus committed offsets, over its topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        request_timeout_ms=5000,
-        enable_auto_commit=False,
-    )
-    await asyncio.wait_for(admin.start(), 10)
-    try:
-        await asyncio.wait_for(consumer.start(), 10)
-        try:
-            lags: dict[str, int] = {}
-            for service, (group, logical) in GROUPS.items():
-                parts = await topic_partitions(settings, logical)
-                if len(parts) < len(logical):  # a topic without partitions: not created yet?
-                    raise RuntimeError(f"topics of {service} not found: {logical}")
-                ends = await asyncio.wait_for(consumer.end_offsets(parts), 10)
-                committed = await asyncio.wait_for(admin.list_consumer_group_offsets(group), 10)
-                lag = 0
-                for tp, end in ends.items():
-                    meta = committed.get(tp)
-                    done = meta.offset if meta is not None and meta.offset >= 0 else 0
-                    lag += max(end - done, 0)
-                lags[service] = lag
-            return lags
-        finally:
-            await asyncio.wait_for(consumer.stop(), 10)
-    finally:
-        await asyncio.wait_for(admin.close(), 10)
 
 
 async def committed_offsets(settings: CommonSettings, group: str) -> dict[tuple[str, int], int]:

@@ -1,0 +1,150 @@
+"""The benchmark's own instruments (``make bench`` prints figures, never asserts them, so
+these check that the figures are read right): CPU from /proc, the lean load generator's
+closed and open loops, and the tables and charts made from the rows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import charts, report
+from bench.cpu import CpuMeter, snapshot
+from bench.figures import caption, cell, figure
+from bench.httpload import Plan, build_requests, lead_bodies, load
+from bench.ports import free_port
+
+pytestmark = pytest.mark.unit
+
+BUSY = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+
+
+def test_cpu_counts_a_process_and_the_workers_it_starts() -> None:
+    """A leader that starts a busy child and waits for it: the child's CPU is the
+    leader's, in full though the child ended between two readings; a process outside the
+    tree is not counted."""
+    code = (
+        "import subprocess, sys, time\n"
+        f"subprocess.run([sys.executable, '-c', {BUSY.format(s=0.6)!r}])\n"
+        "print('done', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+
+    async def measure() -> dict[str, float]:
+        leader = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, start_new_session=True, stdout=asyncio.subprocess.PIPE
+        )
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(30)"
+        )
+        meter = CpuMeter({"leader": leader.pid, "other": other.pid}, interval_s=0.1)
+        await meter.start()
+        assert leader.stdout is not None
+        await asyncio.wait_for(leader.stdout.readline(), 30)  # the child's 0.6 s of CPU
+        seconds = await meter.stop()
+        for proc in (leader, other):
+            proc.kill()
+            await proc.wait()
+        return seconds
+
+    seconds = asyncio.run(measure())
+    assert 0.55 <= seconds["leader"] < 1.5
+    assert seconds["other"] < 0.3
+
+
+def test_snapshot_names_a_pid_once() -> None:
+    found = snapshot({"me": os.getpid()})
+    assert [pid for pid, _ in found["me"]].count(os.getpid()) == 1
+
+
+@pytest.fixture
+def bare_server() -> Iterator[int]:
+    """A bare aiohttp server answering 202 (in a thread), its port."""
+    from aiohttp import web
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202, body=b"{}")
+
+    async def serve() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_post("/webhooks/{id}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    runner = loop.run_until_complete(serve())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield port
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def test_closed_loop_sends_the_total_and_no_more(bare_server: int) -> None:
+    requests = build_requests("/webhooks/x", lead_bodies(50))
+    result = asyncio.run(
+        load(Plan(port=bare_server, requests=requests, concurrency=4, seconds=30, total=200))
+    )
+    assert result.requests == 200
+    assert result.statuses == {202: 200}
+    assert result.errors == 0
+
+
+def test_open_loop_holds_the_rate(bare_server: int) -> None:
+    requests = build_requests("/webhooks/x", lead_bodies(10), {"Prefer": "wait=5"})
+    result = asyncio.run(
+        load(Plan(port=bare_server, requests=requests, concurrency=2, seconds=1.0, rate=100))
+    )
+    assert result.requests == 100
+    assert result.unsent == 0
+    assert 50 < result.rps <= 110  # answered over first send -> last answer
+
+
+def test_lead_bodies_are_distinct_people() -> None:
+    bodies = lead_bodies(500)
+    assert len(set(bodies)) == 500
+    assert len({b.split(b'"phone_number":')[1].split(b",")[0] for b in bodies}) == 500
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [
+        cell("cost", "cost", "archiver", "CPU µs per lead", 2059.4, "µs"),
+        cell("cost", "cost", "Kafka", "CPU µs per lead", 194.0, "µs"),
+        cell("cost", "cost", "total", "CPU µs per lead", 2253.4, "µs"),
+        figure("cost", "leads/s through everything", 384.2, "leads/s"),
+        caption("cost", "cost", "10,000 leads, Postgres fsync=on"),
+        cell("latency", "latency", "20 leads/s", "reached", 20.0, "leads/s"),
+        cell("latency", "latency", "20 leads/s", "p50", 7.14, "ms"),
+        cell("latency", "latency", "300 leads/s", "reached", 280.0, "leads/s"),
+        cell("latency", "latency", "300 leads/s", "p50", 46.7, "ms"),
+    ]
+
+
+def test_tables_in_the_issues_shape() -> None:
+    text = report.render(_rows())
+    assert "| process | CPU µs per lead |" in text
+    assert "| archiver | 2,059 |" in text
+    assert "| **total** | **2,253** |" in text
+    assert "| 20 leads/s | 20 | 7.1 ms |" in text
+    assert "10,000 leads, Postgres fsync=on" in text
+    # The caption is not a figure row; the leads/s row is.
+    assert "leads/s through everything" in report.figures_table(_rows())
+
+
+def test_charts_are_written(tmp_path: Path) -> None:
+    drawn = charts.draw(_rows(), tmp_path, "test")
+    assert sorted(p.name for p in drawn) == ["cost.png", "latency.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
