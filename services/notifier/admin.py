@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from services.notifier import repository
+from services.notifier import admin_repository as repository
 from services.notifier.rules import (
     Channel,
     EventKind,

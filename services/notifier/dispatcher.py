@@ -144,9 +144,7 @@ class Dispatcher:
             self._next_recover = now + self._recover_every_s
             entries = await self._repo.recover_interrupted(failed_at=utcnow())
             for entry in entries:
-                metrics.DEADLETTERED.labels(entry["channel"], "interrupted").inc(
-                    len(entry["send_ids"])
-                )
+                metrics.dead_lettered(entry, "interrupted")
                 log.warning(
                     "notification_interrupted",
                     channel=entry["channel"],
@@ -246,7 +244,7 @@ class Dispatcher:
                 )
             )
             if entry is not None:
-                metrics.DEADLETTERED.labels(channel, reason).inc(len(entry["send_ids"]))
+                metrics.dead_lettered(entry, reason)
                 log.warning(
                     "notification_deadlettered",
                     channel=channel,

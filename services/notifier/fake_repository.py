@@ -113,6 +113,13 @@ class FakeRepository:
     async def workspace_configs(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WorkspaceConfig]:
         return {i: self.workspaces[i] for i in ids if i in self.workspaces}
 
+    async def workspaces_with_rule(self, event: str) -> dict[uuid.UUID, WorkspaceConfig]:
+        return {
+            i: w
+            for i, w in self.workspaces.items()
+            if any(r.get("event") == event for r in (w.settings or {}).get("rules", []))
+        }
+
     async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None:
         return self.token_hashes.get(workspace_id)
 

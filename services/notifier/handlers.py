@@ -1,5 +1,9 @@
 """The consumer side: turn a batch of outcome and alert events into durable send rows.
 
+A system-health alert concerns the system, not one workspace: it goes to every workspace
+whose rules ask for ``system_health`` (one row per workspace and recipient; two
+workspaces naming the same email address send it once, see the send key below).
+
 Delivery: the consumer runner commits the batch's offsets only after this handler
 returns, and this handler returns only after the send rows of every event in the batch
 are committed in Postgres (one transaction). So an event whose offset is committed can
@@ -19,11 +23,19 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from services.notifier import metrics
-from services.notifier.ledger import NewSend, realtime_notice
+from services.notifier.ledger import NewSend, WorkspaceConfig, realtime_notice
 from services.notifier.render import event_time, realtime_message, summarize
 from services.notifier.repository import Repository
-from services.notifier.rules import Channel, Notifiable, NotificationSettings, parse_settings, plan
-from shared.events import utcnow
+from services.notifier.rules import (
+    Channel,
+    EventKind,
+    Notifiable,
+    NotificationSettings,
+    parse_settings,
+    plan,
+    workspace_of,
+)
+from shared.events import SystemHealthAlert, utcnow
 from shared.kafka import Message
 from shared.logs import get_logger
 
@@ -61,9 +73,16 @@ async def handle_events(
 ) -> None:
     """Record the send rows (and real-time pushes) of a batch of events in one
     transaction; call ``on_recorded`` if there are new email/SMS rows to send. Events
-    older than ``max_age_s`` are skipped (see the module docstring for why)."""
+    older than ``max_age_s`` are skipped (see the module docstring for why).
+
+    An event goes to its workspace's rules; a system-health alert, which belongs to no
+    workspace, to every workspace with a ``system_health`` rule."""
     events = [m.value for m in messages]
-    configs = await repo.workspace_configs(list({e.workspace_id for e in events}))
+    owners = {ws for e in events if (ws := workspace_of(e)) is not None}
+    configs = await repo.workspace_configs(list(owners))
+    watching: dict[uuid.UUID, WorkspaceConfig] = {}
+    if any(isinstance(e, SystemHealthAlert) for e in events):
+        watching = await repo.workspaces_with_rule(EventKind.SYSTEM_HEALTH.value)
     cutoff = utcnow() - timedelta(seconds=max_age_s)
     sends: list[NewSend] = []
     notices: dict[tuple[uuid.UUID, str], str] = {}
@@ -72,31 +91,48 @@ async def handle_events(
             # Past retention its send rows may be pruned: a replay could not be deduplicated.
             metrics.EVENTS.labels("too_old").inc()
             continue
-        config = configs.get(event.workspace_id)
-        settings = _settings_for(event.workspace_id, config.settings if config else None)
-        planned = plan(event, settings)
-        if not planned:
-            metrics.EVENTS.labels("no_rule").inc()
-            continue
-        metrics.EVENTS.labels("planned").inc()
-        summary = summarize(event, workspace_name=config.name if config else None)
-        for p in planned:
-            send = NewSend(
-                event_id=event.event_id,
-                workspace_id=event.workspace_id,
-                channel=p.channel.value,
-                recipient=p.recipient,
-                kinds=p.kinds,
-                summary=summary,
-                event_at=event_time(event),
-            )
-            sends.append(send)
-            if p.channel is Channel.REALTIME:
-                name, data = realtime_message(summary, p.kinds)
-                notices[(event.event_id, p.recipient)] = realtime_notice(
-                    send, event=name, data=data
-                )
+        owner = workspace_of(event)
+        targets: dict[uuid.UUID, WorkspaceConfig | None] = (
+            {owner: configs.get(owner)} if owner is not None else {**watching}
+        )
+        planned = 0
+        for workspace_id, config in targets.items():
+            planned += _plan_sends(event, workspace_id, config, sends=sends, notices=notices)
+        metrics.EVENTS.labels("planned" if planned else "no_rule").inc()
     new = await repo.record(sends, notices)
     log.debug("events_recorded", count=len(events), sends=len(sends), new_queued=new)
     if new:
         on_recorded()
+
+
+def _plan_sends(
+    event: Notifiable,
+    workspace_id: uuid.UUID,
+    config: WorkspaceConfig | None,
+    *,
+    sends: list[NewSend],
+    notices: dict[tuple[uuid.UUID, str], str],
+) -> int:
+    """Add the sends (and real-time notices) of ``event`` in one workspace; how many."""
+    settings = _settings_for(workspace_id, config.settings if config else None)
+    planned = plan(event, settings, workspace_id)
+    if not planned:
+        return 0
+    summary = summarize(
+        event, workspace_name=config.name if config else None, workspace_id=workspace_id
+    )
+    for p in planned:
+        send = NewSend(
+            event_id=event.event_id,
+            workspace_id=workspace_id,
+            channel=p.channel.value,
+            recipient=p.recipient,
+            kinds=p.kinds,
+            summary=summary,
+            event_at=event_time(event),
+        )
+        sends.append(send)
+        if p.channel is Channel.REALTIME:
+            name, data = realtime_message(summary, p.kinds)
+            notices[(event.event_id, p.recipient)] = realtime_notice(send, event=name, data=data)
+    return len(planned)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from shared.kafka.consumer import DEADLETTERED as DEADLETTER_ENTRIES
 
 SENT = Counter(
     "leadwire_notifications_sent_total",
@@ -24,6 +28,18 @@ DEADLETTERED = Counter(
     "Notifications given up on and dead-lettered",
     ["channel", "reason"],
 )
+# In leadwire_deadlettered_total (the consumers' dead letters, per source topic and
+# reason), the notifier's own dead-letter entries count under this topic label.
+NOTIFICATIONS = "notifications"
+
+
+def dead_lettered(entry: dict[str, Any], reason: str) -> None:
+    """Count one dead-letter entry: its sends per channel and reason, and the entry itself
+    in ``leadwire_deadlettered_total{topic="notifications", reason}``."""
+    DEADLETTERED.labels(entry["channel"], reason).inc(len(entry["send_ids"]))
+    DEADLETTER_ENTRIES.labels(NOTIFICATIONS, reason).inc()
+
+
 QUEUE_DEPTH = Gauge(
     "leadwire_notification_queue_depth",
     "Notifications waiting to be sent (pending or sending)",

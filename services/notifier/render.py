@@ -8,6 +8,7 @@ the messages themselves, never in logs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,14 +17,39 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from services.notifier.rules import HIGH_PRIORITY, EventKind, Notifiable
-from shared.events import LeadFailed, LeadProcessed, LeadRejected, PerformanceAlert
+from shared.events import (
+    LeadFailed,
+    LeadProcessed,
+    LeadRejected,
+    PerformanceAlert,
+    SystemHealthAlert,
+)
 
 # Twilio's limit for one message body.
 SMS_MAX_CHARS = 1600
 
 
-def summarize(event: Notifiable, *, workspace_name: str | None) -> dict[str, Any]:
-    """The JSON-able facts a notification about ``event`` shows."""
+def summarize(
+    event: Notifiable, *, workspace_name: str | None, workspace_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The JSON-able facts a notification about ``event`` shows (to ``workspace_id``, for
+    a system-health alert, which belongs to no workspace)."""
+    if isinstance(event, SystemHealthAlert):
+        return {
+            "type": event.type,
+            "event_id": str(event.event_id),
+            "workspace_id": str(workspace_id),
+            "workspace_name": workspace_name,
+            "occurred_at": event.occurred_at.isoformat(),
+            "health": {
+                "service": event.service,
+                "check": event.check,
+                "state": event.state,
+                "detail": event.detail,
+                "instance": event.instance,
+                "since": event.since.isoformat(),
+            },
+        }
     base: dict[str, Any] = {
         "type": event.type,
         "event_id": str(event.event_id),
@@ -58,7 +84,7 @@ def summarize(event: Notifiable, *, workspace_name: str | None) -> dict[str, Any
 
 def event_time(event: Notifiable) -> datetime:
     """When the lead was accepted (alerts: when they fired): the start of the delay metric."""
-    if isinstance(event, PerformanceAlert):
+    if isinstance(event, PerformanceAlert | SystemHealthAlert):
         return event.occurred_at
     return event.received_at
 
@@ -100,6 +126,10 @@ def headline(item: Item) -> str:
         return (
             f"Performance alert {verb}: {a['metric']} {a['value']:g} (threshold {a['threshold']:g})"
         )
+    if "health" in s:
+        h = s["health"]
+        verb = "firing" if h["state"] == "firing" else "resolved"
+        return f"System health alert {verb}: {h['service']} {h['check']}"
     if "error" in s:
         return f"Lead processing failed: {s['error']['type']}"
     if "reason" in s:
@@ -127,6 +157,13 @@ def _detail_lines(item: Item) -> list[str]:
         lines.append(f"  {'Contact:':<10}{contact.get('id')}")
     if "alert" in s:
         lines.append(f"  {'Webhook:':<10}{s['webhook_id']}")
+    if "health" in s:
+        h = s["health"]
+        lines.append(f"  {'Since:':<10}{h['since']}")
+        if h.get("instance"):
+            lines.append(f"  {'Where:':<10}{h['instance']}")
+        if h.get("detail"):
+            lines.append(f"  {'Detail:':<10}{h['detail']}")
     if "error" in s:
         lines.append(f"  {'Webhook:':<10}{s['webhook_id']}")
         lines.append(f"  {'Error:':<10}{s['error'].get('message', '')}")
@@ -188,6 +225,7 @@ REALTIME_EVENT = {
     "lead.failed": "lead_failed",
     "lead.rejected": "lead_rejected",
     "alert.performance": "alert",
+    "alert.system_health": "system_health",
 }
 
 

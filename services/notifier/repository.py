@@ -1,8 +1,9 @@
-"""All of the notifier's SQL, in one place: the :class:`Repository` protocol that the
-handler, the dispatcher and the real-time hub use, its asyncpg implementation
-(:class:`PgRepository`), the in-memory :class:`FakeRepository` that unit tests use, and
-the SQL of a workspace's notification settings that the CLI drives through
-:mod:`services.notifier.admin`.
+"""The notifier's SQL for its running parts: the :class:`Repository` protocol that the
+handler, the dispatcher and the real-time hub use and its asyncpg implementation
+(:class:`PgRepository`); the in-memory fake that unit tests use is in
+:mod:`~services.notifier.fake_repository`, and the SQL the CLI drives through
+:mod:`services.notifier.admin` (a workspace's settings and token, re-queueing
+dead-lettered sends) in :mod:`~services.notifier.admin_repository`.
 
 The send ledger (``notification_sends``, migration 030) is the notifier's queue and its
 memory: a row per (event, channel, recipient), unique, so inserting the rows of a
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,7 +31,6 @@ from services.notifier.ledger import (
     deadletter_entry,
     interrupted_entries,
     split_kinds,
-    token_hash,
 )
 
 #: Publishes one dead-letter entry (to Kafka); raising stops a publishing round.
@@ -46,6 +45,10 @@ class Repository(Protocol):
     async def workspace_configs(
         self, ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, WorkspaceConfig]: ...
+
+    async def workspaces_with_rule(self, event: str) -> dict[uuid.UUID, WorkspaceConfig]:
+        """Every workspace whose stored rules name ``event`` (e.g. ``system_health``)."""
+        ...
 
     async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None: ...
 
@@ -114,6 +117,15 @@ class PgRepository:
                LEFT JOIN notification_settings ns ON ns.workspace_id = q.id
                WHERE w.id IS NOT NULL""",
             list(ids),
+        )
+        return {r["id"]: WorkspaceConfig(r["id"], r["name"], r["settings"]) for r in rows}
+
+    async def workspaces_with_rule(self, event: str) -> dict[uuid.UUID, WorkspaceConfig]:
+        rows = await self._pool.fetch(
+            """SELECT w.id, w.name, ns.settings
+               FROM notification_settings ns JOIN workspaces w ON w.id = ns.workspace_id
+               WHERE ns.settings -> 'rules' @> jsonb_build_array(jsonb_build_object('event', $1::text))""",
+            event,
         )
         return {r["id"]: WorkspaceConfig(r["id"], r["name"], r["settings"]) for r in rows}
 
@@ -415,67 +427,4 @@ def _dead(r: asyncpg.Record) -> DeadSend:
         attempts=r["attempts"],
         last_error=r["last_error"],
         claim_id=r["claim_id"],
-    )
-
-
-# --- a workspace's settings and token (the CLI's side, through admin.py) ---------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSettings:
-    settings: dict[str, Any] | None
-    realtime_token_hash: str | None
-    updated_at: datetime | None
-
-
-_SETTINGS_COLUMNS = "settings, realtime_token_hash, updated_at"
-
-
-def _stored(row: asyncpg.Record) -> StoredSettings:
-    return StoredSettings(row["settings"], row["realtime_token_hash"], row["updated_at"])
-
-
-async def stored_settings(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID
-) -> StoredSettings | None:
-    row = await conn.fetchrow(
-        f"SELECT {_SETTINGS_COLUMNS} FROM notification_settings WHERE workspace_id = $1",
-        workspace_id,
-    )
-    return _stored(row) if row is not None else None
-
-
-async def settings_for_update(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> StoredSettings:
-    """The workspace's row (created if missing), locked until the transaction ends."""
-    await conn.execute(
-        "INSERT INTO notification_settings (workspace_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        workspace_id,
-    )
-    row = await conn.fetchrow(
-        f"""SELECT {_SETTINGS_COLUMNS} FROM notification_settings
-            WHERE workspace_id = $1 FOR UPDATE""",
-        workspace_id,
-    )
-    assert row is not None
-    return _stored(row)
-
-
-async def save_settings(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, settings: dict[str, Any]
-) -> None:
-    await conn.execute(
-        """UPDATE notification_settings SET settings = $2, updated_at = now()
-           WHERE workspace_id = $1""",
-        workspace_id,
-        settings,  # the connection's jsonb codec encodes it
-    )
-
-
-async def save_token(conn: asyncpg.Connection, workspace_id: uuid.UUID, token: str) -> None:
-    """Store the token's hash (never the token)."""
-    await conn.execute(
-        """UPDATE notification_settings SET realtime_token_hash = $2, updated_at = now()
-           WHERE workspace_id = $1""",
-        workspace_id,
-        token_hash(token),
     )

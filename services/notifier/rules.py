@@ -13,6 +13,7 @@ A workspace without stored rules gets :data:`DEFAULT_RULES` (real-time push of e
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,9 +21,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.events import LeadFailed, LeadProcessed, LeadRejected, PerformanceAlert
+from shared.events import (
+    LeadFailed,
+    LeadProcessed,
+    LeadRejected,
+    PerformanceAlert,
+    SystemHealthAlert,
+)
 
-Notifiable = LeadProcessed | LeadFailed | LeadRejected | PerformanceAlert
+Notifiable = LeadProcessed | LeadFailed | LeadRejected | PerformanceAlert | SystemHealthAlert
 
 
 class EventKind(StrEnum):
@@ -31,6 +38,9 @@ class EventKind(StrEnum):
     LEAD_CREATED = "lead_created"
     PROCESSING_FAILED = "processing_failed"
     PERFORMANCE_ALERT = "performance_alert"
+    # A part of the system is stuck or behind (or recovered). It concerns no one
+    # workspace: every workspace with a rule for it is told.
+    SYSTEM_HEALTH = "system_health"
     # Only when a rule asks for it: the gateway refused the request.
     LEAD_REJECTED = "lead_rejected"
 
@@ -140,7 +150,15 @@ def event_kinds(event: Notifiable) -> list[EventKind]:
         return [EventKind.PROCESSING_FAILED]
     if isinstance(event, LeadRejected):
         return [EventKind.LEAD_REJECTED]
+    if isinstance(event, SystemHealthAlert):
+        return [EventKind.SYSTEM_HEALTH]
     return [EventKind.PERFORMANCE_ALERT]
+
+
+def workspace_of(event: Notifiable) -> uuid.UUID | None:
+    """The workspace an event belongs to; None for a system-health alert (it goes to
+    every workspace with a ``system_health`` rule)."""
+    return None if isinstance(event, SystemHealthAlert) else event.workspace_id
 
 
 def is_high_priority(event: Notifiable, rule: HighPriority) -> bool:
@@ -165,12 +183,16 @@ class Planned:
     kinds: list[str] = field(default_factory=list)
 
 
-def plan(event: Notifiable, settings: NotificationSettings) -> list[Planned]:
-    """Every (channel, recipient) this event goes to, with the kinds that put it there.
+def plan(
+    event: Notifiable, settings: NotificationSettings, workspace_id: uuid.UUID | None = None
+) -> list[Planned]:
+    """Every (channel, recipient) this event goes to in a workspace (the event's own, or
+    ``workspace_id`` for a system-health alert), with the kinds that put it there.
 
     Several rules naming the same recipient on the same channel make ONE notification
     (the send key is (event, channel, recipient)); its kinds list every reason.
     """
+    room = workspace_id or workspace_of(event)
     kinds = event_kinds(event)
     out: dict[tuple[Channel, str], Planned] = {}
 
@@ -184,7 +206,8 @@ def plan(event: Notifiable, settings: NotificationSettings) -> list[Planned]:
             if rule.event is not kind:
                 continue
             if rule.channel is Channel.REALTIME:
-                add(Channel.REALTIME, str(event.workspace_id), kind.value)
+                if room is not None:
+                    add(Channel.REALTIME, str(room), kind.value)
             else:
                 for recipient in _unique(rule.recipients):
                     add(rule.channel, recipient, kind.value)

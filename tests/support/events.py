@@ -2,7 +2,7 @@
 
 - :func:`received`: a ``LeadReceived`` as the gateway makes it (the processor's input);
 - :func:`processed`, :func:`failed`, :func:`rejected`: the outcomes every consumer reads;
-- :func:`alert`: a ``PerformanceAlert``;
+- :func:`alert`: a ``PerformanceAlert``; :func:`health_alert`: a ``SystemHealthAlert``;
 - :func:`mixed_outcomes`, :func:`as_messages`, :func:`publish_events`.
 
 Every keyword a builder takes is a field a test may rely on; a test that asserts on a
@@ -35,7 +35,9 @@ from shared.events import (
     PerformanceAlert,
     Processing,
     RawRequest,
+    SystemHealthAlert,
     encode,
+    health_event_id,
     outcome_event_id,
     request_id_for,
 )
@@ -43,7 +45,7 @@ from shared.kafka import Message, Publisher, ensure_topics
 from shared.settings import CommonSettings
 
 Outcome = LeadProcessed | LeadFailed | LeadRejected
-Event = LeadReceived | Outcome | PerformanceAlert
+Event = LeadReceived | Outcome | PerformanceAlert | SystemHealthAlert
 MatchType = Literal["crm_id", "phone", "email", "new"]
 
 CANARY_HEADERS = {
@@ -326,6 +328,28 @@ def alert(
     )
 
 
+def health_alert(
+    *,
+    service: str = "analytics",
+    check: str = "consumer",
+    state: Literal["firing", "resolved"] = "firing",
+    detail: str = '{"stuck":[{"topic":"outcomes","partition":0,"offset":7}]}',
+    since: datetime | None = None,
+) -> SystemHealthAlert:
+    """A system-health alert as a service's health monitor publishes it (keyed by service)."""
+    since = since or datetime.now(UTC) - timedelta(seconds=90)
+    return SystemHealthAlert(
+        event_id=health_event_id(service, check, since, state),
+        service=service,
+        check=check,
+        state=state,
+        detail=detail,
+        instance="host-1:4242",
+        since=since,
+        occurred_at=datetime.now(UTC) - timedelta(seconds=1),
+    )
+
+
 # --- as consumed, as published ----------------------------------------------------------
 
 
@@ -350,13 +374,16 @@ async def publish_events(
     chunk: int = 200,
 ) -> None:
     """Publish to the test's topic and wait for the acks. An event is keyed by its
-    workspace (as the gateway and the processor do); raw bytes by ``key``; a
+    workspace (as the gateway and the processor do; a health alert by its service); raw
+    bytes by ``key``; a
     ``(key, event)`` pair by its own key (to spread one workspace over partitions)."""
     items: list[tuple[str | None, bytes]] = []
     for ev in events:
         k, value = ev if isinstance(ev, tuple) else (None, ev)
         if isinstance(value, bytes):
             items.append((k or key, value))
+        elif isinstance(value, SystemHealthAlert):  # of no workspace: keyed by its service
+            items.append((k or value.service, encode(value)))
         else:
             items.append((k or str(value.workspace_id), encode(value)))
     # A topic the test has not created yet: leaders elected before the first send.

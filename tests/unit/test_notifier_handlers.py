@@ -13,7 +13,7 @@ from services.notifier.handlers import decode_notifiable, handle_events
 from services.notifier.rules import Notifiable
 from shared.events import encode
 from shared.kafka import Message
-from tests.support.events import alert, failed, processed
+from tests.support.events import alert, failed, health_alert, processed
 
 pytestmark = pytest.mark.unit
 
@@ -122,5 +122,49 @@ def test_decoding_reads_outcomes_and_alerts_by_their_type() -> None:
     for event in (
         processed(FakeRepository().add_workspace()),
         alert(FakeRepository().add_workspace()),
+        health_alert(),
     ):
         assert decode_notifiable(encode(event)) == event
+
+
+HEALTH_EMAIL = {"rules": [{"event": "system_health", "channel": "email", "recipients": [OPS]}]}
+
+
+async def test_a_health_alert_goes_to_every_workspace_with_a_system_health_rule() -> None:
+    repo = FakeRepository()
+    mailing = repo.add_workspace("Acme", settings=HEALTH_EMAIL)
+    pushing = repo.add_workspace(
+        "Beta", settings={"rules": [{"event": "system_health", "channel": "realtime"}]}
+    )
+    repo.add_workspace("Quiet", settings=EMAIL_RULES)  # no system_health rule
+    repo.add_workspace("Defaults")  # default rules: leads only
+    event = health_alert(service="archiver", check="archive_behind")
+    assert await _handle(repo, event) == 1
+    assert repo.statuses() == {
+        (event.event_id, "email", OPS): "pending",
+        (event.event_id, "realtime", str(pushing)): "sent",
+    }
+    row = repo.rows[(event.event_id, "email", OPS)]
+    assert row.send.workspace_id == mailing
+    assert row.send.summary["health"]["check"] == "archive_behind"
+    assert row.send.summary["workspace_name"] == "Acme"
+    [notice] = [orjson.loads(n) for n in repo.notices]
+    assert notice["event"] == "system_health" and notice["workspace_id"] == str(pushing)
+    assert notice["data"]["health"]["service"] == "archiver"
+
+
+async def test_a_health_alert_redelivered_or_named_twice_is_one_notification() -> None:
+    repo = FakeRepository()
+    repo.add_workspace("Acme", settings=HEALTH_EMAIL)
+    repo.add_workspace("Beta", settings=HEALTH_EMAIL)  # the same address in two workspaces
+    event = health_alert()
+    assert await _handle(repo, event) == 1
+    assert await _handle(repo, event) == 0
+    assert list(repo.statuses()) == [(event.event_id, "email", OPS)]
+
+
+async def test_a_health_alert_without_any_rule_for_it_records_nothing() -> None:
+    repo = FakeRepository()
+    repo.add_workspace("Acme", settings=EMAIL_RULES)
+    assert await _handle(repo, health_alert()) == 0
+    assert repo.rows == {}

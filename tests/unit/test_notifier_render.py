@@ -17,7 +17,7 @@ from services.notifier.render import (
     summarize,
 )
 from shared.events import LeadFailed, LeadProcessed, PerformanceAlert
-from tests.support.events import alert, failed, processed
+from tests.support.events import alert, failed, health_alert, processed
 
 pytestmark = pytest.mark.unit
 
@@ -97,3 +97,23 @@ def test_realtime_message_and_notice() -> None:
     big = {**data, "contact": {**data["contact"], "last_name": "y" * 9000}}
     slim = realtime_notice(send, event=name, data=big)
     assert len(slim.encode()) < 7900 and '"truncated":true' in slim
+
+
+def test_a_health_alert_email_says_what_is_wrong_and_where_without_message_content() -> None:
+    event = health_alert(service="processor", check="consumer", detail='{"stuck":[{"offset":7}]}')
+    item = Item(
+        summary=summarize(event, workspace_name="Acme", workspace_id=WS),
+        kinds=("system_health",),
+    )
+    msg = render_email([item], sender="n@x.test", to="ops@x.test", now=NOW)
+    assert msg["Subject"] == "[leadwire] System health alert firing: processor consumer"
+    assert msg["X-Leadwire-Workspace"] == str(WS)
+    body = msg.get_content()
+    for expected in ('{"stuck":[{"offset":7}]}', "host-1:4242", event.since.isoformat()):
+        assert expected in body
+    resolved = health_alert(state="resolved", since=event.since)
+    summary = summarize(resolved, workspace_name=None, workspace_id=WS)
+    assert render_sms([Item(summary, ("system_health",))]).startswith(
+        "leadwire: System health alert resolved: analytics consumer"
+    )
+    assert realtime_message(summary, ["system_health"])[0] == "system_health"

@@ -20,7 +20,7 @@ from services.notifier.rules import (
     parse_settings,
     plan,
 )
-from tests.support.events import alert, failed, processed
+from tests.support.events import alert, failed, health_alert, processed
 
 pytestmark = pytest.mark.unit
 
@@ -42,6 +42,22 @@ def test_event_kinds() -> None:
     ]
     assert event_kinds(failed(WS)) == [EventKind.PROCESSING_FAILED]
     assert event_kinds(alert(WS)) == [EventKind.PERFORMANCE_ALERT]
+    assert event_kinds(health_alert()) == [EventKind.SYSTEM_HEALTH]
+
+
+def test_a_health_alert_is_planned_in_the_workspace_it_is_delivered_to() -> None:
+    settings = _settings(
+        rules=[
+            {"event": "system_health", "channel": "email", "recipients": ["ops@x.test"]},
+            {"event": "system_health", "channel": "realtime"},
+            {"event": "performance_alert", "channel": "email", "recipients": ["perf@x.test"]},
+        ]
+    )
+    planned = plan(health_alert(), settings, WS)
+    assert [(p.channel, p.recipient, p.kinds) for p in planned] == [
+        (Channel.EMAIL, "ops@x.test", ["system_health"]),
+        (Channel.REALTIME, str(WS), ["system_health"]),
+    ]
 
 
 def test_defaults_push_every_lead_in_realtime() -> None:
