@@ -1,4 +1,5 @@
-"""``leadwire archive show|list|prune`` and ``leadwire replay``: the request archive in S3.
+"""``leadwire archive show|list|search|prune|compact|export`` and ``leadwire replay``: the
+request archive (segments in S3, an index in Postgres).
 
 The archive holds one log record per finished request (see docs/archiver.md). These
 commands read it through :mod:`services.archiver.admin`; ``replay`` re-submits archived
@@ -7,8 +8,10 @@ requests through the current pipeline (the raw topic) with the webhook's current
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -18,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import repository as repo
 from cli.context import database, run_async
-from cli.options import WebhookWorkspace
+from cli.options import WebhookWorkspace, WorkspaceFilter
 from cli.output import CliError, JsonFlag, emit, table
 from services.archiver import admin
 from shared.settings import CommonSettings
@@ -27,7 +30,8 @@ T = TypeVar("T")
 
 archive_app = typer.Typer(
     name="archive",
-    help="The request archive in S3: show one request, list a webhook's requests, prune old ones.",
+    help="The request archive: show one request, list or search requests, prune, compact, "
+    "export segments.",
     no_args_is_help=True,
 )
 
@@ -40,6 +44,13 @@ Status = Annotated[
 ]
 Until = Annotated[
     str, typer.Option("--until", help="End (exclusive): ISO date/time, 'now', or an age.")
+]
+Limit = Annotated[
+    int, typer.Option("--limit", min=1, max=10000, help="At most this many requests per page.")
+]
+Cursor = Annotated[
+    str | None,
+    typer.Option("--cursor", help="Continue after the last page (its next_cursor)."),
 ]
 SINCE_HELP = "Start: ISO date/time (UTC if naive) or an age like 24h, 7d."
 
@@ -158,7 +169,83 @@ def _describe_record(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --- archive list ---------------------------------------------------------------------
+# --- archive list / search ------------------------------------------------------------
+
+
+def _choice(value: str | None, option: str, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise CliError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+async def _search(
+    settings: CommonSettings,
+    query: admin.Query,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    page = await admin.search_requests(settings, query, limit=limit, cursor=cursor)
+    return {
+        "webhook_id": str(query.webhook_id) if query.webhook_id else None,
+        "workspace_id": str(query.workspace_id) if query.workspace_id else None,
+        "since": query.since.isoformat() if query.since else None,
+        "until": query.until.isoformat() if query.until else None,
+        "status": query.status,
+        "error_type": query.error_type,
+        "match_type": query.match_type,
+        **page,
+    }
+
+
+def _describe_page(doc: dict[str, Any]) -> str:
+    text = table(
+        doc["requests"],
+        ["request_id", "received_at", "status", "match_type", "error_type", "replay_of"],
+    )
+    text += f"\n{doc['count']} request(s)"
+    if doc["next_cursor"]:
+        text += f"; more with --cursor {doc['next_cursor']}"
+    return text
+
+
+async def _ids(
+    settings: CommonSettings, webhook: str | None, workspace: str | None
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """(workspace id, webhook id) from ids or names. Ids need no look-up, so they work
+    for a deleted webhook or workspace too."""
+    ws_id, wh_id = repo.as_uuid(workspace or ""), repo.as_uuid(webhook or "")
+    if webhook is not None and wh_id is None:
+        config = await _webhook(settings, webhook, workspace)
+        return config.workspace_id, config.id
+    if workspace is not None and ws_id is None:
+        async with database(settings) as conn:
+            ws_id = (await repo.get_workspace(conn, workspace))["id"]
+    return ws_id, wh_id
+
+
+async def _query(
+    settings: CommonSettings,
+    *,
+    webhook: str | None,
+    workspace: str | None,
+    since: str,
+    until: str,
+    status: str | None,
+    error_type: str | None = None,
+    match_type: str | None = None,
+) -> admin.Query:
+    start, end = _window(since, until)
+    ws_id, wh_id = await _ids(settings, webhook, workspace)
+    return admin.Query(
+        workspace_id=ws_id,
+        webhook_id=wh_id,
+        status=_status(status),
+        error_type=error_type,
+        match_type=_choice(match_type, "--match-type", admin.MATCH_TYPES),
+        since=start,
+        until=end,
+    )
 
 
 @archive_app.command("list")
@@ -168,41 +255,63 @@ def list_command(
     until: Until = "now",
     status: Status = None,
     workspace: WebhookWorkspace = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List a webhook's archived requests received in a time window."""
+    """List a webhook's archived requests received in a time window, oldest first."""
 
     async def work(settings: CommonSettings) -> dict[str, Any]:
-        start, end = _window(since, until)
-        wanted = _status(status)
-        ws_id, wh_id = repo.as_uuid(workspace or ""), repo.as_uuid(webhook)
-        if ws_id is None or wh_id is None:
-            # Names (or a webhook id alone): the workspace comes from Postgres. Both ids
-            # given work without Postgres (e.g. for a deleted webhook).
-            config = await _webhook(settings, webhook, workspace)
-            ws_id, wh_id = config.workspace_id, config.id
-        found = await admin.list_requests(
-            settings, workspace_id=ws_id, webhook_id=wh_id, since=start, until=end, status=wanted
+        query = await _query(
+            settings, webhook=webhook, workspace=workspace, since=since, until=until, status=status
         )
-        return {
-            "webhook_id": str(wh_id),
-            "workspace_id": str(ws_id),
-            "since": start.isoformat(),
-            "until": end.isoformat(),
-            "status": wanted,
-            "count": len(found),
-            "requests": found,
-        }
+        return await _search(settings, query, limit=limit, cursor=cursor)
 
-    doc = _run(work, as_json=as_json)
-    emit(
-        doc,
-        as_json=as_json,
-        text=lambda d: (
-            table(d["requests"], ["request_id", "received_at", "status", "replay_of"])
-            + f"\n{d['count']} request(s)"
+    emit(_run(work, as_json=as_json), as_json=as_json, text=_describe_page)
+
+
+@archive_app.command("search")
+def search_command(
+    webhook: Annotated[
+        str | None,
+        typer.Option("--webhook", help="Only this webhook (id, or name: unique or with -W)."),
+    ] = None,
+    workspace: WorkspaceFilter = None,
+    status: Status = None,
+    error_type: Annotated[
+        str | None,
+        typer.Option(
+            "--error-type", help="Only failures of this type (e.g. database_error, rejected)."
         ),
-    )
+    ] = None,
+    match_type: Annotated[
+        str | None,
+        typer.Option(
+            "--match-type", help="Only processed leads matched by: crm_id, phone, email or new."
+        ),
+    ] = None,
+    since: Annotated[str, typer.Option("--since", help=SINCE_HELP)] = "24h",
+    until: Until = "now",
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search archived requests through the index (no bucket listing), oldest first."""
+
+    async def work(settings: CommonSettings) -> dict[str, Any]:
+        query = await _query(
+            settings,
+            webhook=webhook,
+            workspace=workspace,
+            since=since,
+            until=until,
+            status=status,
+            error_type=error_type,
+            match_type=match_type,
+        )
+        return await _search(settings, query, limit=limit, cursor=cursor)
+
+    emit(_run(work, as_json=as_json), as_json=as_json, text=_describe_page)
 
 
 # --- archive prune --------------------------------------------------------------------
@@ -235,7 +344,80 @@ def prune_command(
     emit(
         doc,
         as_json=as_json,
-        text=lambda d: f"{verb} {d['records']} record(s) from {len(d['days'])} day folder(s)",
+        text=lambda d: (
+            f"{verb} {d['segments']} segment(s) holding {d['records']} indexed "
+            f"record(s) received before {d['cutoff']}, and {d['legacy_records']} record(s) of the "
+            f"first layout from {len(d['days'])} day folder(s)"
+        ),
+    )
+
+
+# --- archive compact ------------------------------------------------------------------
+
+
+@archive_app.command("compact")
+def compact_command(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only days from this one on (ISO date or an age); all without it."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be rewritten; change nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rewrite archives of the first layout (one object per request) into segments with
+    index rows, then delete the old objects. Safe to run again, or while the archiver runs."""
+
+    async def work(settings: CommonSettings) -> dict[str, object]:
+        start = _time(since, "--since") if since else None
+        with _progress(enabled=True) as bar:
+            task = bar.add_task("compacting day folders", total=None)
+            return await admin.compact_archive(
+                settings, since=start, dry_run=dry_run, on_day=lambda _: bar.advance(task)
+            )
+
+    doc = _run(work, as_json=as_json)
+    verb = "would rewrite" if dry_run else "rewrote"
+    emit(
+        doc,
+        as_json=as_json,
+        text=lambda d: (
+            f"{verb} {d['rewritten']} record(s) into {len(d['segments'])} segment(s) "
+            f"from {len(d['days'])} day folder(s); {d['already_indexed']} already in segments, "
+            f"{d['unreadable']} unreadable (left in place), {d['deleted_objects']} object(s) deleted"
+        ),
+    )
+
+
+# --- archive export -------------------------------------------------------------------
+
+
+@archive_app.command("export")
+def export_command(
+    day: Annotated[str, typer.Option("--day", help="The UTC day (YYYY-MM-DD) to export.")],
+    to: Annotated[
+        Path, typer.Option("--to", help="Folder to write the segments into (created).")
+    ] = Path("archive-export"),
+    workspace: WorkspaceFilter = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy a day's segments (gzip NDJSON, as stored) into a folder, for DuckDB, zcat or jq."""
+
+    async def work(settings: CommonSettings) -> dict[str, Any]:
+        start = _time(day, "--day").replace(hour=0, minute=0, second=0, microsecond=0)
+        ws_id, _ = await _ids(settings, None, workspace)
+        return await admin.export_segments(
+            settings, since=start, until=start + timedelta(days=1), workspace_id=ws_id, to=to
+        )
+
+    doc = _run(work, as_json=as_json)
+    emit(
+        doc,
+        as_json=as_json,
+        text=lambda d: f"{len(d['files'])} segment(s), {d['bytes']} bytes, written under {d['to']}",
     )
 
 
@@ -272,7 +454,7 @@ def replay_command(
             publishing = bar.add_task("replaying", total=0, visible=False)
             follow = admin.ReplayProgress(
                 listed=lambda n: bar.update(reading, total=n),
-                loaded=lambda: bar.advance(reading),
+                loaded=lambda n: bar.advance(reading, n),
                 publishing=lambda n: bar.update(publishing, total=n, visible=True),
                 published=lambda n: bar.advance(publishing, n),
             )

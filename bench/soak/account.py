@@ -374,7 +374,7 @@ def _breaches(row: dict[str, Any], fin: Finished) -> list[tuple[str, object]]:
     if missing or extra:
         out.append(("archive != outcome topic (missing/extra)", f"{len(missing)}/{len(extra)}"))
     if row["pointers_missing"]:
-        out.append(("archive pointers missing", row["pointers_missing"]))
+        out.append(("archive index rows missing", row["pointers_missing"]))
     # ... and against the database.
     if mismatch := _mismatch(row["analytics"], row["db"]):
         out.append(("analytics != database (analytics/db)", mismatch))

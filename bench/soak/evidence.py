@@ -4,6 +4,7 @@ that reached the SMTP server and the SMS provider or were dead-lettered."""
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class Evidence:
     sends: dict[str, int]  # "channel/status" -> notification_sends rows
     outcome_type: dict[str, dict[str, str]]  # webhook id -> request id -> outcome type
     archived: dict[str, set[str]]  # webhook id -> request ids with an archive record
-    pointers: set[str]  # request ids with a by-request/ pointer
+    pointers: set[str]  # request ids the archive index holds
     analytics: dict[str, dict[str, Any]]  # webhook id -> its analytics metrics
     mails: list[Mail]  # what the SMTP server received
     texts: list[dict[str, str]]  # what the SMS provider received
@@ -155,21 +156,32 @@ def _deadlettered(deadletters: list[tuple[int, int, dict[str, Any]]]) -> dict[Ke
 async def _archive(
     settings: CommonSettings, targets: list[Target]
 ) -> tuple[dict[str, set[str]], set[str]]:
-    """Per webhook, the request ids archived; and the request ids with a pointer."""
+    """Per webhook, the request ids on a line of a segment in the bucket; and the request
+    ids the archive index holds."""
     archived: dict[str, set[str]] = defaultdict(set)
-    pointers: set[str] = set()
+    wanted = {t.id for t in targets}
     async with s3_client(settings) as s3:
         paginator = s3.get_paginator("list_objects_v2")
-        for t in targets:
+        for workspace in sorted({t.workspace_id for t in targets}):
             async for page in paginator.paginate(
-                Bucket=settings.s3_bucket, Prefix=f"{t.workspace_id}/{t.id}/"
+                Bucket=settings.s3_bucket, Prefix=f"archive/{workspace}/"
             ):
                 for obj in page.get("Contents", []):
-                    archived[t.id].add(obj["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
-        async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix="by-request/"):
-            for obj in page.get("Contents", []):
-                pointers.add(obj["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
-    return archived, pointers
+                    resp = await s3.get_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+                    async with resp["Body"] as body:
+                        lines = gzip.decompress(await body.read()).splitlines()
+                    for record in map(orjson.loads, lines):
+                        if record["webhook_id"] in wanted:
+                            archived[record["webhook_id"]].add(record["request_id"])
+    conn = await asyncpg.connect(settings.database_url, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT request_id::text AS rid FROM archive_index WHERE webhook_id = ANY($1::uuid[])",
+            [uuid.UUID(w) for w in wanted],
+        )
+    finally:
+        await conn.close()
+    return archived, {r["rid"] for r in rows}
 
 
 async def _analytics(stack: LaunchedStack, targets: list[Target]) -> dict[str, dict[str, Any]]:

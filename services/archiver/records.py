@@ -1,13 +1,15 @@
-"""The archive's log record and where it lives: pure functions, no I/O.
+"""The archive's log record, what the index knows of it, and the keys of the first
+layout: pure functions, no I/O.
 
-One object per request, at a key derived only from the request itself::
+Records are stored in segments (:mod:`services.archiver.segments`). Archives written
+before segments hold one object per request, at a key derived only from the request::
 
     <workspace_id>/<webhook_id>/<yyyy>/<mm>/<dd>/<request_id>.json   (date: received_at, UTC)
 
-so an outcome delivered twice, or the whole topic replayed, overwrites the same object
-instead of adding one. A small pointer object per request,
-``by-request/<request_id>.json``, names the record's key, so ``leadwire archive show``
-finds a request from its id alone.
+with a pointer object ``by-request/<request_id>.json`` naming it. They stay readable
+(``archive show``, ``replay``) until ``leadwire archive compact`` rewrites them into
+segments; :func:`record_key`, :func:`pointer_key` and :func:`parse_record_key` describe
+that layout.
 """
 
 from __future__ import annotations
@@ -195,21 +197,44 @@ def _error(outcome: Outcome) -> dict[str, Any] | None:
     return None
 
 
-def object_metadata(outcome: Outcome) -> dict[str, str]:
-    """User metadata on the object: enough to list and filter without reading bodies."""
-    meta = {"status": outcome.status, "received-at": _iso(outcome.received_at)}
-    if outcome.replay_of:
-        meta["replay-of"] = str(outcome.replay_of)
-    return meta
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """What the index keeps of a record: enough to find and filter it without reading it."""
+
+    request_id: uuid.UUID
+    workspace_id: uuid.UUID
+    webhook_id: uuid.UUID
+    received_at: datetime
+    status: str
+    match_type: str | None
+    error_type: str | None
+    replay_of: uuid.UUID | None
 
 
-def pointer(outcome: Outcome, key: str) -> dict[str, Any]:
-    return {
-        "request_id": str(outcome.request_id),
-        "key": key,
-        "status": outcome.status,
-        "received_at": _iso(outcome.received_at),
-    }
+def facts(record: Mapping[str, Any]) -> RecordFacts:
+    """The index fields of a log record (as :func:`build_record` makes it, or as read back
+    from an object of either layout). ``KeyError``/``ValueError`` for something else."""
+    result = record.get("result") or {}
+    error = record.get("error") or {}
+    replay_of = record.get("replay_of")
+    match_type = result.get("match_type") if isinstance(result, dict) else None
+    error_type = error.get("type") if isinstance(error, dict) else None
+    status = record.get("status") or (result.get("status") if isinstance(result, dict) else None)
+    return RecordFacts(
+        request_id=uuid.UUID(str(record["request_id"])),
+        workspace_id=uuid.UUID(str(record["workspace_id"])),
+        webhook_id=uuid.UUID(str(record["webhook_id"])),
+        received_at=parse_time(str(record["timestamp"])),
+        status=_text(status),
+        match_type=_text(match_type) if match_type else None,
+        error_type=_text(error_type) if error_type else None,
+        replay_of=uuid.UUID(str(replay_of)) if replay_of else None,
+    )
+
+
+def _text(value: object) -> str:
+    # Postgres text holds no NUL; the index must take whatever an event carried.
+    return str(value).replace("\x00", "")
 
 
 def parse_time(value: str, *, now: datetime | None = None) -> datetime:

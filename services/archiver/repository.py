@@ -1,24 +1,33 @@
 """The archive bucket, in one place: what the archiver and the admin commands need of it
 (:class:`Archive`), the S3 implementation (:class:`S3Archive`, aioboto3) and an in-memory
-fake beside it (:class:`FakeArchive`) for unit tests.
+fake beside it (:class:`FakeArchive`) for unit tests; and a client-less reader
+(:class:`S3Reader`, one signed GET per read) for ``archive show``, where creating an S3
+client would cost more than the read itself.
 
 Every call is one S3 request or a bounded fan-out of them. An object the store can never
-accept raises :class:`ArchiveRejected` (the caller dead-letters it); any other error
-(S3 away, a timeout, a 5xx) propagates as it is, for the caller to treat as transient.
+accept raises :class:`ArchiveRejected`; any other error (S3 away, a timeout, a 5xx)
+propagates as it is, for the caller to treat as transient.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
+import aiohttp
 import orjson
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.archiver.metrics import S3_ERRORS
 from shared.logs import get_logger
+from shared.settings import CommonSettings
 
 log = get_logger(__name__)
 
@@ -38,7 +47,22 @@ class ArchiveRejected(Exception):
         self.code = code
 
 
-class Archive(Protocol):
+class ObjectReader(Protocol):
+    """Reading objects: all :func:`services.archiver.search.read_record` needs."""
+
+    async def get_bytes(
+        self, key: str, *, start: int | None = None, length: int | None = None
+    ) -> bytes | None:
+        """The object (or ``length`` bytes of it from ``start``), or None when there is no
+        such key."""
+        ...
+
+    async def get_json(self, key: str) -> Any | None:
+        """The decoded object, or None when there is no such key."""
+        ...
+
+
+class Archive(ObjectReader, Protocol):
     """One bucket of archived log records."""
 
     bucket: str
@@ -55,16 +79,8 @@ class Archive(Protocol):
         """Expire objects after ``days``; False when the store has no lifecycle rules."""
         ...
 
-    async def put_json(self, key: str, doc: Any, *, metadata: dict[str, str] | None = None) -> None:
-        """Store ``doc`` at ``key`` (overwriting); :class:`ArchiveRejected` if never storable."""
-        ...
-
-    async def get_json(self, key: str) -> Any | None:
-        """The decoded object, or None when there is no such key."""
-        ...
-
-    async def metadata(self, key: str) -> dict[str, str] | None:
-        """The object's user metadata (lower-case names), or None when there is no such key."""
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store ``data`` at ``key`` (overwriting); :class:`ArchiveRejected` if never storable."""
         ...
 
     def keys(self, prefix: str) -> AsyncIterator[str]:
@@ -140,14 +156,10 @@ class S3Archive:
 
     # --- objects -------------------------------------------------------------------
 
-    async def put_json(self, key: str, doc: Any, *, metadata: dict[str, str] | None = None) -> None:
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
         try:
             await self._s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=orjson.dumps(doc),
-                ContentType="application/json",
-                Metadata=metadata or {},
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
             )
         except ClientError as exc:
             code = error_code(exc)
@@ -168,19 +180,23 @@ class S3Archive:
                 return None
             raise
 
-    async def get_json(self, key: str) -> Any | None:
-        resp = await self._if_found(self._s3.get_object(Bucket=self.bucket, Key=key))
+    async def get_bytes(
+        self, key: str, *, start: int | None = None, length: int | None = None
+    ) -> bytes | None:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start is not None:
+            end = "" if length is None else str(start + length - 1)
+            args["Range"] = f"bytes={start}-{end}"
+        resp = await self._if_found(self._s3.get_object(**args))
         if resp is None:
             return None
         async with resp["Body"] as body:
-            data = await body.read()
-        return orjson.loads(data)
+            data: bytes = await body.read()
+        return data
 
-    async def metadata(self, key: str) -> dict[str, str] | None:
-        resp = await self._if_found(self._s3.head_object(Bucket=self.bucket, Key=key))
-        if resp is None:
-            return None
-        return {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
+    async def get_json(self, key: str) -> Any | None:
+        data = await self.get_bytes(key)
+        return orjson.loads(data) if data is not None else None
 
     # --- listing and deleting ------------------------------------------------------
 
@@ -229,15 +245,67 @@ class S3Archive:
         return deleted
 
 
+class ReadRefused(Exception):
+    """S3 answered a read with an error (not a missing key)."""
+
+    def __init__(self, status: int, code: str) -> None:
+        super().__init__(f"{status} {code}")
+        self.status = status
+        self.code = code
+
+
+_ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>")
+
+
+class S3Reader:
+    """:class:`ObjectReader` with one SigV4-signed HTTP GET per read (botocore's signer,
+    aiohttp), path-style like :mod:`shared.s3`. No S3 client: making one loads the S3
+    service model, ~100-200 ms, several times a ranged read of a segment member."""
+
+    def __init__(self, http: aiohttp.ClientSession, settings: CommonSettings) -> None:
+        self._http = http
+        self._base = f"{settings.s3_endpoint.rstrip('/')}/{quote(settings.s3_bucket)}/"
+        self._auth = S3SigV4Auth(
+            Credentials(settings.s3_access_key, settings.s3_secret_key.get_secret_value()),
+            "s3",
+            settings.s3_region,
+        )
+
+    async def get_bytes(
+        self, key: str, *, start: int | None = None, length: int | None = None
+    ) -> bytes | None:
+        headers: dict[str, str] = {}
+        if start is not None:
+            headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
+        request = AWSRequest(
+            method="GET", url=self._base + quote(key, safe="/-_.~"), headers=headers
+        )
+        self._auth.add_auth(request)
+        async with self._http.get(request.url, headers=dict(request.headers.items())) as resp:
+            body = await resp.read()
+            if resp.status in (200, 206):
+                return body
+            found = _ERROR_CODE.search(body)
+            code = found.group(1).decode() if found else str(resp.status)
+            if resp.status == 404 and code in _NOT_FOUND | {"404"}:
+                return None
+            raise ReadRefused(resp.status, code)
+
+    async def get_json(self, key: str) -> Any | None:
+        data = await self.get_bytes(key)
+        return orjson.loads(data) if data is not None else None
+
+
 @dataclass
 class FakeArchive:
     """:class:`Archive` in memory, for unit tests. ``down = True`` makes every call fail
     like an unreachable store; ``rejected`` maps keys to the code their put is refused
-    with for good."""
+    with for good; ``puts`` counts stored objects."""
 
     bucket: str = "fake"
-    objects: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
+    objects: dict[str, bytes] = field(default_factory=dict)
     down: bool = False
+    puts: int = 0
     lifecycle: bool = False
     rejected: dict[str, str] = field(default_factory=dict)
 
@@ -255,21 +323,25 @@ class FakeArchive:
         self._check()
         return self.lifecycle
 
-    async def put_json(self, key: str, doc: Any, *, metadata: dict[str, str] | None = None) -> None:
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
         self._check()
         if key in self.rejected:
             raise ArchiveRejected(self.rejected[key])
-        self.objects[key] = (orjson.dumps(doc), {k.lower(): v for k, v in (metadata or {}).items()})
+        self.objects[key] = bytes(data)
+        self.puts += 1
+
+    async def get_bytes(
+        self, key: str, *, start: int | None = None, length: int | None = None
+    ) -> bytes | None:
+        self._check()
+        found = self.objects.get(key)
+        if found is None or start is None:
+            return found
+        return found[start : None if length is None else start + length]
 
     async def get_json(self, key: str) -> Any | None:
-        self._check()
-        found = self.objects.get(key)
-        return orjson.loads(found[0]) if found is not None else None
-
-    async def metadata(self, key: str) -> dict[str, str] | None:
-        self._check()
-        found = self.objects.get(key)
-        return dict(found[1]) if found is not None else None
+        data = await self.get_bytes(key)
+        return orjson.loads(data) if data is not None else None
 
     async def keys(self, prefix: str) -> AsyncIterator[str]:
         self._check()

@@ -17,11 +17,12 @@ from shared.settings import CommonSettings
 from tests.support.archiver import (
     FIXED_MAPPING,
     WRONG_MAPPING,
+    archived_records,
     archiver_settings,
-    bucket_objects,
     create_webhook,
+    index_rows,
     running_archiver,
-    wait_records,
+    wait_archived,
 )
 from tests.support.cli import CliResult, acli
 from tests.support.events import processed, publish_events, rejected
@@ -68,8 +69,8 @@ async def test_replay_after_a_mapping_fix(
         fine = processed(ws, wh, received_at=received + timedelta(seconds=11), payload=payload(9))
         await publish_events(settings, [*originals, hopeless, fine])
         async with running_archiver(archiver_settings(settings)):
-            await wait_records(settings, 6)
-            before = await bucket_objects(settings)
+            await wait_archived(settings, 6)
+            before = await archived_records(settings)
 
             await conn.execute(
                 "UPDATE webhooks SET mapping = $1::jsonb WHERE id = $2", FIXED_MAPPING, wh
@@ -92,7 +93,7 @@ async def test_replay_after_a_mapping_fix(
             assert "dry run, nothing published: found 5, replayed 4, rejected 1, skipped 0" in text
             assert "current lead:  " in text and "+14155550100" in text
             assert await read_raw(settings) == []
-            assert await bucket_objects(settings) == before
+            assert await archived_records(settings) == before
 
             # The replay: new requests on the raw topic, linked to the originals.
             rc, out, err = await replay_rejected(settings_env, wh, "--json")
@@ -114,15 +115,12 @@ async def test_replay_after_a_mapping_fix(
                 assert event.request.payload == payload(i)
             # The hopeless one is rejected again, as a new request linked to its original,
             # and archived like any rejection.
-            await wait_records(settings, 7)
-            objects = await bucket_objects(settings)
-            new = [
-                orjson.loads(v)
-                for k, v in objects.items()
-                if k not in before and "by-request" not in k
-            ]
+            await wait_archived(settings, 7)
+            new = [r for r in await archived_records(settings) if r not in before]
             assert len(new) == 1 and new[0]["replay_of"] == str(hopeless.request_id)
             assert new[0]["status"] == "rejected"
+            (row,) = [r for r in await index_rows(settings) if r["replay_of"]]
+            assert row["replay_of"] == hopeless.request_id and row["error_type"] == "rejected"
 
             # Replaying again with the same mapping creates no new request ids.
             rc, out, err = await replay_rejected(settings_env, wh, "--json")

@@ -1,6 +1,7 @@
 """Test helpers for the archiver: settings, the service in-process, readers for the
-bucket, webhooks in SQL, and an in-memory S3 double. (Outcome events, with canary
-secrets, come from :mod:`tests.support.events`.)"""
+bucket and the index (and a check that they agree), first-layout objects as the archiver
+used to write them, webhooks in SQL, and an in-memory S3 double. (Outcome events, with
+canary secrets, come from :mod:`tests.support.events`.)"""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from services.archiver import records
+from services.archiver import records, segments
+from services.archiver.handlers import Hooks
+from services.archiver.repository import Archive
 from services.archiver.settings import ArchiverSettings
+from shared.events import Outcome
 from shared.s3 import s3_client
 from shared.settings import CommonSettings
 from tests.support.net import free_port
@@ -56,15 +61,15 @@ def archiver_settings(settings: CommonSettings, **overrides: Any) -> ArchiverSet
     return ArchiverSettings(**values)
 
 
-# --- the bucket -----------------------------------------------------------------------
+# --- the bucket and the index ------------------------------------------------------------
 
 
-async def bucket_objects(settings: CommonSettings) -> dict[str, bytes]:
-    """Every object in the test's bucket: key -> body."""
+async def bucket_objects(settings: CommonSettings, prefix: str = "") -> dict[str, bytes]:
+    """Every object in the test's bucket (under ``prefix``): key -> body."""
     out: dict[str, bytes] = {}
     async with s3_client(settings) as s3:
         paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=settings.s3_bucket):
+        async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=prefix):
             for obj in page.get("Contents", []) or []:
                 resp = await s3.get_object(Bucket=settings.s3_bucket, Key=obj["Key"])
                 async with resp["Body"] as body:
@@ -72,43 +77,138 @@ async def bucket_objects(settings: CommonSettings) -> dict[str, bytes]:
     return out
 
 
-async def record_keys(settings: CommonSettings) -> list[str]:
-    keys: list[str] = []
-    async with s3_client(settings) as s3:
-        paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=settings.s3_bucket):
-            keys.extend(
-                o["Key"]
-                for o in page.get("Contents", []) or []
-                if records.parse_record_key(o["Key"]) is not None
-            )
-    return keys
+async def segment_objects(settings: CommonSettings) -> dict[str, bytes]:
+    """Every segment object: key -> the gzip bytes as stored."""
+    objects = await bucket_objects(settings, segments.PREFIX)
+    return {k: v for k, v in objects.items() if segments.parse_segment_key(k)}
 
 
-async def wait_records(settings: CommonSettings, count: int, deadline_s: float = 30) -> list[str]:
-    """The bucket's record keys once there are ``count`` (AssertionError if more)."""
-    keys = await eventually(
-        lambda: record_keys(settings),
-        until=lambda k: len(k) >= count,
+def segment_records(objects: dict[str, bytes]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(segment key, 1-based line, record) of every line of every segment."""
+    return [
+        (key, n, orjson.loads(line))
+        for key, data in sorted(objects.items())
+        for n, line in enumerate(segments.decode(data), start=1)
+    ]
+
+
+async def archived_records(settings: CommonSettings) -> list[dict[str, Any]]:
+    """Every record in the bucket's segments (a request twice is there twice)."""
+    return [r for _, _, r in segment_records(await segment_objects(settings))]
+
+
+async def index_rows(settings: CommonSettings) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return [dict(r) for r in await conn.fetch("SELECT * FROM archive_index")]
+    finally:
+        await conn.close()
+
+
+async def index_count(settings: CommonSettings) -> int:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM archive_index"))
+    finally:
+        await conn.close()
+
+
+async def wait_archived(settings: CommonSettings, count: int, deadline_s: float = 30) -> None:
+    """Until the index holds ``count`` rows (AssertionError if more)."""
+    n = await eventually(
+        lambda: index_count(settings),
+        until=lambda n: n >= count,
         deadline_s=deadline_s,
-        what=f"{count} records",
+        what=f"{count} archived requests",
     )
-    assert len(keys) == count, f"{len(keys)} records, expected {count}"
-    return keys
+    assert n == count, f"{n} archived requests, expected {count}"
+
+
+@dataclass
+class Agreement:
+    """The bucket's segments against the index."""
+
+    lines: int
+    rows: int
+    duplicates: list[str]  # request ids on more than one line
+    unindexed: list[str]  # lines whose request has no row, or a row pointing elsewhere
+    dangling: list[str]  # rows whose segment, line or member does not hold their request
+
+    def assert_ok(self) -> None:
+        assert not self.duplicates, f"requests archived twice: {self.duplicates[:5]}"
+        assert not self.unindexed, f"segment lines without their index row: {self.unindexed[:5]}"
+        assert not self.dangling, f"index rows not matching the bucket: {self.dangling[:5]}"
+        assert self.lines == self.rows
+
+
+async def agreement(settings: CommonSettings) -> Agreement:
+    """Every index row's line (and gzip member) holds its request, every segment line has
+    its index row, and no request is on two lines."""
+    objects = await segment_objects(settings)
+    lines = segment_records(objects)
+    rows = {str(r["request_id"]): r for r in await index_rows(settings)}
+    at: dict[str, list[tuple[str, int]]] = {}
+    for key, n, record in lines:
+        at.setdefault(str(record["request_id"]), []).append((key, n))
+    dangling: list[str] = []
+    for rid, row in rows.items():
+        data = objects.get(row["segment_key"], b"")
+        member = data[row["member_offset"] : row["member_offset"] + row["member_length"]]
+        try:
+            in_member = segments.decode(member)[row["line"] - row["member_first_line"]]
+            ok = orjson.loads(in_member)["request_id"] == rid
+        except Exception:
+            ok = False
+        if not ok or (row["segment_key"], row["line"]) not in at.get(rid, []):
+            dangling.append(rid)
+    return Agreement(
+        lines=len(lines),
+        rows=len(rows),
+        duplicates=[rid for rid, places in at.items() if len(places) > 1],
+        unindexed=[
+            rid
+            for rid, places in at.items()
+            if rid not in rows or (rows[rid]["segment_key"], rows[rid]["line"]) not in places
+        ],
+        dangling=dangling,
+    )
 
 
 @contextlib.asynccontextmanager
-async def running_archiver(settings: ArchiverSettings) -> AsyncIterator[asyncio.Task[None]]:
+async def running_archiver(
+    settings: ArchiverSettings, *, hooks: Hooks | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
     """The archiver in-process (``run_archiver``); stopped (drained) on exit."""
     from services.archiver.service import run_archiver
 
     stop = asyncio.Event()
-    task = asyncio.create_task(run_archiver(settings, stop))
+    task = asyncio.create_task(run_archiver(settings, stop, hooks=hooks or Hooks()))
     try:
         yield task
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+# --- the first layout -------------------------------------------------------------------
+
+
+async def write_legacy(archive: Archive, outcome: Outcome) -> str:
+    """Store ``outcome`` as the archiver did before segments: one object per request and
+    a ``by-request/`` pointer naming it. Returns the record's key."""
+    key = records.record_key(
+        outcome.workspace_id, outcome.webhook_id, outcome.received_at, outcome.request_id
+    )
+    await archive.put_bytes(
+        key, orjson.dumps(records.build_record(outcome)), content_type="application/json"
+    )
+    pointer = {"request_id": str(outcome.request_id), "key": key, "status": outcome.status}
+    await archive.put_bytes(
+        records.pointer_key(outcome.request_id),
+        orjson.dumps(pointer),
+        content_type="application/json",
+    )
+    return key
 
 
 # --- Postgres --------------------------------------------------------------------------
@@ -231,11 +331,15 @@ class FakeS3:
             self.in_flight -= 1
         return {}
 
-    async def get_object(self, *, Key: str, **_: Any) -> dict[str, Any]:
+    async def get_object(self, *, Key: str, Range: str | None = None, **_: Any) -> dict[str, Any]:
         self._check()
         if Key not in self.objects:
             raise _not_found("GetObject")
-        return {"Body": _Body(self.objects[Key].body)}
+        body = self.objects[Key].body
+        if Range is not None:
+            first, _sep, last = Range.removeprefix("bytes=").partition("-")
+            body = body[int(first) : int(last) + 1 if last else None]
+        return {"Body": _Body(body)}
 
     async def head_object(self, *, Key: str, **_: Any) -> dict[str, Any]:
         self._check()

@@ -90,15 +90,28 @@ def test_clean_headers_drops_anything_named_like_a_credential() -> None:
     }
 
 
-def test_metadata_names_status_and_time() -> None:
+@pytest.mark.parametrize("make", [processed, failed, rejected])
+def test_facts_are_what_the_index_keeps_of_a_record(make: Any) -> None:
     orig = uuid.uuid4()
-    event = processed(WS, WH, received_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
+    event = make(WS, WH, received_at=datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC))
     event = event.model_copy(update={"replay_of": orig})
-    assert records.object_metadata(event) == {
-        "status": "processed",
-        "received-at": "2025-01-02T03:04:05Z",
-        "replay-of": str(orig),
-    }
+    facts = records.facts(records.build_record(event))
+    assert facts == records.RecordFacts(
+        request_id=event.request_id,
+        workspace_id=WS,
+        webhook_id=WH,
+        received_at=event.received_at,
+        status=event.status,
+        match_type=getattr(event, "match_type", None),
+        error_type={"failed": "database_error", "rejected": "rejected"}.get(event.status),
+        replay_of=orig,
+    )
+    assert records.facts(orjson.loads(orjson.dumps(records.build_record(event)))) == facts
+
+
+def test_facts_drop_nul_characters_postgres_text_cannot_hold() -> None:
+    record = records.build_record(failed(WS, WH, error_type="db\x00error"))
+    assert records.facts(record).error_type == "dberror"
 
 
 def test_days_between_and_expiry() -> None:

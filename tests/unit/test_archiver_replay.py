@@ -1,4 +1,5 @@
-"""Replay planning (current mapping, identity, links) and finding archived requests."""
+"""Replay planning (current mapping, identity, links) and finding archived requests
+through the index, with first-layout objects beside segments."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 import pytest
 
 from services.archiver import replay
-from services.archiver.handlers import archive_outcomes
+from services.archiver.handlers import SegmentWriter
+from services.archiver.index import FakeIndex
 from services.archiver.replay import WebhookConfig
-from services.archiver.repository import S3Archive
+from services.archiver.repository import FakeArchive
 from services.archiver.search import find_archived
 from shared.events import LeadReceived, LeadRejected, request_id_for
-from tests.support.archiver import FIXED_MAPPING, WRONG_MAPPING, FakeS3
+from tests.support.archiver import FIXED_MAPPING, WRONG_MAPPING, write_legacy
 from tests.support.events import as_messages, failed, processed, rejected
 
 pytestmark = pytest.mark.unit
@@ -36,19 +38,25 @@ def webhook(mapping: list[dict[str, Any]]) -> WebhookConfig:
     )
 
 
-async def archived(events: list[Any], *, metadata: bool = True) -> S3Archive:
-    s3 = FakeS3()
-    store = S3Archive(s3, "b")
-    await archive_outcomes(as_messages(events), archive=store, stored=set())
-    if not metadata:
-        for obj in s3.objects.values():
-            obj.metadata.clear()
-    return store
+Store = tuple[FakeArchive, FakeIndex]
 
 
-async def load(store: S3Archive, hook: WebhookConfig, **kw: Any) -> list[Any]:
+async def archived(events: list[Any], *, legacy: bool = False) -> Store:
+    """The events archived in segments (or, ``legacy``, in the first layout)."""
+    archive, index = FakeArchive(), FakeIndex()
+    if legacy:
+        for e in events:
+            await write_legacy(archive, e)
+    else:
+        writer = SegmentWriter(archive=archive, index=index)
+        await writer.handle(as_messages(events))
+        await writer.flush()
+    return archive, index
+
+
+async def load(store: Store, hook: WebhookConfig, **kw: Any) -> list[Any]:
     return await find_archived(
-        store,
+        *store,
         workspace_id=hook.workspace_id,
         webhook_id=hook.id,
         since=NOW - timedelta(days=3),
@@ -57,8 +65,8 @@ async def load(store: S3Archive, hook: WebhookConfig, **kw: Any) -> list[Any]:
     )
 
 
-@pytest.mark.parametrize("metadata", [True, False])
-async def test_find_filters_by_window_and_status(metadata: bool) -> None:
+@pytest.mark.parametrize("legacy", [False, True])
+async def test_find_filters_by_window_and_status(legacy: bool) -> None:
     hook = webhook(FIXED_MAPPING)
     ws, wh = hook.workspace_id, hook.id
     inside = [
@@ -71,7 +79,7 @@ async def test_find_filters_by_window_and_status(metadata: bool) -> None:
         failed(ws, wh, received_at=NOW + timedelta(minutes=1)),  # at/after until
         failed(ws, uuid.uuid4(), received_at=NOW - timedelta(hours=2)),  # another webhook
     ]
-    store = await archived(inside + outside, metadata=metadata)
+    store = await archived(inside + outside, legacy=legacy)
     found = await load(store, hook)
     assert [e.request_id for e in found] == [e.request_id for e in inside]
     assert [e.status for e in found] == ["rejected", "failed", "processed"]
@@ -89,7 +97,7 @@ async def test_replay_maps_with_the_current_mapping_and_links_the_original() -> 
         canaries=True,  # the archived request carries secrets the replay must not
     )
     store = await archived([original])
-    entries = await load(store, hook, with_records=True)
+    entries = await load(store, hook)
     fp = replay.mapping_fingerprint(hook.mapping, hook.default_region)
     (item,) = replay.plan(
         entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp, now=NOW
@@ -130,7 +138,7 @@ async def test_invalid_under_the_current_mapping_becomes_a_rejection() -> None:
     original = processed(
         hook.workspace_id, hook.id, received_at=NOW - timedelta(hours=2), payload=PAYLOAD
     )
-    entries = await load(await archived([original]), hook, with_records=True)
+    entries = await load(await archived([original]), hook)
     fp = replay.mapping_fingerprint(hook.mapping, hook.default_region)
     (item,) = replay.plan(
         entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp, now=NOW
@@ -154,9 +162,7 @@ async def test_a_replay_and_its_original_in_one_window_replay_once() -> None:
     not_an_object = not_an_object.model_copy(
         update={"request": not_an_object.request.model_copy(update={"payload": "phone=1"})}
     )
-    entries = await load(
-        await archived([original, earlier_replay, not_an_object]), hook, with_records=True
-    )
+    entries = await load(await archived([original, earlier_replay, not_an_object]), hook)
     fp = replay.mapping_fingerprint(hook.mapping, hook.default_region)
     items = replay.plan(entries, webhook=hook, mapper=replay.compile_mapper(hook), fingerprint=fp)
     assert [i.kind for i in items] == ["replay", "skipped", "skipped"]

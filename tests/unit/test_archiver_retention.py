@@ -1,4 +1,5 @@
-"""Pruning by key date, against an in-memory S3."""
+"""Retention by the day a request was received: whole segments with their index rows,
+orphan segments, and first-layout objects with their pointers (in-memory bucket/index)."""
 
 from __future__ import annotations
 
@@ -7,45 +8,61 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.archiver import records
-from services.archiver.handlers import archive_outcomes
-from services.archiver.repository import S3Archive
-from services.archiver.retention import prune
-from tests.support.archiver import FakeS3
+from services.archiver import records, segments
+from services.archiver.handlers import SegmentWriter
+from services.archiver.index import FakeIndex
+from services.archiver.repository import FakeArchive
+from services.archiver.retention import cutoff_for, prune
+from tests.support.archiver import write_legacy
 from tests.support.events import as_messages, mixed_outcomes
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 6, 30, 12, tzinfo=UTC)
+WS, WH = uuid.uuid4(), uuid.uuid4()
 
 
-async def _archive(s3: FakeS3, ages_days: list[int]) -> list[uuid.UUID]:
-    ws, wh = uuid.uuid4(), uuid.uuid4()
+async def _archive(archive: FakeArchive, index: FakeIndex, ages_days: list[int]) -> None:
     events = []
     for age in ages_days:
-        events += mixed_outcomes(3, ws, wh, received_at=NOW - timedelta(days=age))
-    await archive_outcomes(as_messages(events), archive=S3Archive(s3, "b"), stored=set())
-    return [e.request_id for e in events]
+        events += mixed_outcomes(3, WS, WH, received_at=NOW - timedelta(days=age))
+    writer = SegmentWriter(archive=archive, index=index)
+    await writer.handle(as_messages(events))
+    await writer.flush()
 
 
-async def test_prune_deletes_expired_days_with_their_pointers() -> None:
-    s3 = FakeS3(page_size=2)  # force paging on every listing
-    await _archive(s3, [1, 10, 40, 100])
-    await _archive(s3, [95])
-    s3.objects["by-request/stray.txt"] = s3.objects[next(iter(s3.objects))]
-    store = S3Archive(s3, "b")
+def test_the_cutoff_is_the_start_of_the_first_day_kept() -> None:
+    # 30 days before now is May 31 12:00: May 30 ended before it, May 31 did not.
+    assert cutoff_for(NOW, 30) == datetime(2025, 5, 31, tzinfo=UTC)
 
-    dry = await prune(store, older_than_days=30, now=NOW, dry_run=True)
-    assert dry.records == 9 and len(dry.days) == 3
-    assert sum(1 for k in s3.objects if records.parse_record_key(k)) == 15
 
-    done = await prune(store, older_than_days=30, now=NOW)
-    assert done.records == 9
-    kept = [records.parse_record_key(k) for k in s3.objects]
-    days = sorted({p.day for p in kept if p})
-    assert days == [(NOW - timedelta(days=10)).date(), (NOW - timedelta(days=1)).date()]
-    pointers = [
-        k for k in s3.objects if k.startswith(records.POINTER_PREFIX) and k.endswith(".json")
-    ]
-    assert len(pointers) == 6
-    assert (await prune(store, older_than_days=30, now=NOW)).records == 0
+async def test_prune_deletes_expired_segments_rows_orphans_and_first_layout_days() -> None:
+    archive, index = FakeArchive(), FakeIndex()
+    await _archive(archive, index, [1, 10, 40, 100])
+    for e in mixed_outcomes(2, WS, WH, received_at=NOW - timedelta(days=95)):
+        await write_legacy(archive, e)
+    for e in mixed_outcomes(2, WS, WH, received_at=NOW - timedelta(days=2)):
+        await write_legacy(archive, e)
+    old_orphan = segments.segment_key(WS, NOW - timedelta(days=50), 0, 999)
+    new_orphan = segments.segment_key(WS, NOW - timedelta(days=3), 0, 998)
+    for key in (old_orphan, new_orphan):
+        archive.objects[key] = segments.encode([b"{}\n"])[0]
+    segments_before = {k for k in archive.objects if segments.parse_segment_key(k)}
+    assert len(segments_before) == 6
+
+    dry = await prune(archive, index, older_than_days=30, now=NOW, dry_run=True)
+    assert (dry.segments, dry.records, dry.legacy_records) == (3, 6, 2)
+    assert len(archive.objects) == 6 + 8 and len(index.rows) == 12
+
+    done = await prune(archive, index, older_than_days=30, now=NOW)
+    assert (done.segments, done.records, done.legacy_records, done.pointers) == (3, 6, 2, 2)
+    kept = {k for k in archive.objects if segments.parse_segment_key(k)}
+    assert new_orphan in kept and old_orphan not in kept and len(kept) == 3
+    assert all(r.facts.received_at >= cutoff_for(NOW, 30) for r in index.rows.values())
+    assert len(index.rows) == 6
+    legacy = [k for k in archive.objects if records.parse_record_key(k)]
+    assert len(legacy) == 2
+    pointers = [k for k in archive.objects if k.startswith(records.POINTER_PREFIX)]
+    assert len(pointers) == 2
+    again = await prune(archive, index, older_than_days=30, now=NOW)
+    assert (again.segments, again.records, again.legacy_records) == (0, 0, 0)
