@@ -31,7 +31,7 @@ from bench.cpu import load_average
 from bench.options import ROOT, Options
 
 # Order matters little; each section starts what it needs and stops it again.
-SECTIONS = ("gateway", "processor", "pipeline", "memory")
+SECTIONS = ("gateway", "processor", "pipeline", "memory", "latency", "cost")
 
 
 def _machine() -> str:

@@ -17,6 +17,9 @@ from typing import Any
 
 from bench.report import Table, tables
 
+# Issue 15's targets for the synchronous round trip's p99, by offered leads/s.
+TARGET_P99_MS = {300.0: 25.0, 1000.0: 60.0}
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -36,12 +39,15 @@ def latency(table: Table, path: Path, subtitle: str, rows: list[dict[str, Any]])
     plt = _pyplot()
     offered = [_number(r) for r in table.rows]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for column, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^-.")):
+    for column, style, offset in (("p50", "o-", -14), ("p90", "s--", None), ("p99", "^-.", 6)):
         ys = [table.values.get((r, column), math.nan) for r in table.rows]
         ax.plot(offered, ys, style, label=column)
         for x, y in zip(offered, ys, strict=True):
-            if not math.isnan(y):
-                ax.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(4, 4))
+            if offset is not None and not math.isnan(y):
+                ax.annotate(f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(5, offset))
+    targets = [(x, y) for x, y in TARGET_P99_MS.items() if x in offered]
+    if targets:
+        ax.plot(*zip(*targets, strict=True), "rx", markersize=9, label="p99 target (issue 15)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(offered, [f"{x:g}" for x in offered])

@@ -1,0 +1,135 @@
+"""Speed-to-lead under load: a vendor's synchronous call (``Prefer: wait=5``: the answer
+comes once the lead is processed), paced at 20, 100, 300 and 1,000 leads/s (issue 15).
+
+``python -m bench latency [--rates 20,100,300,1000] [--step-seconds 10]`` starts a stack of
+its own (``bench-latency``: all five services as ``make up`` runs them, the gateway with 2
+workers and ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync on) and one unsigned
+generic webhook, warms up, then holds each rate for the step's seconds, open loop
+(:mod:`bench.httpload`: a request is due at its time whatever the answers before it did,
+and its latency counts from then), each lead a new person. Before each step the stack has
+caught up (every consumer group's lag 0, bounded). Printed per rate: the client-side round
+trip's p50/p90/p99, the rate actually reached (answers per second, first send -> last
+answer) and the share answered 200 (the outcome came within the wait; a 202 means it did
+not). Written to ``test-output/bench/latency.png`` by ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from bench import report
+from bench.cpu import load_average
+from bench.figures import caption, cell
+from bench.httpload import Plan, Result, build_requests, lead_bodies, load
+from bench.lag import LagReader
+from bench.options import Options
+from bench.stack import LaunchedStack, form_webhook, running_stack, say
+
+TABLE = "latency"
+PREFER = {"Prefer": "wait=5"}
+QUIET_DEADLINE_S = 120.0
+
+
+def connections(rate: float) -> int:
+    """Enough connections that a slow answer rarely holds the next request up (open loop:
+    when one does, its wait still counts)."""
+    return max(8, min(160, int(rate * 0.15)))
+
+
+async def _quiet(stack: LaunchedStack) -> bool:
+    """Every consumer group caught up (bounded): each step starts from a system at rest."""
+    assert stack.settings is not None
+    started = time.monotonic()
+    async with LagReader(stack.settings) as reader:
+        while time.monotonic() - started < QUIET_DEADLINE_S:
+            if (await reader.read()).lag == 0:
+                return True
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def _step(stack: LaunchedStack, path: str, rate: float, seconds: float) -> Result:
+    count = int(rate * seconds) + 1
+    bodies = lead_bodies(count, first=random.randrange(10**6, 10**9))
+    return await load(
+        Plan(
+            port=stack.ports["ingest"],
+            requests=build_requests(path, bodies, PREFER),
+            concurrency=connections(rate),
+            seconds=seconds,
+            rate=rate,
+        )
+    )
+
+
+def _rows(rate: float, result: Result, quiet: bool) -> list[dict[str, Any]]:
+    label = f"{rate:g} leads/s"
+    ok = result.statuses.get(200, 0)
+    others = {s: n for s, n in result.statuses.items() if s != 200}
+    note = f"{result.requests} requests, {connections(rate)} connections" + (
+        f", other answers {others}" if others else ""
+    )
+    if result.errors:
+        note += f", {result.errors} connection errors"
+    if not quiet:
+        note += f"; the stack had not caught up after {QUIET_DEADLINE_S:.0f} s"
+    return [
+        cell("latency", TABLE, label, "reached", result.rps, "leads/s", note),
+        *(
+            cell("latency", TABLE, label, f"p{q * 100:.0f}", result.pct(q), "ms")
+            for q in (0.50, 0.90, 0.99)
+        ),
+        cell("latency", TABLE, label, "answered 200", ok / max(result.requests, 1) * 100, "%"),
+    ]
+
+
+async def run(opts: Options = Options()) -> list[dict[str, Any]]:
+    stack = LaunchedStack(
+        "bench-latency",
+        port_base=18400,
+        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
+        pg_fsync=True,
+    )
+    rows: list[dict[str, Any]] = []
+    async with running_stack(stack):
+        target = await form_webhook(stack)
+        path = urlparse(target.url).path
+        warm = await _step(stack, path, 50, 4)
+        say(f"latency: warm-up: {warm.short()}")
+        load_before = load_average()
+        for rate in opts.rates:
+            quiet = await _quiet(stack)
+            result = await _step(stack, path, rate, opts.step_seconds)
+            say(f"latency: {rate:g}/s: {result.short()}")
+            rows += _rows(rate, result, quiet)
+        rows.append(
+            caption(
+                "latency",
+                TABLE,
+                f"Prefer: wait=5, client-side round trip from when each request was due "
+                f"(open loop), {opts.step_seconds:g} s per rate, all five services running "
+                f"(gateway 2 workers), Postgres fsync on; load average {load_before} before, "
+                f"{load_average()} after",
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rates", default=",".join(f"{r:g}" for r in Options.rates))
+    parser.add_argument("--step-seconds", type=float, default=Options.step_seconds)
+    args = parser.parse_args()
+    opts = Options(
+        rates=tuple(float(r) for r in args.rates.split(",")), step_seconds=args.step_seconds
+    )
+    print(report.render(asyncio.run(run(opts))))
+
+
+if __name__ == "__main__":
+    main()
