@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help install infra browser run up down status test test-unit test-integration test-e2e bench soak lint fmt clean
+.PHONY: help install infra browser wrk run up down status test test-unit test-integration test-e2e bench soak lint fmt clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -35,6 +35,11 @@ infra: install
 # Debian's headless Chromium, for the analytics dashboard test (installed when root).
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium missing and not root: the dashboard browser test will say it is skipped"; }
+
+# wrk, the load tool of make bench's gateway table (installed when root; without it the
+# benchmark drives the servers with its own generator and says so).
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) || echo "wrk missing and not root: make bench uses bench.httpload instead"; }
 
 run: infra
 	$(PY) -m infra.launch run
@@ -60,7 +65,7 @@ test-integration: infra
 test-e2e: infra browser
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
-bench: infra
+bench: infra wrk
 	$(PY) -m bench
 
 soak: infra
