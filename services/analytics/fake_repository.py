@@ -28,6 +28,7 @@ from services.analytics.alerts import (
     window_stats,
     with_overrides,
 )
+from services.analytics.deadletters import DeadLetterRow
 from services.analytics.repository import (
     AlertRow,
     AnalyticsRepository,
@@ -121,6 +122,8 @@ class Tables:
     # The configuration tables analytics reads names from: webhooks and workspaces.
     configured_webhooks: dict[uuid.UUID, tuple[uuid.UUID, str]] = field(default_factory=dict)
     configured_workspaces: dict[uuid.UUID, str] = field(default_factory=dict)
+    # analytics_deadletters: (topic, partition, offset) -> row
+    deadletters: dict[tuple[str, int, int], DeadLetterRow] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -246,6 +249,10 @@ class FakeAnalytics:
         self.tables.configured_workspaces[workspace_id] = name
         for webhook_id, webhook_name in (webhooks or {}).items():
             self.tables.configured_webhooks[webhook_id] = (workspace_id, webhook_name)
+
+    def add_deadletter(self, row: DeadLetterRow) -> None:
+        """A dead letter as the dead-letter consumer counts it."""
+        self.tables.deadletters.setdefault((row.topic, row.partition, row.offset), row)
 
     # --- writes ------------------------------------------------------------------------
 
@@ -451,6 +458,27 @@ class FakeAnalytics:
             "recent_errors": len(errors),
             "alert_outbox": len(outbox),
         }
+
+    async def deadletter_counts(self, webhook_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        wanted = set(webhook_ids)
+        counts: dict[uuid.UUID, int] = {}
+        for row in self.tables.deadletters.values():
+            if row.webhook_id is not None and row.webhook_id in wanted:
+                counts[row.webhook_id] = counts.get(row.webhook_id, 0) + 1
+        return counts
+
+    async def workspace_deadletters(self, workspace_id: uuid.UUID) -> int:
+        return sum(r.workspace_id == workspace_id for r in self.tables.deadletters.values())
+
+    async def deadletter_top(
+        self, limit: int
+    ) -> tuple[list[tuple[uuid.UUID | None, uuid.UUID, int]], int]:
+        counts = await self.deadletter_counts(
+            [r.webhook_id for r in self.tables.deadletters.values() if r.webhook_id]
+        )
+        ws = {r.webhook_id: r.workspace_id for r in self.tables.deadletters.values()}
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [(ws[w], w, n) for w, n in top], len(self.tables.deadletters)
 
 
 if TYPE_CHECKING:  # mypy holds the fake to the protocol

@@ -10,6 +10,10 @@ and only ids that were not already counted are counted. A crash before the commi
 nothing (the batch is redelivered); a crash after it leaves ids that make the redelivery
 a no-op. Alert transitions are stored in the same transaction and published from an
 outbox afterwards, with deterministic event ids.
+
+Dead letters (the consumers' dead-letter topic) are counted the same way, keyed by the
+dead-letter message's own position; the growth alert is decided under a lock and
+published from its state row (see :mod:`~services.analytics.deadletters`).
 """
 
 from __future__ import annotations
@@ -22,16 +26,29 @@ from datetime import datetime, timedelta
 from services.analytics.aggregate import aggregate
 from services.analytics.alerts import METRICS, Thresholds, decide
 from services.analytics.clock import Clock
-from services.analytics.metrics import ALERTS, EVENTS
+from services.analytics.deadletters import (
+    DeadLetterRow,
+    GrowthState,
+    decide_growth,
+    growth_event,
+    read_entry,
+)
+from services.analytics.metrics import ALERTS, DEADLETTERS, EVENTS
 from services.analytics.report import window_start
-from services.analytics.repository import AnalyticsRepository, AnalyticsTransaction
-from shared.events import Outcome, PerformanceAlert
+from services.analytics.repository import (
+    AnalyticsRepository,
+    AnalyticsTransaction,
+    DeadLetterStore,
+)
+from shared.events import Outcome, PerformanceAlert, SystemHealthAlert
 from shared.kafka import KafkaUnavailable, Message
+from shared.kafka.failures import classify
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
 PublishAlerts = Callable[[Sequence[PerformanceAlert]], Awaitable[None]]
+PublishHealth = Callable[[SystemHealthAlert], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -209,3 +226,95 @@ async def prune(
     )
     log.info("analytics_pruned", **removed)
     return removed
+
+
+# --- dead letters -------------------------------------------------------------------
+
+
+async def count_deadletters(
+    messages: Sequence[Message[bytes]],
+    *,
+    store: DeadLetterStore,
+    dedupe_days: int,
+    clock: Clock,
+) -> None:
+    """The dead-letter consumer's batch handler: count each dead letter once (per webhook
+    and workspace where the entry names them).
+
+    It never raises for a dead letter it cannot store (it logs and skips it): the runner
+    would dead-letter that onto the very topic this consumer reads. Only a dependency
+    being away (transient) is raised, so the runner retries the batch."""
+    horizon = clock() - timedelta(days=dedupe_days)
+    rows = [
+        read_entry(
+            m.raw,
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            timestamp_ms=m.timestamp_ms,
+        )
+        for m in messages
+    ]
+    fresh = [r for r in rows if r.failed_at >= horizon]
+    new, skipped = await _record_deadletters(store, fresh)
+    DEADLETTERS.labels("counted").inc(new)
+    DEADLETTERS.labels("duplicate").inc(len(fresh) - new - skipped)
+    DEADLETTERS.labels("stale").inc(len(rows) - len(fresh))
+    DEADLETTERS.labels("skipped").inc(skipped)
+
+
+async def _record_deadletters(store: DeadLetterStore, rows: list[DeadLetterRow]) -> tuple[int, int]:
+    """(new, skipped): the batch in one statement; if the database refuses it for good,
+    row by row, skipping the rows it refuses."""
+    try:
+        return await store.record(rows), 0
+    except Exception as exc:
+        if classify(exc) == "transient":
+            raise
+    new = skipped = 0
+    for row in rows:
+        try:
+            new += await store.record([row])
+        except Exception as exc:
+            if classify(exc) == "transient":
+                raise
+            skipped += 1
+            log.error(
+                "deadletter_uncountable",
+                partition=row.partition,
+                offset=row.offset,
+                error=type(exc).__name__,
+            )
+    return new, skipped
+
+
+async def check_deadletter_growth(
+    *,
+    store: DeadLetterStore,
+    publish: PublishHealth,
+    window_minutes: float,
+    min_count: int,
+    clock: Clock,
+) -> GrowthState | None:
+    """Periodic: fire the growth alert when ``min_count`` dead letters failed within the
+    window, resolve it after a window without any; publish the transition (retried on the
+    next round while Kafka is away). Returns the new state, if it changed."""
+    now = clock()
+
+    def decide(state: GrowthState, recent: dict[str, int]) -> GrowthState | None:
+        return decide_growth(
+            state, recent, now=now, window_minutes=window_minutes, min_count=min_count
+        )
+
+    changed = await store.update_growth(now - timedelta(minutes=window_minutes), decide)
+    if changed is not None:
+        log.warning("deadletter_growth_alert", firing=changed.firing)
+    pending = await store.unpublished_growth()
+    if pending is not None and pending.changed_at is not None:
+        try:
+            await publish(growth_event(pending))
+        except KafkaUnavailable:
+            log.warning("deadletter_growth_alert_deferred")
+            return changed
+        await store.mark_growth_published(pending.changed_at)
+    return changed

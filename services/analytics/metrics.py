@@ -35,6 +35,11 @@ EVENTS = Counter(
 ALERTS = Counter(
     "leadwire_analytics_alerts_published_total", "Performance alert events published", ["state"]
 )
+DEADLETTERS = Counter(
+    "leadwire_analytics_deadletters_seen_total",
+    "Dead letters seen by analytics: counted, duplicate (already counted), stale or skipped",
+    ["result"],
+)
 
 OTHER = "other"
 QUANTILES = (0.5, 0.95, 0.99)
@@ -59,6 +64,8 @@ class Snapshot:
     rows: list[Row]
     firing: list[tuple[str, str, str]]
     webhooks: int
+    # (workspace, webhook, count): the labelled webhooks' dead letters, the rest as "other".
+    deadletters: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 async def read_snapshot(
@@ -102,7 +109,13 @@ async def read_snapshot(
         else (OTHER, OTHER, a["metric"])
         for a in alerts
     ]
-    return Snapshot(rows=rows, firing=firing, webhooks=len(top) + others)
+    # Dead letters: the webhooks with the most get their own labels (as many as above).
+    dead, total = await repo.deadletter_top(max_webhooks)
+    deadletters = [(str(ws) if ws else OTHER, str(wh), n) for ws, wh, n in dead]
+    unlabelled = total - sum(n for *_, n in dead)
+    if unlabelled:
+        deadletters.append((OTHER, OTHER, unlabelled))
+    return Snapshot(rows=rows, firing=firing, webhooks=len(top) + others, deadletters=deadletters)
 
 
 class AnalyticsCollector(Collector):
@@ -175,4 +188,11 @@ class AnalyticsCollector(Collector):
             firing.add_metric([ws, wh, metric], n)
         tracked = GaugeMetricFamily("leadwire_analytics_webhooks", "Webhooks with counted outcomes")
         tracked.add_metric([], snap.webhooks)
-        yield from (requests, timing, success, errors, day, day_success, firing, tracked)
+        dead = GaugeMetricFamily(
+            "leadwire_analytics_deadletters",
+            "Dead letters of each webhook's messages (within the dedupe horizon)",
+            labels=labels,
+        )
+        for ws, wh, n in snap.deadletters:
+            dead.add_metric([ws, wh], n)
+        yield from (requests, timing, success, errors, day, day_success, firing, tracked, dead)

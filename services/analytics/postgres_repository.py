@@ -26,6 +26,7 @@ from services.analytics.alerts import (
     window_stats,
     with_overrides,
 )
+from services.analytics.deadletter_repository import DeadLetterReads
 from services.analytics.repository import (
     NOTIFY_CHANNEL,
     AlertRow,
@@ -276,8 +277,9 @@ def _webhook(r: Mapping[str, Any]) -> WebhookRow:
     )
 
 
-class PostgresAnalytics:
-    """:class:`AnalyticsRepository` on an asyncpg pool."""
+class PostgresAnalytics(DeadLetterReads):
+    """:class:`AnalyticsRepository` on an asyncpg pool (the dead-letter counts' reads from
+    :class:`~services.analytics.deadletter_repository.DeadLetterReads`)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool

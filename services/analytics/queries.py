@@ -46,6 +46,7 @@ async def _webhooks(
     ids = [r["webhook_id"] for r in rows]
     day = await repo.window_totals(ids, window_start(now, DAY_MINUTES))
     parts = _breakdowns(await repo.breakdowns(ids))
+    deadletters = await repo.deadletter_counts(ids)
     errors: dict[uuid.UUID, list[RecentError]] = defaultdict(list)
     for e in await repo.recent_errors(ids, cfg.recent_errors):
         errors[e.webhook_id].append(e)
@@ -76,6 +77,7 @@ async def _webhooks(
                 name=r["name"],
                 last_seen_at=r["last_seen_at"],
                 metrics=build_metrics(totals, day_totals, part, accuracy=cfg.accuracy),
+                deadletters=deadletters.get(w, 0),
                 alerts=alerts.get(w, []),
                 recent_errors=errors.get(w, []),
             )
@@ -111,6 +113,7 @@ async def workspace_analytics(
         workspace_id=workspace_id,
         name=name,
         metrics=build_metrics(all_time, last_day, breakdown, accuracy=cfg.accuracy),
+        deadletters=await repo.workspace_deadletters(workspace_id),
         webhooks=webhooks,
     )
 

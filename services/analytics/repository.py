@@ -20,6 +20,7 @@ from typing import Protocol, TypedDict
 
 from services.analytics.aggregate import WebhookDelta
 from services.analytics.alerts import AlertState, Thresholds, Transition, WindowStats
+from services.analytics.deadletters import DeadLetterRow, DecideGrowth, GrowthState
 from services.analytics.schemas import RecentError
 from services.analytics.sketch import Bins
 from shared.events import Outcome, PerformanceAlert
@@ -216,3 +217,37 @@ class AnalyticsRepository(Protocol):
     ) -> dict[str, int]:
         """Drop counted ids and minutes past retention, and all but the newest errors."""
         ...
+
+    async def deadletter_counts(self, webhook_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Dead letters counted per webhook (only webhooks that have some)."""
+        ...
+
+    async def workspace_deadletters(self, workspace_id: uuid.UUID) -> int: ...
+
+    async def deadletter_top(
+        self, limit: int
+    ) -> tuple[list[tuple[uuid.UUID | None, uuid.UUID, int]], int]:
+        """The ``limit`` webhooks with the most dead letters ((workspace, webhook, count),
+        most first), and the number of all dead letters."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """The dead-letter consumer's and the growth check's storage
+    (:mod:`~services.analytics.deadletter_repository`)."""
+
+    async def record(self, rows: Sequence[DeadLetterRow]) -> int:
+        """Count the dead letters not counted before (keyed by the dead-letter message's
+        topic, partition and offset); returns how many were new."""
+        ...
+
+    async def update_growth(self, since: datetime, decide: DecideGrowth) -> GrowthState | None:
+        """Decide the growth alert's next state on the dead letters that failed since
+        ``since`` and store it (unpublished), under a lock; None when unchanged."""
+        ...
+
+    async def unpublished_growth(self) -> GrowthState | None: ...
+
+    async def mark_growth_published(self, changed_at: datetime) -> None: ...
+
+    async def prune(self, *, before: datetime) -> int: ...

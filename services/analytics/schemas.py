@@ -75,6 +75,12 @@ class WebhookAnalytics(_Out):
     name: str | None
     last_seen_at: datetime | None
     metrics: Metrics
+    deadletters: int = Field(
+        default=0,
+        description="this webhook's messages that a consumer gave up on and dead-lettered "
+        "(each consumer's dead letter counts; within the dedupe horizon); see "
+        "`leadwire deadletter list`",
+    )
     alerts: list[AlertStatus] = Field(default_factory=list)
     recent_errors: list[RecentError] = Field(default_factory=list)
 
@@ -83,6 +89,9 @@ class WorkspaceAnalytics(_Out):
     workspace_id: uuid.UUID
     name: str | None
     metrics: Metrics
+    deadletters: int = Field(
+        default=0, description="dead letters of the workspace's messages (as per webhook)"
+    )
     webhooks: list[WebhookAnalytics]
 
 

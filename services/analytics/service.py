@@ -1,5 +1,6 @@
 """Assembling analytics on the shared skeleton (:mod:`shared.service`): the outcome
-consumer, the API and dashboard, the live-update listener and the periodic upkeep.
+consumer, the dead-letter consumer (counts per webhook, the growth alert), the API and
+dashboard, the live-update listener and the periodic upkeep.
 ``__main__`` calls :func:`run_analytics`; tests call it in-process.
 
 Migrations are not run here: ``leadwire db migrate`` runs before the services (the
@@ -18,12 +19,15 @@ import functools
 from collections.abc import Sequence
 from datetime import timedelta
 
+import asyncpg
 from prometheus_client import REGISTRY
 
 from services.analytics import handlers
 from services.analytics.alerts import Thresholds
 from services.analytics.api import Api, create_app
 from services.analytics.clock import Clock, utc_now
+from services.analytics.deadletter_repository import PostgresDeadLetters
+from services.analytics.deadletters import decode_deadletter
 from services.analytics.metrics import AnalyticsCollector, read_snapshot
 from services.analytics.postgres_repository import PostgresAnalytics
 from services.analytics.queries import ReadConfig
@@ -31,9 +35,9 @@ from services.analytics.repository import AnalyticsRepository
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stream import Hub, listen
 from shared import topics
-from shared.events import PerformanceAlert, decode_outcome
+from shared.events import PerformanceAlert, SystemHealthAlert, decode_outcome
 from shared.http import ReadyCheck
-from shared.kafka import ConsumerRunner
+from shared.kafka import ConsumerRunner, Publisher
 from shared.service import Service
 
 
@@ -84,6 +88,7 @@ async def run_analytics(
             max_batch=settings.analytics_max_batch,
         )
         svc.task("consumer", runner.run(), on_stop=runner.stop)
+        dead_runner = _deadletters(svc, settings, pool, publisher, clock)
 
         hub = Hub()
         svc.task(
@@ -107,11 +112,63 @@ async def run_analytics(
                 stream_refresh_s=settings.analytics_stream_refresh_s,
             )
         )
-        checks: dict[str, ReadyCheck] = {"consumer": runner.readiness, "postgres": repo.ping}
+        checks: dict[str, ReadyCheck] = {
+            "consumer": runner.readiness,
+            "deadletters": dead_runner.readiness,
+            "postgres": repo.ping,
+        }
         await svc.serve_ops(settings.http_host, settings.analytics_port, checks=checks, app=app)
         svc.watch_health(settings, publisher, checks)
         svc.cleanup(hub.close)  # first of the clean-ups: streams end, then the server closes
         await svc.run()
+
+
+def _deadletters(
+    svc: Service,
+    settings: AnalyticsSettings,
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    clock: Clock,
+) -> ConsumerRunner[bytes]:
+    """The dead-letter consumer (counts per webhook), the growth alert and its pruning."""
+    store = PostgresDeadLetters(pool)
+    runner: ConsumerRunner[bytes] = ConsumerRunner(
+        settings,
+        topics=[topics.DEADLETTER],
+        group_id=settings.analytics_deadletter_group,
+        decode=decode_deadletter,
+        handler=functools.partial(
+            handlers.count_deadletters,
+            store=store,
+            dedupe_days=settings.analytics_dedupe_days,
+            clock=clock,
+        ),
+        publisher=publisher,
+        max_batch=settings.analytics_max_batch,
+    )
+    svc.task("deadletters", runner.run(), on_stop=runner.stop)
+
+    async def publish(event: SystemHealthAlert) -> None:
+        await publisher.publish(topics.ALERTS, event, key=event.service)
+
+    svc.every(
+        "deadletter_growth",
+        settings.analytics_deadletter_check_s,
+        lambda: handlers.check_deadletter_growth(
+            store=store,
+            publish=publish,
+            window_minutes=settings.analytics_deadletter_window_minutes,
+            min_count=settings.analytics_deadletter_alert_min,
+            clock=clock,
+        ),
+    )
+    if settings.analytics_prune_interval_s > 0:
+        svc.every(
+            "deadletter_prune",
+            settings.analytics_prune_interval_s,
+            lambda: store.prune(before=clock() - timedelta(days=settings.analytics_dedupe_days)),
+        )
+    return runner
 
 
 def _upkeep(

@@ -24,6 +24,16 @@ class AnalyticsSettings(CommonSettings):
     # How often retention pruning runs (0 turns it off).
     analytics_prune_interval_s: float = Field(default=600.0, ge=0)
 
+    # Dead letters: the consumers' dead-letter topic, counted per webhook and workspace by
+    # a consumer group of its own.
+    analytics_deadletter_group: str = "leadwire-analytics-deadletters"
+    # The dead-letter growth alert (a system-health alert): at least this many new dead
+    # letters within the window fire it, a window without any resolves it; checked this
+    # often.
+    analytics_deadletter_window_minutes: float = Field(default=5.0, gt=0)
+    analytics_deadletter_alert_min: int = Field(default=1, ge=1)
+    analytics_deadletter_check_s: float = Field(default=15.0, gt=0)
+
     # Alert defaults (per-webhook overrides: table analytics_alert_thresholds).
     analytics_alert_error_rate: float = Field(default=10.0, ge=0, le=100)  # percent
     analytics_alert_p95_ms: float = Field(default=1000.0, gt=0)

@@ -13,6 +13,8 @@ import pytest
 
 from services.analytics import handlers
 from services.analytics.alerts import Thresholds
+from services.analytics.deadletter_repository import PostgresDeadLetters
+from services.analytics.deadletters import DeadLetterRow
 from services.analytics.fake_repository import FakeAnalytics
 from services.analytics.postgres_repository import PostgresAnalytics
 from services.analytics.repository import AnalyticsRepository
@@ -92,7 +94,21 @@ async def reads(repo: AnalyticsRepository) -> dict[str, Any]:
             errors_per_webhook=2,
         ),
         "after_prune": await repo.recent_errors(ids, 10),
+        "deadletter_counts": await repo.deadletter_counts(ids),
+        "workspace_deadletters": [await repo.workspace_deadletters(w) for w in (WS, OTHER_WS)],
+        "deadletter_top": await repo.deadletter_top(2),
     }
+
+
+def dead_letters() -> list[DeadLetterRow]:
+    """Dead letters: BUSY's twice, SLOW's once, UNNAMED's (another workspace) three times,
+    one without ids; one of BUSY's repeated (a redelivery)."""
+    owners = [(WS, BUSY)] * 2 + [(WS, SLOW)] + [(OTHER_WS, UNNAMED)] * 3 + [(None, None)]
+    rows = [
+        DeadLetterRow("deadletter", 0, offset, "outcomes", "permanent", "g", ws, hook, NOW)
+        for offset, (ws, hook) in enumerate(owners)
+    ]
+    return [*rows, rows[0]]
 
 
 async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> None:
@@ -122,6 +138,10 @@ async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> No
             ("resolved", True, "error_rate"),
         ]
         assert await fill(fake, events) == sent
+        store = PostgresDeadLetters(pool)
+        for row in dead_letters():
+            await store.record([row])
+            fake.add_deadletter(row)
         expected = await reads(postgres)
     finally:
         await pool.close()

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.analytics import handlers
 from services.analytics.alerts import Thresholds
 from services.analytics.api import Api, create_app, openapi_document
+from services.analytics.deadletters import DeadLetterRow
 from services.analytics.fake_repository import FakeAnalytics
 from services.analytics.queries import ReadConfig
 from services.analytics.stream import Hub
@@ -47,6 +48,10 @@ async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
         rejected(WS, WH, received_at=at)
     ]
     await handlers.count_outcomes(events, repo=repo, config=CONFIG, now=NOW)
+    for offset in range(3):  # three dead letters of WH's messages
+        repo.add_deadletter(
+            DeadLetterRow("deadletter", 0, offset, "outcomes", "permanent", "g", WS, WH, NOW)
+        )
     async with TestClient(TestServer(served_app(repo))) as c:
         yield c
 
@@ -112,8 +117,11 @@ async def test_figures_come_from_the_repository(
     assert [a["metric"] for a in body["alerts"] if a["firing"]] == ["error_rate"]
     series = await (await client.get(f"/analytics/webhooks/{WH}/timeseries")).json()
     assert len(series["buckets"]) == 60 and sum(b["requests"] for b in series["buckets"]) == 25
+    assert body["deadletters"] == 3
     workspace = await (await client.get(f"/analytics/workspaces/{WS}")).json()
     assert [w["webhook_id"] for w in workspace["webhooks"]] == [str(WH), str(IDLE)]
+    assert [w["deadletters"] for w in workspace["webhooks"]] == [3, 0]
+    assert workspace["deadletters"] == 3
     listing = await (await client.get("/analytics/workspaces")).json()
     assert listing["workspaces"][0]["total_requests"] == 25
 
