@@ -105,8 +105,10 @@ async def _partitions(
         await asyncio.sleep(0.1)
 
 
-async def group_caught_up(settings: CommonSettings, group: str, logical: str) -> bool:
-    """``group`` has committed the end offset of every non-empty partition of the topic."""
+async def group_lag(settings: CommonSettings, group: str, logical: str) -> int | None:
+    """Messages of the topic ``group`` has not committed (end offsets minus committed
+    offsets, read from Kafka itself, summed over partitions); None when the topic has no
+    partitions."""
     name = settings.topic(logical)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
@@ -115,13 +117,20 @@ async def group_caught_up(settings: CommonSettings, group: str, logical: str) ->
     try:
         cluster = await consumer._client.fetch_all_metadata()
         tps = [TopicPartition(name, p) for p in sorted(cluster.partitions_for_topic(name) or ())]
+        if not tps:
+            return None
         ends = await consumer.end_offsets(tps)
+        lag = 0
         for tp in tps:
-            if ends[tp] and (await consumer.committed(tp) or 0) < ends[tp]:
-                return False
-        return bool(tps)
+            lag += max(0, ends[tp] - (await consumer.committed(tp) or 0))
+        return lag
     finally:
         await consumer.stop()
+
+
+async def group_caught_up(settings: CommonSettings, group: str, logical: str) -> bool:
+    """``group`` has committed the end offset of every non-empty partition of the topic."""
+    return await group_lag(settings, group, logical) == 0
 
 
 async def wait_caught_up(
