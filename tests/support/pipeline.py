@@ -87,7 +87,11 @@ async def running_pipeline(
     await ensure_topics(settings, topics.ALL, partitions=4)
     prefix = settings.topic_prefix
     processor_port = free_port()
-    counting = analytics_settings(settings, analytics_group=f"{prefix}analytics")
+    counting = analytics_settings(
+        settings,
+        analytics_group=f"{prefix}analytics",
+        analytics_deadletter_group=f"{prefix}analytics-deadletters",
+    )
     archiving = archiver_settings(settings)
     notifying = notifier_settings(settings, notify_group_id=f"{prefix}notifier")
     host = settings.http_host
@@ -105,6 +109,7 @@ async def running_pipeline(
             groups={
                 f"{prefix}processor": (topics.RAW,),
                 counting.analytics_group: (topics.OUTCOMES,),
+                counting.analytics_deadletter_group: (topics.DEADLETTER,),
                 notifying.notify_group_id: tuple(NOTIFIER_TOPICS),
                 archiving.archiver_group: (topics.OUTCOMES,),
             },
