@@ -136,15 +136,19 @@ def latin1_headers(request: web.Request) -> web.Request:
 
     aiohttp decodes header bytes as UTF-8 with ``surrogateescape``: a byte that is not
     UTF-8 arrives as a lone surrogate, which nothing downstream can encode (that was a 500).
-    Only a request with a non-ASCII header byte is looked at closer."""
-    if all(name.isascii() and value.isascii() for name, value in request.raw_headers):
+    Only a request with a non-ASCII header value is looked at closer (the parser refuses
+    a name that is not ASCII)."""
+    for _, raw in request.raw_headers:
+        if not raw.isascii():
+            break
+    else:
         return request
     headers: CIMultiDict[str] = CIMultiDict()
     changed = False
     for name, value in request.headers.items():
-        new_name, text = _header_text(name), _header_text(value)
-        changed = changed or new_name is not name or text is not value
-        headers.add(new_name, text)
+        text = _header_text(value)
+        changed = changed or text is not value
+        headers.add(name, text)
     return request.clone(headers=headers) if changed else request
 
 
