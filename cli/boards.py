@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import asyncpg
 import typer
 
-from cli import repository as repo
-from cli.context import run_db
+from cli.context import run_admin
 from cli.options import Workspace, WorkspaceFilter
 from cli.output import JsonFlag, emit, table
-from cli.workspaces import check_name
+from services.api import admin
 
 board_app = typer.Typer(
     name="board",
@@ -32,13 +30,11 @@ def create(
 ) -> None:
     """Create a board in a workspace."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        ws = await repo.get_workspace(conn, workspace)
-        board = await repo.create_board(conn, ws["id"], check_name("board", name))
-        return {**board, "workspace": ws["name"]}
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        return await admin.create_board(repo, await admin.find_workspace(repo, workspace), name)
 
     emit(
-        run_db(work, as_json=as_json),
+        run_admin(work, as_json=as_json),
         as_json=as_json,
         text=lambda b: f"created board {b['name']} ({b['id']}) in workspace {b['workspace']}",
     )
@@ -51,12 +47,11 @@ def list_(
 ) -> None:
     """List boards (all workspaces, or one)."""
 
-    async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-        ws_id = await repo.workspace_filter(conn, workspace)
-        return await repo.list_boards(conn, ws_id)
+    async def work(repo: admin.Repository) -> list[dict[str, Any]]:
+        return await admin.list_boards(repo, await admin.workspace_filter(repo, workspace))
 
     emit(
-        run_db(work, as_json=as_json),
+        run_admin(work, as_json=as_json),
         as_json=as_json,
         text=lambda rows: table(rows, ["workspace", "name", "id", "rules"]),
     )

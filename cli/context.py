@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from cli.output import CliError, fail
+from cli.output import CliError, cli_error, fail
+from services.api.admin import AdminError, PostgresRepository, Repository
 from shared.db import connect
 from shared.logs import configure_logging
 from shared.settings import CommonSettings
@@ -88,12 +89,15 @@ async def database(settings: CommonSettings) -> AsyncIterator[asyncpg.Connection
 
 
 def run_async(work: Callable[[CommonSettings], Coroutine[Any, Any, T]], *, as_json: bool) -> T:
-    """Run ``work(settings)``; a :class:`CliError` becomes the command's error."""
+    """Run ``work(settings)``; a :class:`CliError` (or a refusal of the management admin)
+    becomes the command's error."""
     settings = load_settings()
     try:
         return asyncio.run(work(settings))
     except CliError as err:
         fail(err, as_json=as_json)
+    except AdminError as err:
+        fail(cli_error(err), as_json=as_json)
 
 
 def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool) -> T:
@@ -112,3 +116,9 @@ def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool)
                 ) from exc
 
     return run_async(_main, as_json=as_json)
+
+
+def run_admin(work: Callable[[Repository], Awaitable[T]], *, as_json: bool) -> T:
+    """Run a management operation (:mod:`services.api.admin`) on the management tables,
+    through one Postgres connection."""
+    return run_db(lambda conn: work(PostgresRepository(conn)), as_json=as_json)

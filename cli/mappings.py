@@ -10,27 +10,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import asyncpg
 import orjson
 import typer
 import yaml
 
-from cli import repository as repo
-from cli.context import run_db
+from cli.context import run_admin
 from cli.options import WebhookWorkspace
 from cli.output import CliError, JsonFlag, attempt, emit, fail, table
 from cli.webhook_fields import read_mapping, template_named
-from shared.mapping import (
-    Mapping,
-    MappingError,
-    compile_mapping,
-    compile_stored,
-    describe_transforms,
-    load_mapping_text,
-    map_and_validate,
-    parse_form,
-)
-from shared.templates import TEMPLATES, Template, get_template
+from services.api import admin
+from shared.mapping import Mapping, describe_transforms
+from shared.templates import TEMPLATES, get_template
 
 mapping_app = typer.Typer(
     name="mapping",
@@ -49,29 +39,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(template_app, name="template")
 
 
-def _entries_doc(mapping: Mapping) -> dict[str, Any]:
-    return {
-        "entries": [e.model_dump(exclude_none=True) for e in mapping.entries],
-        "keep_unmapped": mapping.keep_unmapped,
-    }
-
-
 def _as_yaml(mapping: Mapping) -> str:
-    doc: Any = _entries_doc(mapping)
+    doc: Any = admin.entries_doc(mapping)
     if mapping.keep_unmapped:
         doc = doc["entries"]
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip()
-
-
-def _read_stdin_mapping() -> Mapping:
-    text = sys.stdin.read()
-    kind = "json" if text.lstrip()[:1] in ("[", "{") else "yaml"
-    try:
-        mapping = load_mapping_text(text, kind=kind)
-        compile_mapping(mapping)
-    except MappingError as exc:
-        raise CliError("stdin is not a valid mapping:\n  " + "\n  ".join(exc.problems)) from None
-    return mapping
 
 
 @mapping_app.command("set")
@@ -98,7 +70,7 @@ def set_(
         if template is not None:
             return template_named(template).mapping
         if file == "-":
-            return _read_stdin_mapping()
+            return admin.checks.mapping_from_text(sys.stdin.read(), what="stdin")
         assert file is not None
         if not Path(file).is_file():
             raise CliError(f"no such file: {file}", exit_code=2)
@@ -106,17 +78,11 @@ def set_(
 
     mapping = attempt(load, as_json=as_json)
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        row = await repo.get_webhook(conn, webhook, workspace)
-        await repo.update_webhook(conn, row["id"], {"mapping": mapping.to_stored()})
-        return {
-            "webhook_id": row["id"],
-            "webhook": row["name"],
-            "workspace": row["workspace"],
-            "mapping": _entries_doc(mapping),
-        }
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        row = await admin.find_webhook(repo, webhook, workspace)
+        return await admin.set_mapping(repo, row, mapping)
 
-    data = run_db(work, as_json=as_json)
+    data = run_admin(work, as_json=as_json)
     emit(
         data,
         as_json=as_json,
@@ -134,25 +100,12 @@ def show(
 ) -> None:
     """Print a webhook's mapping (the text form is a YAML file `mapping set` accepts)."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        row = await repo.get_webhook(conn, webhook, workspace)
-        try:
-            mapping = compile_stored(row["mapping"]).mapping
-        except MappingError as exc:
-            raise CliError(
-                "the stored mapping is invalid: " + "; ".join(exc.problems),
-                hint="replace it with `leadwire mapping set`",
-            ) from None
-        return {
-            "webhook_id": row["id"],
-            "webhook": row["name"],
-            "workspace": row["workspace"],
-            "template": row["template"],
-            "mapping": _entries_doc(mapping),
-            "_yaml": _as_yaml(mapping),
-        }
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        row = await admin.find_webhook(repo, webhook, workspace)
+        doc = admin.show_mapping(row)
+        return {**doc, "_yaml": _as_yaml(admin.stored_mapping(row))}
 
-    data = run_db(work, as_json=as_json)
+    data = run_admin(work, as_json=as_json)
     text = data.pop("_yaml")
     emit(data, as_json=as_json, text=f"# webhook {data['webhook']} ({data['webhook_id']})\n{text}")
 
@@ -173,25 +126,9 @@ def test(
         as_json=as_json,
     )
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        row = await repo.get_webhook(conn, webhook, workspace)
-        ws = await repo.get_workspace(conn, str(row["workspace_id"]))
-        data: Any
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            try:
-                data = parse_form(body)
-            except ValueError as exc:
-                raise CliError(f"cannot read the sample body: {exc}") from None
-        lead, errors = map_and_validate(
-            data, compile_stored(row["mapping"]), default_region=ws["default_region"]
-        )
-        return {
-            "valid": not errors,
-            "lead": lead.model_dump(mode="json"),
-            "errors": [e.model_dump() for e in errors],
-        }
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        row = await admin.find_webhook(repo, webhook, workspace)
+        return admin.test_mapping(row, admin.read_sample(body))
 
     def text(d: dict[str, Any]) -> str:
         lines = ["valid lead" if d["valid"] else "INVALID lead"]
@@ -204,7 +141,7 @@ def test(
             lines.append(f"  error {err['field']} ({err['code']}): {err['message']}")
         return "\n".join(lines)
 
-    emit(run_db(work, as_json=as_json), as_json=as_json, text=text)
+    emit(run_admin(work, as_json=as_json), as_json=as_json, text=text)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -217,24 +154,10 @@ def _read_bytes(path: str) -> bytes:
 # --- templates ----------------------------------------------------------------------
 
 
-def _template_doc(t: Template) -> dict[str, Any]:
-    return {
-        "name": t.name,
-        "description": t.description,
-        "auth_mode": t.auth_mode,
-        "idempotency_field": t.idempotency_field,
-        "content_type": t.content_type,
-        "mapping": _entries_doc(t.mapping),
-        "example_payload": t.example_payload,
-        "reference": t.reference or None,
-        "notes": list(t.notes),
-    }
-
-
 @template_app.command("list")
 def template_list(as_json: JsonFlag = False) -> None:
     """List vendor templates."""
-    rows = [_template_doc(t) for t in TEMPLATES.values()]
+    rows = [admin.template_doc(t) for t in TEMPLATES.values()]
     if as_json:
         emit(rows, as_json=True)
         return
@@ -258,7 +181,7 @@ def template_show(
             CliError(f"no template named {name!r}", hint=f"valid: {', '.join(TEMPLATES)}"),
             as_json=as_json,
         )
-    doc = _template_doc(tpl)
+    doc = admin.template_doc(tpl)
     lines = [
         f"# {tpl.name}: {tpl.description}",
         f"# auth: {tpl.auth_mode}; idempotency field: {tpl.idempotency_field or '-'}; "

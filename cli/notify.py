@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any, NoReturn
 
 import asyncpg
-import email_validator
-import phonenumbers
 import typer
 
 from cli import repository as repo
@@ -45,25 +43,16 @@ def _split(values: str) -> list[str]:
 
 def check_email(address: str) -> str:
     try:
-        return email_validator.validate_email(
-            address, check_deliverability=False, test_environment=True
-        ).normalized.lower()
-    except email_validator.EmailNotValidError as exc:
-        raise CliError(f"{address!r} is not a valid email address: {exc}", exit_code=2) from None
+        return admin.check_email(address)
+    except admin.InvalidRecipient as exc:
+        raise CliError(exc.message, hint=exc.hint, exit_code=2) from None
 
 
 def check_phone(number: str, region: str) -> str:
     try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not phonenumbers.is_valid_number(parsed):
-        raise CliError(
-            f"{number!r} is not a valid phone number",
-            hint="give it in international form, e.g. +15551234567",
-            exit_code=2,
-        )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return admin.check_phone(number, region)
+    except admin.InvalidRecipient as exc:
+        raise CliError(exc.message, hint=exc.hint, exit_code=2) from None
 
 
 def recipients_for(channel: Channel, to: str | None, region: str) -> tuple[str, ...]:

@@ -3,45 +3,15 @@ secret only in the document of the command that issued it."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from cli.context import load_settings
-
-
-def webhook_url(webhook_id: uuid.UUID | str) -> str:
-    return f"{load_settings().public_url.rstrip('/')}/webhooks/{webhook_id}"
-
-
-def _entry_count(stored: Any) -> int:
-    if isinstance(stored, dict):
-        stored = stored.get("entries", [])
-    return len(stored) if isinstance(stored, list) else 0
+from services.api import admin
 
 
 def view(row: dict[str, Any]) -> dict[str, Any]:
     """What list/show print about a webhook (never a secret)."""
-    return {
-        "id": row["id"],
-        "workspace_id": row["workspace_id"],
-        "workspace": row["workspace"],
-        "name": row["name"],
-        "url": webhook_url(row["id"]),
-        "status": row["status"],
-        "template": row["template"],
-        "auth_mode": row["auth_mode"],
-        "basic_username": row["basic_username"] if row["auth_mode"] == "basic" else None,
-        "api_key_header": row["api_key_header"] if row["auth_mode"] == "api-key" else None,
-        "verify_token": row["verify_token"],
-        "has_secret": row["has_secret"],
-        "previous_secret_valid_until": row["previous_secret_valid_until"],
-        "rate_limit_per_minute": row["rate_limit_per_minute"],
-        "max_body_bytes": row["max_body_bytes"],
-        "idempotency_field": row["idempotency_field"],
-        "mapping_entries": _entry_count(row["mapping"]),
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
+    return admin.webhook_view(row, load_settings().public_url)
 
 
 def describe(w: dict[str, Any]) -> str:

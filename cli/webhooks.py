@@ -3,37 +3,31 @@
 A webhook is one source's URL: ``{public_url}/webhooks/{id}``. Its secret (for the
 signed and credential modes) is printed once, at creation or rotation, and never again:
 basic and api-key secrets are stored only as hashes (see :mod:`shared.secrets`). The
-options are checked in :mod:`cli.webhook_fields`; what is printed is
+operations are the management admin's (:mod:`services.api.admin`, which the management
+API offers too); the options are read in :mod:`cli.webhook_fields`; what is printed is
 :mod:`cli.webhook_views`.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-import asyncpg
 import typer
 
-from cli import repository as repo
-from cli.context import run_db
+from cli.context import load_settings, run_admin
 from cli.options import WebhookWorkspace, Workspace, WorkspaceFilter
-from cli.output import CliError, JsonFlag, attempt, emit, table
+from cli.output import JsonFlag, attempt, emit, table
 from cli.webhook_fields import (
-    basic_username,
-    check_auth_mode,
-    check_header,
     check_idempotency_field,
     check_rate_limit,
-    issue_secret,
+    check_secret,
     parse_duration,
     parse_size,
     read_mapping,
-    template_named,
 )
 from cli.webhook_views import created_doc, describe, secret_lines, view
-from cli.workspaces import check_name
-from shared.secrets import AUTH_MODES, HMAC_MODES, generate_verify_token
+from services.api import admin
+from shared.secrets import AUTH_MODES
 from shared.templates import TEMPLATES
 
 webhook_app = typer.Typer(
@@ -95,31 +89,31 @@ def create(
         lambda: read_mapping(mapping_file) if mapping_file else None, as_json=as_json
     )
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        tpl = template_named(template)
-        mode = check_auth_mode(auth or tpl.auth_mode)
-        ws = await repo.get_workspace(conn, workspace)
-        plain, stored = issue_secret(mode, secret)
-        values: dict[str, Any] = {
-            "id": uuid.uuid4(),
-            "workspace_id": ws["id"],
-            "name": check_name("webhook", name),
-            "template": tpl.name,
-            "auth_mode": mode,
-            "secret": stored or None,
-            "basic_username": basic_username() if mode == "basic" else None,
-            "api_key_header": check_header(api_key_header),
-            "rate_limit_per_minute": _rate_limit(rate_limit),
-            "max_body_bytes": parse_size(max_body) if max_body is not None else None,
-            "idempotency_field": _idempotency_field(idempotency_field, tpl.idempotency_field),
-            "mapping": (custom_mapping or tpl.mapping).to_stored(),
-            "verify_token": generate_verify_token() if tpl.name == "facebook" else None,
-        }
-        out = view(await repo.create_webhook(conn, values))
-        out["secret"] = plain or None
-        return out
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        spec = admin.WebhookSpec(
+            name=name,
+            template=template,
+            auth_mode=auth,
+            secret=secret,
+            rate_limit_per_minute=_rate_limit(rate_limit),
+            max_body_bytes=parse_size(max_body) if max_body is not None else None,
+            # Not given: the template's; '': none.
+            idempotency_field=(
+                check_idempotency_field(idempotency_field)
+                if idempotency_field
+                else idempotency_field
+            ),
+            api_key_header=api_key_header,
+            mapping=custom_mapping,
+        )
+        mode = admin.checks.check_auth_mode(auth or admin.checks.template_named(template).auth_mode)
+        check_secret(mode, secret)
+        ws = await admin.find_workspace(repo, workspace)
+        return await admin.create_webhook(
+            repo, ws["id"], spec, public_url=load_settings().public_url
+        )
 
-    data = run_db(work, as_json=as_json)
+    data = run_admin(work, as_json=as_json)
     emit(
         created_doc(data),
         as_json=as_json,
@@ -131,13 +125,6 @@ def _rate_limit(value: int | None) -> int | None:
     return check_rate_limit(value) if value is not None else None
 
 
-def _idempotency_field(given: str | None, template_default: str | None) -> str | None:
-    """The option's path; '' = none; not given = the template's."""
-    if given:
-        return check_idempotency_field(given)
-    return None if given == "" else template_default
-
-
 @webhook_app.command("list")
 def list_(
     workspace: WorkspaceFilter = None,
@@ -145,11 +132,11 @@ def list_(
 ) -> None:
     """List webhooks (all workspaces, or one)."""
 
-    async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-        ws_id = await repo.workspace_filter(conn, workspace)
-        return [view(r) for r in await repo.list_webhooks(conn, ws_id)]
+    async def work(repo: admin.Repository) -> list[dict[str, Any]]:
+        ws_id = await admin.workspace_filter(repo, workspace)
+        return [view(r) for r in await admin.list_webhooks(repo, ws_id)]
 
-    rows = run_db(work, as_json=as_json)
+    rows = run_admin(work, as_json=as_json)
     emit(
         rows,
         as_json=as_json,
@@ -166,10 +153,10 @@ def show(
 ) -> None:
     """Show one webhook (its secret is never shown again)."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        return view(await repo.get_webhook(conn, webhook, workspace))
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        return view(await admin.find_webhook(repo, webhook, workspace))
 
-    emit(run_db(work, as_json=as_json), as_json=as_json, text=describe)
+    emit(run_admin(work, as_json=as_json), as_json=as_json, text=describe)
 
 
 @webhook_app.command("update")
@@ -196,11 +183,11 @@ def update(
 ) -> None:
     """Change a webhook's name or limits (auth mode and mapping have their own commands)."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        row = await repo.get_webhook(conn, webhook, workspace)
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        row = await admin.find_webhook(repo, webhook, workspace)
         changes: dict[str, Any] = {}
         if rename is not None:
-            changes["name"] = check_name("webhook", rename)
+            changes["name"] = rename
         if rate_limit is not None:
             changes["rate_limit_per_minute"] = (
                 None if rate_limit == 0 else check_rate_limit(rate_limit)
@@ -212,28 +199,23 @@ def update(
                 check_idempotency_field(idempotency_field) if idempotency_field else None
             )
         if api_key_header is not None:
-            changes["api_key_header"] = check_header(api_key_header)
-        if not changes:
-            raise CliError(
-                "nothing to change",
-                hint="pass --rename, --rate-limit, --max-body, --idempotency-field or --api-key-header",
-                exit_code=2,
-            )
-        try:
-            return view(await repo.update_webhook(conn, row["id"], changes))
-        except asyncpg.UniqueViolationError:
-            raise CliError(f"this workspace already has a webhook named {rename!r}") from None
+            changes["api_key_header"] = admin.checks.check_header(api_key_header)
+        return view(await admin.update_webhook(repo, row, changes))
 
-    emit(run_db(work, as_json=as_json), as_json=as_json, text=lambda w: f"updated {describe(w)}")
+    emit(
+        run_admin(work, as_json=as_json),
+        as_json=as_json,
+        text=lambda w: f"updated {describe(w)}",
+    )
 
 
 def _set_status(webhook: str, workspace: str | None, status: str, as_json: bool) -> None:
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        row = await repo.get_webhook(conn, webhook, workspace)
-        return view(await repo.update_webhook(conn, row["id"], {"status": status}))
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        row = await admin.find_webhook(repo, webhook, workspace)
+        return view(await admin.set_webhook_status(repo, row, status))
 
     emit(
-        run_db(work, as_json=as_json),
+        run_admin(work, as_json=as_json),
         as_json=as_json,
         text=lambda w: f"webhook {w['name']} ({w['id']}) is {w['status']}",
     )
@@ -272,39 +254,14 @@ def rotate_secret(
 ) -> None:
     """Issue a new secret; the old one keeps working for the grace period."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(repo: admin.Repository) -> dict[str, Any]:
         period = parse_duration(grace)
-        row = await repo.get_webhook(conn, webhook, workspace)
-        mode = row["auth_mode"]
-        if mode == "none":
-            raise CliError(
-                f"webhook {row['name']!r} has auth mode none: there is no secret to rotate",
-                hint="its URL is the credential; create a new webhook to change it",
-            )
-        plain, stored = issue_secret(mode, secret)
-        # basic keeps its username: during the grace period the old password still works.
-        extra = (
-            {"basic_username": basic_username()}
-            if mode == "basic" and not row["basic_username"]
-            else {}
+        row = await admin.find_webhook(repo, webhook, workspace)
+        if row["auth_mode"] != "none":
+            check_secret(row["auth_mode"], secret)
+        return await admin.rotate_secret(
+            repo, row, grace=period, secret=secret, public_url=load_settings().public_url
         )
-        updated = await repo.rotate_secret(
-            conn, row["id"], stored=stored, grace=period, extra=extra
-        )
-        out = view(updated)
-        return {
-            "id": out["id"],
-            "workspace": out["workspace"],
-            "name": out["name"],
-            "url": out["url"],
-            "auth_mode": mode,
-            "secret": plain,
-            "basic_username": out["basic_username"],
-            "api_key_header": out["api_key_header"],
-            "grace_seconds": period.total_seconds(),
-            "previous_secret_valid_until": out["previous_secret_valid_until"],
-            "signed": mode in HMAC_MODES,
-        }
 
     def text(d: dict[str, Any]) -> str:
         until = d["previous_secret_valid_until"]
@@ -316,5 +273,5 @@ def rotate_secret(
         ]
         return "\n".join(head + secret_lines(d))
 
-    data = run_db(work, as_json=as_json)
+    data = run_admin(work, as_json=as_json)
     emit(data, as_json=as_json, text=text)

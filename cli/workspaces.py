@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import asyncpg
-import phonenumbers
 import typer
 
-from cli import repository as repo
-from cli.context import run_db
-from cli.output import CliError, JsonFlag, emit, table
+from cli.context import run_admin
+from cli.output import JsonFlag, emit, table
+from services.api import admin
 
 workspace_app = typer.Typer(
     name="workspace",
@@ -18,31 +16,9 @@ workspace_app = typer.Typer(
     no_args_is_help=True,
 )
 
-MAX_NAME = 200
-
 
 def register(app: typer.Typer) -> None:
     app.add_typer(workspace_app, name="workspace")
-
-
-def check_name(kind: str, name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise CliError(f"a {kind} name cannot be empty", exit_code=2)
-    if len(name) > MAX_NAME:
-        raise CliError(f"a {kind} name has at most {MAX_NAME} characters", exit_code=2)
-    return name
-
-
-def check_region(region: str) -> str:
-    code = region.strip().upper()
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise CliError(
-            f"unknown region {region!r}",
-            hint="use a two-letter ISO 3166-1 country code such as US, GB or DE",
-            exit_code=2,
-        )
-    return code
 
 
 def _describe(ws: dict[str, Any]) -> str:
@@ -72,19 +48,14 @@ def create(
 ) -> None:
     """Create a workspace."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        return await repo.create_workspace(
-            conn, check_name("workspace", name), check_region(default_region)
-        )
-
-    ws = run_db(work, as_json=as_json)
+    ws = run_admin(lambda repo: admin.create_workspace(repo, name, default_region), as_json=as_json)
     emit(ws, as_json=as_json, text=lambda w: f"created {_describe(w)}")
 
 
 @workspace_app.command("list")
 def list_(as_json: JsonFlag = False) -> None:
     """List workspaces."""
-    rows = run_db(repo.list_workspaces, as_json=as_json)
+    rows = run_admin(admin.list_workspaces, as_json=as_json)
     emit(
         rows,
         as_json=as_json,
@@ -99,18 +70,19 @@ def show(
 ) -> None:
     """Show one workspace."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        ws = await repo.get_workspace(conn, workspace)
-        return {**ws, **await repo.workspace_counts(conn, ws["id"])}
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        ws = await admin.find_workspace(repo, workspace)
+        return await admin.get_workspace(repo, ws["id"])
 
-    emit(run_db(work, as_json=as_json), as_json=as_json, text=_describe)
+    emit(run_admin(work, as_json=as_json), as_json=as_json, text=_describe)
 
 
 def _set_status(workspace: str, status: str, as_json: bool) -> None:
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        return await repo.set_workspace_status(conn, workspace, status)
+    async def work(repo: admin.Repository) -> dict[str, Any]:
+        ws = await admin.find_workspace(repo, workspace)
+        return await admin.set_workspace_status(repo, ws["id"], status)
 
-    ws = run_db(work, as_json=as_json)
+    ws = run_admin(work, as_json=as_json)
     emit(ws, as_json=as_json, text=lambda w: f"workspace {w['name']} is {w['status']}")
 
 

@@ -45,6 +45,7 @@ class CommonSettings(BaseSettings):
     notifier_port: int = 8082
     analytics_port: int = 8083
     archiver_port: int = 8084
+    api_port: int = 8085
 
     # System-health alerts (shared/health.py): a readiness check failing for this long
     # raises one alert event (and one more when it passes again); checks run this often.

@@ -1,5 +1,5 @@
 """The gateway's OpenAPI 3.1 description and a plain HTML page that renders it (no CDN,
-no scripts).
+no scripts; :func:`shared.openapi.render_html`).
 
 The response bodies' schemas are generated from the models the handlers answer with
 (:mod:`services.ingest.bodies`), so they cannot drift from the code; what is written here
@@ -9,7 +9,6 @@ against the document.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import orjson
@@ -28,6 +27,7 @@ from services.ingest.bodies import (
     RequestStatus,
 )
 from services.ingest.steps import MAX_IDEMPOTENCY_KEY
+from shared import openapi
 
 _REF = "#/components/schemas/{model}"
 
@@ -219,62 +219,8 @@ async def spec_handler(_request: web.Request) -> web.Response:
     return web.Response(body=_SPEC_BYTES, content_type="application/json")
 
 
-def _schema_text(schema: Any) -> str:
-    return orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode()
-
-
-def _operation_html(path: str, method: str, op: dict[str, Any]) -> list[str]:
-    e = html.escape
-    parts = [f"<h2><code>{e(method.upper())} {e(path)}</code> — {e(op.get('summary', ''))}</h2>"]
-    if op.get("description"):
-        parts.append(f"<p>{e(op['description'])}</p>")
-    params = op.get("parameters", [])
-    if params:
-        parts.append(
-            "<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>"
-        )
-        for p in params:
-            parts.append(
-                f"<tr><td><code>{e(p['name'])}</code></td><td>{e(p['in'])}</td>"
-                f"<td>{'yes' if p.get('required') else 'no'}</td>"
-                f"<td>{e(p.get('description', ''))}</td></tr>"
-            )
-        parts.append("</table>")
-    body = op.get("requestBody")
-    if body:
-        types = ", ".join(e(t) for t in body["content"])
-        parts.append(f"<p>Request body: {types}. {e(body.get('description', ''))}</p>")
-    parts.append("<table><tr><th>status</th><th>meaning</th></tr>")
-    for code, resp in op["responses"].items():
-        parts.append(f"<tr><td>{e(code)}</td><td>{e(resp['description'])}</td></tr>")
-    parts.append("</table>")
-    return parts
-
-
 def render_html(spec: dict[str, Any] = SPEC) -> str:
-    e = html.escape
-    info = spec["info"]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(info['title'])}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
-        "padding:0 1rem;line-height:1.45}code,pre{background:#f4f4f4;padding:.1rem .3rem}"
-        "pre{padding:.6rem;overflow:auto}h2{border-top:1px solid #ddd;padding-top:1rem}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2rem .5rem;"
-        "text-align:left;vertical-align:top}</style>",
-        "</head><body>",
-        f"<h1>{e(info['title'])} <small>{e(info['version'])}</small></h1>",
-        f"<p>{e(info.get('description', ''))}</p>",
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1)</p>",
-    ]
-    for path, ops in spec["paths"].items():
-        for method, op in ops.items():
-            parts += _operation_html(path, method, op)
-    parts.append("<h2>Schemas</h2>")
-    for name, schema in spec["components"]["schemas"].items():
-        parts.append(f"<h3 id='{e(name)}'>{e(name)}</h3><pre>{e(_schema_text(schema))}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return openapi.render_html(spec)
 
 
 _HTML = render_html()
