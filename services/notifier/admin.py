@@ -1,6 +1,6 @@
-"""What the CLI (``leadwire notify``) and the management API may do to the notifier's
-domain, and the one module of the notifier they import: a workspace's notification rules,
-its high-priority SMS rule and its real-time (Socket.IO) token.
+"""What the CLI (``leadwire notify``) may do to the notifier's domain, and the one module
+of the notifier it imports: a workspace's notification rules, its high-priority SMS rule
+and its real-time (Socket.IO) token.
 
 Settings are stored in ``notification_settings`` and read by the notifier for every
 batch of events, so a change applies to the next events without a restart. Every change
@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
-import email_validator
-import phonenumbers
 from pydantic import ValidationError
 
 from services.notifier import admin_repository as repository
@@ -37,16 +35,14 @@ __all__ = [
     "Channel",
     "EventKind",
     "HighPriority",
-    "InvalidRecipient",
     "InvalidStoredSettings",
     "NotificationSettings",
     "Rule",
     "TokenExists",
-    "check_email",
-    "check_phone",
     "describe",
     "issue_token",
     "parse_condition",
+    "requeue_dead_sends",
     "update",
 ]
 
@@ -61,40 +57,6 @@ class InvalidStoredSettings(Exception):
     def __init__(self, errors: int) -> None:
         super().__init__(f"the stored notification settings are invalid ({errors} errors)")
         self.errors = errors
-
-
-class InvalidRecipient(ValueError):
-    """An email address or phone number that cannot be a recipient; ``hint`` says how to
-    write one."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-def check_email(address: str) -> str:
-    """An email recipient, normalized (lower case)."""
-    try:
-        return email_validator.validate_email(
-            address, check_deliverability=False, test_environment=True
-        ).normalized.lower()
-    except email_validator.EmailNotValidError as exc:
-        raise InvalidRecipient(f"{address!r} is not a valid email address: {exc}") from None
-
-
-def check_phone(number: str, region: str) -> str:
-    """An SMS recipient in E.164 (a national number is read in ``region``)."""
-    try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not phonenumbers.is_valid_number(parsed):
-        raise InvalidRecipient(
-            f"{number!r} is not a valid phone number",
-            hint="give it in international form, e.g. +15551234567",
-        )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 class TokenExists(Exception):
@@ -148,3 +110,11 @@ async def issue_token(
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         await repository.save_token(conn, workspace_id, token)
     return token, rotated
+
+
+async def requeue_dead_sends(conn: asyncpg.Connection, send_ids: Sequence[uuid.UUID]) -> int:
+    """``leadwire deadletter retry`` of a notifications dead letter: its sends that are
+    still dead go back in the queue as new (no attempts yet, due now) and the dispatcher
+    sends them. Sends re-queued already, sent since or pruned (past retention) are left
+    alone; returns how many were re-queued. Runs in the caller's transaction, if any."""
+    return await repository.requeue_dead(conn, send_ids)
