@@ -8,7 +8,7 @@ import typer
 
 app = typer.Typer(
     name="leadwire",
-    help="Administer leadwire: workspaces, webhooks, mappings, boards, rules, "
+    help="Administer leadwire: workspaces, webhooks, mappings, boards, rules, API keys, "
     "notifications, archives and replay. Every command takes --json.",
     no_args_is_help=True,
     add_completion=False,
@@ -23,6 +23,7 @@ _GROUPS = (
     "cli.mappings",
     "cli.boards",
     "cli.rules",
+    "cli.apikeys",
     "cli.contacts",
     "cli.notify",
     "cli.archive",

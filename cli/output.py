@@ -14,6 +14,10 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from services.api.admin import AdminError
 
 T = TypeVar("T")
 
@@ -57,6 +61,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def cli_error(error: AdminError) -> CliError:
+    """A refused management operation (:mod:`services.api.admin`) as the CLI shows it."""
+    return CliError(error.message, hint=error.hint, exit_code=error.exit_code)
+
+
 def fail(error: CliError, *, as_json: bool) -> NoReturn:
     if as_json:
         doc = {"error": error.message, **({"hint": error.hint} if error.hint else {})}
@@ -69,11 +78,29 @@ def fail(error: CliError, *, as_json: bool) -> NoReturn:
 
 
 def attempt(work: Callable[[], T], *, as_json: bool) -> T:
-    """Run ``work`` (local checks, file reads); a CliError becomes the command's error."""
+    """Run ``work`` (local checks, file reads); a CliError (or a refusal of the management
+    admin) becomes the command's error."""
     try:
         return work()
     except CliError as err:
         fail(err, as_json=as_json)
+    except AdminError as err:
+        fail(cli_error(err), as_json=as_json)
+
+
+def progress_bar(*, enabled: bool = True) -> Progress:
+    """A progress bar for long runs, on stderr (never on stdout, which is the command's
+    result) and only on a terminal."""
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not (enabled and console.is_terminal),
+    )
 
 
 def progress_bar(*, enabled: bool = True) -> Progress:

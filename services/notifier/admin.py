@@ -1,6 +1,6 @@
-"""What the CLI (``leadwire notify``) may do to the notifier's domain, and the one module
-of the notifier it imports: a workspace's notification rules, its high-priority SMS rule
-and its real-time (Socket.IO) token.
+"""What the CLI (``leadwire notify``) and the management API may do to the notifier's
+domain, and the one module of the notifier they import: a workspace's notification rules,
+its high-priority SMS rule and its real-time (Socket.IO) token.
 
 Settings are stored in ``notification_settings`` and read by the notifier for every
 batch of events, so a change applies to the next events without a restart. Every change
@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
+import email_validator
+import phonenumbers
 from pydantic import ValidationError
 
 from services.notifier import admin_repository as repository
@@ -35,10 +37,13 @@ __all__ = [
     "Channel",
     "EventKind",
     "HighPriority",
+    "InvalidRecipient",
     "InvalidStoredSettings",
     "NotificationSettings",
     "Rule",
     "TokenExists",
+    "check_email",
+    "check_phone",
     "describe",
     "issue_token",
     "parse_condition",
@@ -57,6 +62,40 @@ class InvalidStoredSettings(Exception):
     def __init__(self, errors: int) -> None:
         super().__init__(f"the stored notification settings are invalid ({errors} errors)")
         self.errors = errors
+
+
+class InvalidRecipient(ValueError):
+    """An email address or phone number that cannot be a recipient; ``hint`` says how to
+    write one."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def check_email(address: str) -> str:
+    """An email recipient, normalized (lower case)."""
+    try:
+        return email_validator.validate_email(
+            address, check_deliverability=False, test_environment=True
+        ).normalized.lower()
+    except email_validator.EmailNotValidError as exc:
+        raise InvalidRecipient(f"{address!r} is not a valid email address: {exc}") from None
+
+
+def check_phone(number: str, region: str) -> str:
+    """An SMS recipient in E.164 (a national number is read in ``region``)."""
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        raise InvalidRecipient(
+            f"{number!r} is not a valid phone number",
+            hint="give it in international form, e.g. +15551234567",
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 class TokenExists(Exception):
