@@ -14,8 +14,6 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.api.admin import AdminError
 
@@ -86,21 +84,6 @@ def attempt(work: Callable[[], T], *, as_json: bool) -> T:
         fail(err, as_json=as_json)
     except AdminError as err:
         fail(cli_error(err), as_json=as_json)
-
-
-def progress_bar(*, enabled: bool = True) -> Progress:
-    """A progress bar for long runs, on stderr (never on stdout, which is the command's
-    result) and only on a terminal."""
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not (enabled and console.is_terminal),
-    )
 
 
 def progress_bar(*, enabled: bool = True) -> Progress:
