@@ -220,7 +220,12 @@ class Service:
         :mod:`shared.health`); evaluated every ``health_check_interval_s`` until the
         service drains. Returns the monitor, to watch checks of the service's own."""
 
+        created: list[bool] = []
+
         async def publish(event: SystemHealthAlert) -> None:
+            if not created:  # a service that does not use the alerts topic otherwise
+                await ensure_topics(settings, [topics.ALERTS])
+                created.append(True)
             await publisher.publish(topics.ALERTS, event, key=self.name)
 
         monitor = HealthMonitor(self.name, publish)
