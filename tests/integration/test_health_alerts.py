@@ -1,18 +1,23 @@
 """A stuck consumer on the service skeleton, against real Kafka: ``/readyz`` turns 503
 within the bound naming the partition, and exactly ONE system-health alert (firing) is
-published on the alerts topic; one resolved event follows when it recovers (H4)."""
+published on the alerts topic; one resolved event follows when it recovers (H4). And the
+age of the oldest message a runner has not committed, which the archiver's "archive
+behind" alert reads."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import aiohttp
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from shared import topics
 from shared.events import SystemHealthAlert, decode_alert
+from shared.health import age_check
 from shared.http import ReadyCheck
 from shared.kafka import ConsumerRunner, Message, Publisher, ensure_topics
 from shared.service import Service
@@ -140,3 +145,58 @@ async def test_a_stuck_consumer_is_not_ready_within_the_bound_and_raises_one_ale
 
 async def _value(value: object) -> object:
     return value
+
+
+async def test_the_runner_says_how_old_its_oldest_uncommitted_message_is(
+    settings: CommonSettings,
+) -> None:
+    """What the archiver's "archive behind" alert reads: while a batch waits for a
+    dependency, the age of its oldest message (from the message's own timestamp); 0 once
+    it is committed."""
+    await ensure_topics(settings, [topics.RAW, topics.DEADLETTER])
+    away = [True]
+
+    async def handle(messages: list[Message[dict]]) -> None:
+        if away[0]:
+            raise ConnectionRefusedError("S3 away")
+
+    twenty_minutes_ago = int((time.time() - 1200) * 1000)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic(topics.RAW), b'{"n": 1}', key=b"k", timestamp_ms=twenty_minutes_ago
+        )
+    finally:
+        await producer.stop()
+    async with Publisher(settings, client_id="test-behind") as pub:
+        runner: ConsumerRunner[dict] = ConsumerRunner(
+            settings,
+            topics=[topics.RAW],
+            group_id="g-behind",
+            decode=orjson.loads,
+            handler=handle,
+            publisher=pub,
+            max_backoff_s=0.2,
+        )
+        behind = age_check(runner.oldest_pending_age_s, 600.0)
+        task = asyncio.create_task(runner.run())
+        try:
+            age = await eventually(
+                lambda: _value(runner.oldest_pending_age_s()),
+                until=lambda a: a > 0,
+                what="an uncommitted message",
+            )
+            assert 1190 < age < 1300
+            ok, details = behind()
+            assert not ok and details["limit_s"] == 600.0
+            away[0] = False
+            await eventually(
+                lambda: _value(runner.oldest_pending_age_s()),
+                until=lambda a: a == 0,
+                what="nothing uncommitted",
+            )
+            assert behind()[0]
+        finally:
+            runner.stop()
+            await asyncio.wait_for(task, 30)
