@@ -32,7 +32,7 @@ from infra.stack import start_process
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver")
+SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver", "api")
 EXTRA_PROCESSOR = "processor-2"
 
 

@@ -1,6 +1,6 @@
 """``make up`` / ``make run`` / ``make down``: the whole system on this machine.
 
-    python -m infra.launch up       # infra, migrations, topics, five services, demo webhook
+    python -m infra.launch up       # infra, migrations, topics, six services, demo webhook
     python -m infra.launch run      # the same in the foreground; Ctrl-C stops everything
     python -m infra.launch down     # stop every process `up` started (no process, no port left)
     python -m infra.launch status
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # developer's `make up` (its infra ports are derived from the name; set the service ports
 # with LEADWIRE_<SERVICE>_PORT).
 STACK = os.environ.get("LEADWIRE_STACK", "dev")
-SERVICES = ("processor", "notifier", "analytics", "archiver", "ingest")
+SERVICES = ("processor", "notifier", "analytics", "archiver", "api", "ingest")
 DEMO_WORKSPACE = "demo"
 DEMO_WEBHOOK = "demo-form"
 READY_DEADLINE_S = 120.0
@@ -199,6 +199,8 @@ def _print_welcome(info: dict) -> None:
         f"{_curl(info['webhook'])}\n\n"
         f"Dashboard:     {urls['analytics']}/dashboard\n"
         f"Gateway docs:  {urls['ingest']}/docs\n"
+        f"Management API: {urls['api']}/docs   (a key: .venv/bin/leadwire apikey create "
+        f"--workspace {DEMO_WORKSPACE} --scope manage)\n"
         f"Analytics API: {urls['analytics']}/analytics/webhooks/{info['webhook']['id']}\n"
         "Admin CLI:     .venv/bin/leadwire --help   (settings come from .leadwire/stack.env)\n"
         f"Logs:          .leadwire/{STACK}/logs/\n",

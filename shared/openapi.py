@@ -201,6 +201,11 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
         key = info.alias or name
         schema = {k: v for k, v in properties[key].items() if k not in ("title", "description")}
         schema.pop("default", None)
+        # A parameter left out is absent, never null: ``X | None`` is X in a query.
+        options = [o for o in schema.get("anyOf", []) if o != {"type": "null"}]
+        if "anyOf" in schema and len(options) == 1:
+            del schema["anyOf"]
+            schema.update(options[0])
         param = {"name": key, "in": "query", "required": info.is_required(), "schema": schema}
         if info.description:
             param["description"] = info.description

@@ -11,6 +11,7 @@ then the handler runs, and its model is the answer. Postgres away: 503 with Retr
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -52,7 +53,11 @@ API = web.AppKey("management_api", Api)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    try:
+        body = orjson.dumps(data)
+    except TypeError:  # an integer past 64 bits, or a lone surrogate, from a sample body
+        body = json.dumps(data, ensure_ascii=True).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _error(status: int, field: str, code: str, message: str) -> web.Response:

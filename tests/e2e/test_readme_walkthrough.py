@@ -30,6 +30,7 @@ SERVICE_PORTS = {
     "notifier": 18282,
     "analytics": 18283,
     "archiver": 18284,
+    "api": 18285,
 }
 
 
@@ -151,16 +152,35 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
                 ["board", "create"],
                 ["rule", "add"],
                 ["webhook", "rotate-secret"],
+                ["apikey", "create"],
             ):
                 continue
             as_json = bash(f"{call} --json")
             assert as_json.returncode == 0, f"{call} --json failed: {as_json.stderr}"
             json.loads(as_json.stdout)
+
+        # 4. The management API answers the README's curl, with a key the CLI made.
+        made = bash("leadwire apikey create --workspace acme --scope read --json")
+        assert made.returncode == 0, made.stderr
+        api_call = _code_blocks(_section("The admin CLI"), "sh")[1]
+        listed = subprocess.run(
+            ["bash", "-c", api_call],
+            env={
+                **cli_env,
+                "KEY": json.loads(made.stdout)["key"],
+                "LEADWIRE_API_URL": stack_env["LEADWIRE_API_URL"],
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [w["name"] for w in json.loads(listed.stdout)["items"]] == ["acme"]
     finally:
         down = _make("down", env)
     assert down.returncode == 0, down.stderr[-4000:]
 
-    # 4. `make down` leaves nothing behind.
+    # 5. `make down` leaves nothing behind.
     assert list_processes(name, project_root=ROOT) == []
     for pid in pids:
         assert (

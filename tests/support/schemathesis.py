@@ -22,11 +22,19 @@ def pin_path_ids(spec: dict[str, Any], values: dict[str, list[str]]) -> None:
 
 
 async def run_schemathesis(
-    spec: dict[str, Any], url: str, workdir: Path, *, max_examples: int = 100
+    spec: dict[str, Any],
+    url: str,
+    workdir: Path,
+    *,
+    max_examples: int = 100,
+    headers: dict[str, str] | None = None,
+    workers: int = 2,
 ) -> str:
-    """Run ``st run`` on ``spec`` against ``url``; fail on a server error. Returns the
-    report's text. ``LEADWIRE_ST_CHECKS`` picks other checks (default:
-    ``not_a_server_error``)."""
+    """Run ``st run`` on ``spec`` against ``url`` (``headers`` on every request, e.g. an
+    API key); fail on a server error. Returns the report's text. ``LEADWIRE_ST_CHECKS``
+    picks other checks (default: ``not_a_server_error``). ``workers=1`` for a document
+    whose coverage phase trips Python 3.11's ast.parse, which is not thread-safe (a
+    "recursion depth mismatch" in hypothesis, not an answer of the server)."""
     spec_file = workdir / "openapi.json"
     spec_file.write_bytes(orjson.dumps(spec))
     proc = await asyncio.create_subprocess_exec(
@@ -40,7 +48,7 @@ async def run_schemathesis(
         "--max-examples",
         str(max_examples),
         "--workers",
-        "2",
+        str(workers),
         # Stateful runs need links between operations; these APIs have none worth following.
         "--phases",
         "examples,coverage,fuzzing",
@@ -49,6 +57,7 @@ async def run_schemathesis(
         "all",
         "--request-timeout",
         "10",
+        *(arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")),
         cwd=workdir,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -16,7 +16,7 @@ from shared.settings import ENV_PREFIX, CommonSettings
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver")
+SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver", "api")
 
 
 @pytest.fixture(scope="module")
