@@ -63,7 +63,7 @@ async def compact(
     since: datetime | None = None,
     dry_run: bool = False,
     chunk: int = 5000,
-    level: int = 6,
+    level: int = segments.GZIP_LEVEL,
     on_day: Callable[[str], None] | None = None,
 ) -> CompactResult:
     """Rewrite the first-layout records received on or after ``since``'s day (all without

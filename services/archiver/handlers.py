@@ -49,7 +49,15 @@ from services.archiver.metrics import (
     UPLOAD_SECONDS,
 )
 from services.archiver.repository import Archive
-from services.archiver.segments import CONTENT_TYPE, Bounds, Buffer, Buffers, encode
+from services.archiver.segments import (
+    CONTENT_TYPE,
+    GZIP_LEVEL,
+    MEMBER_BYTES,
+    Bounds,
+    Buffer,
+    Buffers,
+    encode,
+)
 from shared.events import Outcome
 from shared.kafka import Message, PoisonMessage
 from shared.kafka.failures import Kind
@@ -111,8 +119,8 @@ class SegmentWriter:
         archive: Archive,
         index: ArchiveIndex,
         bounds: Bounds = Bounds(),
-        level: int = 6,
-        member_bytes: int = 256 * 1024,
+        level: int = GZIP_LEVEL,
+        member_bytes: int = MEMBER_BYTES,
         concurrency: int = 16,
         hooks: Hooks = Hooks(),
         clock: Callable[[], float] = time.monotonic,
@@ -135,9 +143,8 @@ class SegmentWriter:
             if self._buffers.seen(m.topic, m.partition, m.offset):
                 continue  # the runner hands a batch over again after a failed flush
             try:
-                record = records.build_record(m.value)
-                line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-                facts = records.facts(record)
+                line = records.record_line(m.value)
+                facts = records.facts_of(m.value)
             except (orjson.JSONEncodeError, TypeError, ValueError, KeyError) as exc:
                 raise PoisonMessage(m, f"unarchivable: {type(exc).__name__}: {exc}") from exc
             prepared.append((m, facts, line))

@@ -163,11 +163,15 @@ _INSERT = (
 )
 
 
-def _values(row: IndexRow) -> list[Any]:
+def _columns(rows: Sequence[IndexRow]) -> list[list[Any]]:
+    """The rows as unnest's arrays, in _COLUMNS' order (one pass per column: cheaper than
+    transposing tuples on the archiver's hot path)."""
+    facts = [r.facts for r in rows]
+    places = [r.placement for r in rows]
     return [
-        *(getattr(row.facts, n) for n in _FACTS),
-        row.segment_key,
-        *(getattr(row.placement, n) for n in _PLACEMENT),
+        *([getattr(f, n) for f in facts] for n in _FACTS),
+        [r.segment_key for r in rows],
+        *([getattr(p, n) for p in places] for n in _PLACEMENT),
     ]
 
 
@@ -237,7 +241,7 @@ class PgIndex:
     async def insert(self, rows: Sequence[IndexRow]) -> None:
         if not rows:
             return
-        columns = [list(c) for c in zip(*(_values(row) for row in rows), strict=True)]
+        columns = _columns(rows)
         async with self._conn() as conn:
             await conn.execute(_INSERT, *columns)
 

@@ -34,6 +34,8 @@ from services.archiver.records import RecordFacts
 PREFIX = "archive/"
 CONTENT_TYPE = "application/gzip"
 SUFFIX = ".ndjson.gz"
+GZIP_LEVEL = 3
+MEMBER_BYTES = 256 * 1024  # of NDJSON per gzip member
 
 _KEY = re.compile(
     r"^archive/(?P<workspace>[0-9a-f-]{36})/(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<h>\d{2})/"
@@ -102,7 +104,7 @@ class Placement:
 
 
 def encode(
-    lines: Sequence[bytes], *, level: int = 6, member_bytes: int = 256 * 1024
+    lines: Sequence[bytes], *, level: int = GZIP_LEVEL, member_bytes: int = MEMBER_BYTES
 ) -> tuple[bytes, list[Placement]]:
     """The segment object of ``lines`` (each ending with a newline), and each line's
     placement. Deterministic: the same lines give the same bytes (no gzip timestamp)."""

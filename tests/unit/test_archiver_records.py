@@ -60,6 +60,21 @@ def test_record_has_the_seed_fields_and_no_secret(make: Any) -> None:
     assert record["timestamp"].endswith("Z")
 
 
+def test_the_line_is_the_record_as_json_with_utc_times() -> None:
+    # 23:30 in New York on Oct 25 is 03:30 on Oct 26 in UTC; no microseconds, none written.
+    received = datetime(2025, 10, 25, 23, 30, tzinfo=timezone(timedelta(hours=-4)))
+    event = processed(WS, WH, received_at=received, board_name="Sales")
+    line = records.record_line(event)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    record = orjson.loads(line)
+    assert record == records.build_record(event)
+    assert record["timestamp"] == "2025-10-26T03:30:00Z"
+    assert record["request_id"] == str(event.request_id)
+    assert record["result"]["board"]["id"] == str(event.contact.board_id)
+    later = processed(WS, WH, received_at=datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
+    assert records.build_record(later)["timestamp"] == "2025-01-02T03:04:05.000006Z"
+
+
 def test_results_and_errors_by_outcome() -> None:
     ok = records.build_record(processed(WS, WH, board_name="Sales"))
     assert ok["result"]["success"] is True
@@ -107,11 +122,13 @@ def test_facts_are_what_the_index_keeps_of_a_record(make: Any) -> None:
         replay_of=orig,
     )
     assert records.facts(orjson.loads(orjson.dumps(records.build_record(event)))) == facts
+    assert records.facts_of(event) == facts  # the writer's shortcut says the same
 
 
 def test_facts_drop_nul_characters_postgres_text_cannot_hold() -> None:
-    record = records.build_record(failed(WS, WH, error_type="db\x00error"))
-    assert records.facts(record).error_type == "dberror"
+    event = failed(WS, WH, error_type="db\x00error")
+    assert records.facts(records.build_record(event)).error_type == "dberror"
+    assert records.facts_of(event).error_type == "dberror"
 
 
 def test_days_between_and_expiry() -> None:
