@@ -9,12 +9,14 @@ same distinct generic leads), with CPU read from /proc for the serving processes
 - ``gateway``: the leadwire gateway as ``make up`` runs it (supervisor + 2 workers), one
   unsigned webhook of the generic template, ``LEADWIRE_IP_RATE_PER_MINUTE=0``.
 
-The stack is ``bench-gateway`` (all five services running, as ``make up`` starts them, so
-the processor, notifier, analytics and archiver consume the gateway's leads meanwhile).
-Printed: req/s and CPU µs per request of each, the ratio gateway / relay, and the
-broker's CPU per relayed request (its idle rate, read while the bare handler ran,
-subtracted); then, after the stack has caught up, the
-gateway's and the bare handler's p50/p99 at half the gateway's maximum rate (open loop).
+The stack is ``bench-gateway`` (started as ``make up`` starts it). While the three run,
+the consumers (processor, notifier, analytics, archiver) are paused (SIGSTOP), so every
+server has the same machine: Kafka, Postgres and S3 up, nobody processing (with them
+running, the gateway's rate is whatever CPU their processing of its leads leaves it).
+Printed: req/s, p50/p99 and CPU µs per request of each, the ratio gateway / relay, and the
+broker's CPU per relayed request (its rate while the bare handler ran subtracted); then,
+once the consumers have caught up, the gateway's and the bare handler's p50/p99 at half
+the gateway's maximum rate (open loop), all five services running.
 
 Run: ``python -m bench gateway [--seconds N]`` (or ``python -m bench.gateway``).
 """
@@ -23,9 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
+import os
 import random
+import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -40,6 +46,7 @@ from bench.stack import LaunchedStack, form_webhook, running_stack, say
 from shared.kafka import ensure_topics
 
 CONNECTIONS = 32
+CONSUMERS = ("processor", "notifier", "analytics", "archiver")
 RELAY_TOPIC = "bench.relay"
 TABLE = "gateway"
 SERVERS = {
@@ -158,6 +165,8 @@ def _cost_rows(rates: dict[str, wrk.Rate], cpu: dict[str, dict[str, float]]) -> 
                 f"{rate.requests} requests, {rate.errors} errors",
             )
         )
+        for column, value in (("p50", rate.p50_ms), ("p99", rate.p99_ms)):
+            rows.append(cell("gateway", TABLE, SERVERS[name], column, value, "ms"))
     if per_request.get("relay"):
         rows.append(
             figure(
@@ -220,41 +229,71 @@ async def _half_rate_rows(
     return rows
 
 
+@contextlib.contextmanager
+def _paused(stack: LaunchedStack, names: tuple[str, ...]) -> Iterator[None]:
+    """The named services stopped (SIGSTOP to their process groups) for the block, and
+    continued after it whatever happens."""
+    pids = stack.pids()
+    stopped = []
+    try:
+        for name in names:
+            os.killpg(pids[name], signal.SIGSTOP)
+            stopped.append(pids[name])
+        yield
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGCONT)
+
+
+async def _three(
+    stack: LaunchedStack,
+    servers: list[tuple[Any, int]],
+    path: str,
+    bodies: list[bytes],
+    seconds: float,
+) -> tuple[dict[str, wrk.Rate], dict[str, dict[str, float]]]:
+    """Each server's maximum rate in turn, the consumers paused, and the CPU meanwhile."""
+    pids = stack.pids()
+    ports = {"bare": servers[0][1], "relay": servers[1][1], "gateway": stack.ports["ingest"]}
+    leaders = {
+        "bare": {"bare": servers[0][0].pid, "kafka": pids["kafka"]},
+        "relay": {"relay": servers[1][0].pid, "kafka": pids["kafka"]},
+        "gateway": {"gateway": pids["ingest"]},
+    }
+    rates: dict[str, wrk.Rate] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    with _paused(stack, CONSUMERS):
+        for name in ("bare", "relay", "gateway"):
+            rates[name], cpu[name] = await _max_rate(
+                name, ports[name], path, bodies, leaders[name], seconds
+            )
+    return rates, cpu
+
+
 async def run(opts: Options = Options()) -> list[dict[str, Any]]:
     stack = LaunchedStack(
         "bench-gateway",
         port_base=18600,
         extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
     )
-    servers: list[Any] = []
+    servers: list[tuple[Any, int]] = []  # (process, port) of bare and relay
     async with running_stack(stack):
         assert stack.settings is not None
         settings = stack.settings
         await ensure_topics(settings, [RELAY_TOPIC])
         target = await form_webhook(stack)
         path = urlparse(target.url).path
-        ports = {"gateway": stack.ports["ingest"]}
         try:
-            for name, serve, args in (
-                ("bare", _serve_bare, ()),
-                ("relay", _serve_relay, (settings.kafka_bootstrap, settings.topic(RELAY_TOPIC))),
+            for serve, args in (
+                (_serve_bare, ()),
+                (_serve_relay, (settings.kafka_bootstrap, settings.topic(RELAY_TOPIC))),
             ):
-                ports[name] = free_port()
-                servers.append(_start_server(serve, ports[name], *args))
-            pids = stack.pids()
-            leaders = {
-                "bare": {"bare": servers[0].pid, "kafka": pids["kafka"]},
-                "relay": {"relay": servers[1].pid, "kafka": pids["kafka"]},
-                "gateway": {"gateway": pids["ingest"]},
-            }
+                port = free_port()
+                servers.append((_start_server(serve, port, *args), port))
             bodies = lead_bodies(40_000, first=random.randrange(10**6, 10**8))
             load_before = load_average()
-            rates: dict[str, wrk.Rate] = {}
-            cpu: dict[str, dict[str, float]] = {}
-            for name in ("bare", "relay", "gateway"):
-                rates[name], cpu[name] = await _max_rate(
-                    name, ports[name], path, bodies, leaders[name], opts.seconds
-                )
+            rates, cpu = await _three(stack, servers, path, bodies, opts.seconds)
             rows = _cost_rows(rates, cpu)
             tool = rates["gateway"].tool
             rows.append(
@@ -263,13 +302,16 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
                     TABLE,
                     f"{'wrk' if tool == 'wrk' else 'bench.httpload (wrk not installed)'} -t1 "
                     f"-c{CONNECTIONS}, {opts.seconds:g} s per server, one run; CPU of the serving "
-                    f"processes only (utime+stime from /proc); all five services running; "
-                    f"load average {load_before} before, {load_average()} after",
+                    f"processes only (utime+stime from /proc); Kafka, Postgres and S3 up, the "
+                    f"consumers ({', '.join(CONSUMERS)}) paused meanwhile so that every server "
+                    f"has the same machine; load average {load_before} before, "
+                    f"{load_average()} after",
                 )
             )
+            ports = {"bare": servers[0][1], "gateway": stack.ports["ingest"]}
             rows += await _half_rate_rows(stack, ports, path, bodies, rates["gateway"].rps)
         finally:
-            for proc in servers:
+            for proc, _ in servers:
                 proc.kill()
                 proc.join(10)
     return rows

@@ -88,8 +88,9 @@ class Plan:
     next request when the last is answered. Open loop (``rate`` per second): request ``i``
     is due at ``i / rate`` and goes out on an idle connection, or a new one (up to
     ``max_connections``, like that many vendors), and its latency counts from when it was
-    due. Requests not yet sent ``grace_s`` after the end are not sent (the server could not
-    keep up: the rate reached says so); an answer slower than ``timeout_s`` is an error.
+    due. Requests not yet sent ``grace_s`` after the end (every connection busy) are not
+    sent: the server could not keep up, and the rate reached and ``unsent`` say so. An
+    answer slower than ``timeout_s`` is an error.
     """
 
     port: int
@@ -234,7 +235,11 @@ async def _open_loop(plan: Plan, rate: float) -> Result:
                 return
             conns.append(conn)
         else:
-            conn = await idle.get()
+            try:  # every connection busy: wait for one, until the end + grace at most
+                conn = await asyncio.wait_for(idle.get(), max(cutoff - time.perf_counter(), 0))
+            except TimeoutError:
+                result.unsent += 1
+                return
         try:
             status = await asyncio.wait_for(conn.request(data), plan.timeout_s)
         except (ConnectionError, TimeoutError):
@@ -248,11 +253,12 @@ async def _open_loop(plan: Plan, rate: float) -> Result:
     count = min(plan.total or 10**9, int(rate * plan.seconds))
     tasks: list[asyncio.Task[None]] = []
     start = time.perf_counter()
+    cutoff = start + plan.seconds + plan.grace_s
     for i in range(count):
         due = start + i / rate
         now = time.perf_counter()
-        if now > start + plan.seconds + plan.grace_s:
-            result.unsent = count - i
+        if now > cutoff:
+            result.unsent += count - i
             break
         if due > now:
             await asyncio.sleep(due - now)

@@ -75,7 +75,9 @@ def _rows(rate: float, result: Result, quiet: bool) -> list[dict[str, Any]]:
         f", other answers {others}" if others else ""
     )
     if result.errors:
-        note += f", {result.errors} connection errors"
+        note += f", {result.errors} errors"
+    if result.unsent:
+        note += f", {result.unsent} not sent (every connection still busy 10 s after the end)"
     if not quiet:
         note += f"; the stack had not caught up after {QUIET_DEADLINE_S:.0f} s"
     return [
