@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.context import run_admin
-from cli.options import WorkspaceFilter
+from cli.options import WorkspaceFilter, object_id
 from cli.output import CliError, JsonFlag, emit, fail, table
 from services.api import admin
 
@@ -121,12 +121,7 @@ def revoke(
     """Revoke a key: every service refuses it within a second."""
 
     async def work(repo: admin.Repository) -> dict[str, Any]:
-        ident = admin.as_uuid(key_id)
-        if ident is None:
-            raise CliError(
-                f"{key_id!r} is not a key id", hint="see `leadwire apikey list`", exit_code=2
-            )
-        return await admin.revoke_api_key(repo, ident)
+        return await admin.revoke_api_key(repo, object_id(key_id, "key", "apikey list"))
 
     emit(
         run_admin(work, as_json=as_json),

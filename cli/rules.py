@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.context import run_admin
-from cli.options import Workspace, WorkspaceFilter
+from cli.options import Workspace, WorkspaceFilter, object_id
 from cli.output import CliError, JsonFlag, emit, table
 from services.api import admin
 
@@ -119,12 +119,7 @@ def remove(
     """Remove a board rule."""
 
     async def work(repo: admin.Repository) -> dict[str, Any]:
-        ident = admin.as_uuid(rule_id)
-        if ident is None:
-            raise CliError(
-                f"{rule_id!r} is not a rule id", hint="see `leadwire rule list`", exit_code=2
-            )
-        return await admin.remove_rule(repo, ident)
+        return await admin.remove_rule(repo, object_id(rule_id, "rule", "rule list"))
 
     emit(
         run_admin(work, as_json=as_json), as_json=as_json, text=lambda r: f"removed {_describe(r)}"
