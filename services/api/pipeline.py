@@ -98,13 +98,15 @@ class RealtimeToken(Answer):
     rotated: bool
 
 
-def _recipient(channel: notify.Channel, value: str, region: str) -> str:
+def _recipient(
+    channel: notify.Channel, value: str, region: str, *, field: str = "recipients"
+) -> str:
     try:
         if channel is notify.Channel.EMAIL:
             return notify.check_email(value)
         return notify.check_phone(value, region)
     except notify.InvalidRecipient as exc:
-        raise admin.Invalid(exc.message, field="recipients", hint=exc.hint) from None
+        raise admin.Invalid(exc.message, field=field, hint=exc.hint) from None
 
 
 async def _describe(ctx: Context, workspace_id: uuid.UUID) -> NotificationSettings:
@@ -169,7 +171,10 @@ async def set_high_priority(
     """Text these phones when a lead matches every condition"""
     region = await _region(repo, workspace_id)
     phones = tuple(
-        dict.fromkeys(_recipient(notify.Channel.SMS, p, region) for p in body.sms_recipients)
+        dict.fromkeys(
+            _recipient(notify.Channel.SMS, p, region, field="sms_recipients")
+            for p in body.sms_recipients
+        )
     )
     rule = notify.HighPriority.model_validate(
         {"conditions": [c.model_dump() for c in body.conditions], "sms_recipients": phones}

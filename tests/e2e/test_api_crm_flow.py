@@ -98,6 +98,12 @@ async def test_a_crm_runs_a_webhook_through_the_api(settings: CommonSettings) ->
         status, rejected = await _post_lead(lead_url, hook["secret"], NO_EMAIL)
         assert status == 400 and rejected["status"] == "rejected", rejected
 
+        # The lead's contact, as the processor made it; no possible duplicates yet.
+        contact = await crm.ok("GET", f"{base}/contacts/{processed['contact_id']}")
+        assert (contact["email"], contact["phone"]) == ("dana@example.com", None)
+        assert len(contact["leads"]) == 1
+        assert (await crm.ok("GET", f"{base}/duplicates"))["items"] == []
+
         # 3. The archive holds both; the CRM finds the rejected one and reads it.
         page = await eventually(
             lambda: crm.ok(
@@ -133,7 +139,12 @@ async def test_a_crm_runs_a_webhook_through_the_api(settings: CommonSettings) ->
         refused = await reader.post(f"{hook_path}/replays", {"since": "1h"})
         assert refused.status == 403
         stranger = api.client(stranger_key["key"])
-        for path in (f"{base}/archive", f"{base}/archive/{rejected['request_id']}", hook_path):
+        for path in (
+            f"{base}/archive",
+            f"{base}/archive/{rejected['request_id']}",
+            hook_path,
+            f"{base}/contacts/{processed['contact_id']}",
+        ):
             assert (await stranger.get(path)).status == 404
         foreign = await stranger.get(
             f"/v1/workspaces/{other['id']}/archive/{rejected['request_id']}"
