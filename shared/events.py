@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -277,24 +278,31 @@ class UnknownVersion(ValueError):
     """A well-formed event of a schema version this build does not read."""
 
 
-def _decode(adapter: TypeAdapter[T], data: bytes) -> T:
+def decode_with(adapter: TypeAdapter[T], data: bytes) -> T:
+    """Validate ``data`` with ``adapter``; an event whose ``schema_version`` this build
+    does not read raises :class:`UnknownVersion` (whatever else is wrong with it)."""
     try:
         return adapter.validate_json(data)
     except ValidationError as exc:
-        if any(err["loc"][-1:] == ("schema_version",) for err in exc.errors()):
+        try:
+            version = orjson.loads(data).get("schema_version", SCHEMA_VERSION)
+        except (orjson.JSONDecodeError, AttributeError):
+            raise exc from None
+        if version != SCHEMA_VERSION:
             raise UnknownVersion(
-                f"schema_version is not one this build reads ({SCHEMA_VERSION})"
+                f"schema_version {str(version)[:20]!r} is not one this build reads "
+                f"({SCHEMA_VERSION})"
             ) from exc
         raise
 
 
 def decode_raw(data: bytes) -> LeadReceived:
-    return _decode(_raw_adapter, data)
+    return decode_with(_raw_adapter, data)
 
 
 def decode_outcome(data: bytes) -> LeadProcessed | LeadFailed | LeadRejected:
-    return _decode(_outcome_adapter, data)
+    return decode_with(_outcome_adapter, data)
 
 
 def decode_alert(data: bytes) -> PerformanceAlert | SystemHealthAlert:
-    return _decode(_alert_adapter, data)
+    return decode_with(_alert_adapter, data)

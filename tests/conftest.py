@@ -96,9 +96,14 @@ def unique() -> str:
 
 
 @pytest.fixture
-async def settings(infra_env: dict[str, str], database_url: str, unique: str) -> CommonSettings:
-    """Settings for this test: its own database, topic prefix and bucket."""
+async def settings(
+    infra_env: dict[str, str], database_url: str, unique: str
+) -> AsyncIterator[CommonSettings]:
+    """Settings for this test: its own database, topic prefix and bucket. The test's
+    topics are deleted after it (a broker holding thousands of finished tests' partitions
+    slows every later topic creation and metadata request)."""
     from tests.support.s3 import create_bucket
+    from tests.support.topics import delete_topics_with_prefix
 
     bucket = f"t-{unique}"
     env = {
@@ -110,7 +115,8 @@ async def settings(infra_env: dict[str, str], database_url: str, unique: str) ->
     }
     s = settings_from(env)
     await create_bucket(s)
-    return s
+    yield s
+    await delete_topics_with_prefix(s.kafka_bootstrap, s.topic_prefix)
 
 
 def settings_from(env: dict[str, str]) -> CommonSettings:

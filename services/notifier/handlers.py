@@ -35,7 +35,7 @@ from services.notifier.rules import (
     plan,
     workspace_of,
 )
-from shared.events import SystemHealthAlert, utcnow
+from shared.events import SystemHealthAlert, decode_with, utcnow
 from shared.kafka import Message
 from shared.logs import get_logger
 
@@ -48,7 +48,7 @@ _notifiable: TypeAdapter[Notifiable] = TypeAdapter(
 
 def decode_notifiable(data: bytes) -> Notifiable:
     """Decode a message of the outcome topic or the alert topic (by its ``type``)."""
-    return _notifiable.validate_json(data)
+    return decode_with(_notifiable, data)
 
 
 def _settings_for(workspace_id: uuid.UUID, stored: dict[str, Any] | None) -> NotificationSettings:

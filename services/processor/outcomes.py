@@ -76,7 +76,14 @@ class Decided:
 
 
 def dlq_reason(error: ErrorInfo) -> str:
-    return f"{error.type}: {error.message}"
+    """The dead-letter reason, led by the same codes the consumer runner uses:
+    ``unknown_version`` / ``undecodable`` for a message that breaks the schema,
+    ``permanent`` for one Postgres refuses."""
+    if error.type == "SchemaError":
+        code = "unknown_version" if "schema_version" in error.message else "undecodable"
+    else:
+        code = "permanent"
+    return f"{code}: {error.type}: {error.message}"
 
 
 def dead_letter_only(message: Message[Incoming], error: ErrorInfo) -> Finished:

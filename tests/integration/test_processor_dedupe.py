@@ -377,12 +377,18 @@ async def test_poison_messages_fail_alone_and_are_dead_lettered(
         nul.request_id: "failed",
     }
     entries = [orjson.loads(d) for d in dead]
-    reasons = sorted(e["reason"].split(":", 1)[0] for e in entries)
+    reasons = sorted(e["reason"].split(": ")[1] for e in entries)
     print(f"[poison] dead letters={len(entries)} reasons={reasons}")
     assert len(entries) == 4
     assert reasons == sorted(
         ["UnknownWebhook", "SchemaError", "SchemaError", "CharacterNotInRepertoireError"]
     )
+    assert sorted(e["reason_code"] for e in entries) == [
+        "permanent",
+        "permanent",
+        "undecodable",
+        "undecodable",
+    ]
     assert all("15550400" not in e["reason"] for e in entries)
     failed = {o.request_id: o for o in await outcomes(psettings) if isinstance(o, LeadFailed)}
     assert set(failed) == {

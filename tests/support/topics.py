@@ -11,10 +11,13 @@ topic gets ``[]`` only when the topic exists and is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from shared.settings import CommonSettings
 from tests.support.polling import eventually
@@ -142,3 +145,19 @@ async def wait_caught_up(
         deadline_s=deadline_s,
         what=f"group {group} caught up on {logical}",
     )
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str, timeout_s: float = 15.0) -> None:
+    """Delete every topic whose name starts with ``prefix`` (a finished test's topics);
+    best effort and bounded: a broker that is away or slow is left as it is."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await asyncio.wait_for(admin.delete_topics(names), timeout_s)
+    except (TimeoutError, KafkaError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()

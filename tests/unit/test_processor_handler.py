@@ -140,7 +140,7 @@ async def test_poison_is_recorded_and_dead_lettered_and_the_rest_goes_through(
         await handle(repo, [good, nameless, unknown], published=published)
 
     assert raised.value.message.value is nameless
-    assert raised.value.reason.startswith("SchemaError")
+    assert raised.value.reason.startswith("undecodable: SchemaError")
     statuses = {o.request_id: o.status for o in published.outcomes()}
     assert statuses == {good.request_id: "processed", unknown.request_id: "failed"}
     failed = repo.tables.requests[unknown.request_id]
@@ -179,7 +179,7 @@ async def test_a_value_postgres_refuses_fails_alone(repo: FakeRepository, ws: uu
     with pytest.raises(PoisonMessage) as raised:
         await handle(repo, [good[0], bad, *good[1:]], published=published)
 
-    assert raised.value.reason == "CharacterNotInRepertoireError: SQLSTATE 22021"
+    assert raised.value.reason == "permanent: CharacterNotInRepertoireError: SQLSTATE 22021"
     statuses = {o.request_id: o.status for o in published.outcomes()}
     assert statuses == {**{e.request_id: "processed" for e in good}, bad.request_id: "failed"}
     assert len(repo.tables.leads) == 3
@@ -195,7 +195,7 @@ async def test_a_failure_postgres_refuses_too_is_only_dead_lettered(
     published = Published()
     with pytest.raises(PoisonMessage) as raised:
         await handle(repo, [bad], published=published)
-    assert raised.value.reason.startswith("CharacterNotInRepertoireError")
+    assert raised.value.reason.startswith("permanent: CharacterNotInRepertoireError")
     assert published.outcomes() == [] and repo.tables.requests == {}
 
 
