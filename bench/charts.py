@@ -65,16 +65,14 @@ def latency(table: Table, path: Path, subtitle: str, rows: list[dict[str, Any]])
     return path
 
 
-def _bars(
-    labels: list[str], values: list[float], path: Path, title: str, xlabel: str, total: float | None
-) -> Path:
+def _bars(labels: list[str], values: list[float], path: Path, title: str, xlabel: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.8), dpi=110)
     ax.barh(labels[::-1], values[::-1], color="#4472c4")
     for y, v in enumerate(values[::-1]):
         ax.annotate(f"{v:,.0f}", (v, y), textcoords="offset points", xytext=(4, -4))
     ax.set_xlabel(xlabel)
-    ax.set_title(title + (f" (total {total:,.0f})" if total is not None else ""), fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.set_xlim(0, max(values, default=1) * 1.18)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
@@ -88,16 +86,14 @@ def cost(table: Table, path: Path, subtitle: str, rows: list[dict[str, Any]]) ->
     rate = next((r["value"] for r in rows if r["metric"] == "leads/s through everything"), None)
     procs = [r for r in table.rows if r != "total"]
     procs.sort(key=lambda r: table.values.get((r, column), 0.0), reverse=True)
+    total = table.values.get(("total", column))
+    title = "CPU per lead through the whole stack" + (f": {total:,.0f} µs" if total else "")
     return _bars(
         procs,
         [table.values.get((r, column), 0.0) for r in procs],
         path,
-        "CPU per lead through the whole stack"
-        + (f", {rate:,.0f} leads/s through everything" if rate else "")
-        + "\n"
-        + subtitle,
+        title + (f", {rate:,.0f} leads/s through everything" if rate else "") + "\n" + subtitle,
         "CPU µs per lead",
-        table.values.get(("total", column)),
     )
 
 
@@ -109,7 +105,6 @@ def gateway(table: Table, path: Path, subtitle: str, rows: list[dict[str, Any]])
         path,
         "Serving CPU per request\n" + subtitle,
         "CPU µs per request (serving processes only)",
-        None,
     )
 
 
