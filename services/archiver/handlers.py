@@ -157,9 +157,9 @@ class SegmentWriter:
             for m, facts, line in prepared:
                 if facts.request_id in known:
                     self._buffers.skip(m.topic, m.partition, m.offset)
-                    ALREADY_ARCHIVED.inc()
                 else:
                     self._buffers.add(m.topic, m.partition, m.offset, facts, line, now)
+            ALREADY_ARCHIVED.inc(sum(1 for _, f, _ in prepared if f.request_id in known))
         await self._store(self._buffers.due(self._clock()))
 
     # --- Holding ---------------------------------------------------------------------------

@@ -208,9 +208,11 @@ class Buffers:
         self._buffers: dict[Group, Buffer] = {}
         self._where: dict[uuid.UUID, tuple[Group, int]] = {}
         self._seen: dict[tuple[str, int], int] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(b.items) for b in self._buffers.values())
+        """Records held."""
+        return self._count
 
     def seen(self, topic: str, partition: int, offset: int) -> bool:
         """True when this message was taken (or skipped) already."""
@@ -240,6 +242,7 @@ class Buffers:
         if buffer is None:
             buffer = self._buffers[group] = Buffer(group, offset, opened_at=now, touched_at=now)
         self._where[facts.request_id] = (group, len(buffer.items))
+        self._count += 1
         buffer.items.append(Held(offset, facts, line))
         buffer.size += len(line)
         buffer.touched_at = now
@@ -252,6 +255,7 @@ class Buffers:
         """The buffer's segment and index rows are stored: forget it."""
         if self._buffers.get(buffer.group) is buffer:
             del self._buffers[buffer.group]
+            self._count -= len(buffer.items)
             for item in buffer.items:
                 self._where.pop(item.facts.request_id, None)
 
@@ -266,7 +270,9 @@ class Buffers:
     def release(self, partitions: set[tuple[str, int]]) -> None:
         """Drop everything of these partitions (their new owner reads them again)."""
         for group in [g for g in self._buffers if (g[2], g[3]) in partitions]:
-            for item in self._buffers.pop(group).items:
+            dropped = self._buffers.pop(group)
+            self._count -= len(dropped.items)
+            for item in dropped.items:
                 self._where.pop(item.facts.request_id, None)
         for tp in partitions:
             self._seen.pop(tp, None)

@@ -97,7 +97,7 @@ def test_buffers_group_by_workspace_hour_and_partition_and_hold_the_first_offset
     first = next(b for b in buffers.due(0, everything=True) if b.first_offset == 10)
     assert [i.offset for i in first.items] == [10, 13]
     buffers.stored(first)
-    assert dict(buffers.held()) == {(T, 0): 11, (T, 1): 40}
+    assert dict(buffers.held()) == {(T, 0): 11, (T, 1): 40} and len(buffers) == 3
 
 
 def test_bounds_records_bytes_age_and_idle() -> None:
@@ -126,6 +126,7 @@ def test_a_message_is_taken_once_and_a_later_event_replaces_in_place() -> None:
     assert buffers.seen(T, 0, 5) and buffers.seen(T, 0, 6) and not buffers.seen(T, 0, 7)
     assert buffers.waiting(first.request_id)
     buffers.add(T, 0, 9, _facts(later), b"later!\n", now=1)
+    assert len(buffers) == 2
     (buffer,) = buffers.due(0, everything=True)
     assert [i.line for i in buffer.items] == [b"later!\n", b"other\n"]
     assert buffer.items[0].offset == 5 and buffer.items[0].facts.status == "processed"
@@ -141,6 +142,6 @@ def test_release_drops_the_partitions_buffers_and_what_was_seen() -> None:
     buffers.add(T, 1, 1, _facts(dropped), b"d\n", now=0)
     buffers.skip(T, 1, 7)
     buffers.release({(T, 1)})
-    assert dict(buffers.held()) == {(T, 0): 1}
+    assert dict(buffers.held()) == {(T, 0): 1} and len(buffers) == 1
     assert not buffers.waiting(dropped.request_id) and buffers.waiting(kept.request_id)
     assert not buffers.seen(T, 1, 1) and buffers.seen(T, 0, 1)
