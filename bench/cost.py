@@ -35,7 +35,7 @@ from bench.figures import caption, cell, figure
 from bench.httpload import Plan, Result, build_requests, lead_bodies, load
 from bench.lag import GROUPS, LagReader, Reading
 from bench.options import Options
-from bench.stack import LaunchedStack, form_webhook, running_stack, say
+from bench.stack import LaunchedStack, form_webhook, make_up_stack, running_stack, say
 from shared import topics
 
 TABLE = "cost"
@@ -205,12 +205,7 @@ def _rows(run: Run, rest: dict[str, float], durability: str, loads: str) -> list
 
 
 async def run(opts: Options = Options()) -> list[dict[str, Any]]:
-    stack = LaunchedStack(
-        "bench-cost",
-        port_base=18300,
-        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
-        pg_fsync=True,
-    )
+    stack = make_up_stack("bench-cost", port_base=18300)
     async with running_stack(stack):
         assert stack.settings is not None
         durability = await _durability(stack.settings.database_url)

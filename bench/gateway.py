@@ -40,7 +40,7 @@ from bench.figures import caption, cell, figure
 from bench.httpload import Plan, build_requests, lead_bodies, load
 from bench.options import Options
 from bench.ports import free_port
-from bench.stack import LaunchedStack, form_webhook, running_stack, say
+from bench.stack import LaunchedStack, form_webhook, make_up_stack, running_stack, say
 from shared.kafka import ensure_topics
 
 CONNECTIONS = 32
@@ -266,11 +266,7 @@ async def _measure(
 
 
 async def run(opts: Options = Options()) -> list[dict[str, Any]]:
-    stack = LaunchedStack(
-        "bench-gateway",
-        port_base=18600,
-        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
-    )
+    stack = make_up_stack("bench-gateway", port_base=18600)
     servers: list[tuple[Any, int]] = []  # (process, port) of bare and relay
     async with running_stack(stack):
         assert stack.settings is not None

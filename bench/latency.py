@@ -28,7 +28,7 @@ from bench.figures import caption, cell
 from bench.httpload import Plan, Result, build_requests, lead_bodies, load
 from bench.lag import LagReader
 from bench.options import Options
-from bench.stack import LaunchedStack, form_webhook, running_stack, say
+from bench.stack import LaunchedStack, form_webhook, make_up_stack, running_stack, say
 
 TABLE = "latency"
 PREFER = {"Prefer": "wait=5"}
@@ -91,12 +91,7 @@ def _rows(rate: float, result: Result, quiet: bool) -> list[dict[str, Any]]:
 
 
 async def run(opts: Options = Options()) -> list[dict[str, Any]]:
-    stack = LaunchedStack(
-        "bench-latency",
-        port_base=18400,
-        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
-        pg_fsync=True,
-    )
+    stack = make_up_stack("bench-latency", port_base=18400)
     rows: list[dict[str, Any]] = []
     async with running_stack(stack):
         target = await form_webhook(stack)

@@ -225,6 +225,17 @@ class LaunchedStack:
         await self.stack.destroy()
 
 
+def make_up_stack(name: str, port_base: int) -> LaunchedStack:
+    """The stack a whole-system measurement runs on: as ``make up`` runs it (Postgres fsync
+    on), the gateway with 2 workers and no per-IP limit (one client sends from 127.0.0.1)."""
+    return LaunchedStack(
+        name,
+        port_base=port_base,
+        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
+        pg_fsync=True,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     stack: LaunchedStack, *, fresh: bool = True
