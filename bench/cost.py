@@ -1,8 +1,8 @@
 """What a lead costs the whole system: CPU µs per lead in each process, and leads/s through
 everything (issue 14's table).
 
-``python -m bench cost [--leads N]`` starts a stack of its own (``bench-cost``: all five
-services as ``make up`` runs them, the gateway with 2 workers and
+``python -m bench cost [--leads N]`` starts a stack of its own (``bench-cost``: every
+service as ``make up`` runs it, the gateway with 2 workers and
 ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync on), makes one unsigned generic
 webhook, warms up, then sends ``N`` distinct leads (10,000 by default) as fast as the
 gateway takes them (:mod:`bench.httpload`, 32 keep-alive connections, closed loop) and
@@ -11,7 +11,8 @@ group on the raw topic, the notifier's, analytics' and the archiver's on the out
 (committed offsets against end offsets; and the outcome topic holds an outcome for every
 lead the raw topic received). Over that run (first send -> every group's lag 0) each
 process's CPU is read from /proc (:mod:`bench.cpu`): the gateway's supervisor and
-workers, Postgres's postmaster and backends, Kafka, the S3 server, and each consumer.
+workers, Postgres's postmaster and backends, Kafka, the S3 server, each consumer, and
+any other service the stack runs.
 Bounded: a run that does not catch up within its deadline prints what it has, marked.
 Beside each process: its CPU at rest (5 s before the burst, nothing sent), which the
 per-lead figure includes for as long as the run lasts.
@@ -42,7 +43,8 @@ TABLE = "cost"
 CONNECTIONS = 32
 POLL_S = 0.25
 REST_S = 5.0
-# The processes of the table, in the issue's order: tracked name -> label.
+# The processes of the table, in the issue's order: tracked name -> label (any other
+# process of the stack follows under its own name).
 PROCESSES = {
     "archiver": "archiver",
     "s3": "S3 server (versitygw)",
@@ -149,11 +151,13 @@ async def _durability(dsn: str) -> str:
 
 def _rows(run: Run, rest: dict[str, float], durability: str, loads: str) -> list[dict[str, Any]]:
     leads = max(run.leads, 1)
-    total = sum(run.cpu_s.get(name, 0.0) for name in PROCESSES)
+    # The issue's processes, then any other process of the stack (a service added since).
+    named = {**PROCESSES, **{n: n for n in sorted(run.cpu_s) if n not in PROCESSES}}
+    total = sum(run.cpu_s.get(name, 0.0) for name in named)
     rows = []
-    for name, label in [*PROCESSES.items(), ("total", "total")]:
+    for name, label in [*named.items(), ("total", "total")]:
         seconds = total if name == "total" else run.cpu_s.get(name, 0.0)
-        idle = sum(rest.get(n, 0.0) for n in PROCESSES) if name == "total" else rest.get(name, 0.0)
+        idle = sum(rest.get(n, 0.0) for n in named) if name == "total" else rest.get(name, 0.0)
         rows.append(cell("cost", TABLE, label, "CPU µs per lead", seconds / leads * 1e6, "µs"))
         rows.append(cell("cost", TABLE, label, "share", seconds / total * 100 if total else 0, "%"))
         rows.append(
@@ -194,7 +198,7 @@ def _rows(run: Run, rest: dict[str, float], durability: str, loads: str) -> list
         caption(
             "cost",
             TABLE,
-            f"{run.leads:,} leads to one webhook, all five services as `make up` runs them, "
+            f"{run.leads:,} leads to one webhook, every service as `make up` runs it, "
             f"Postgres {durability}: {run.leads / run.seconds if run.seconds else 0:,.0f} "
             f"leads/s through everything (first send -> every consumer group's lag 0 in "
             f"{run.seconds:.1f} s{mark}); answers {statuses}; CPU utime+stime from /proc over "
