@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import topics
+from shared.kafka import client_config
 from shared.settings import CommonSettings
 
 # Per service: its consumer group and the topics it consumes.
@@ -28,7 +29,7 @@ async def topic_partitions(
     settings: CommonSettings, logical: Iterable[str]
 ) -> list[TopicPartition]:
     """The partitions of the given topics (those that exist), from fresh cluster metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
     await asyncio.wait_for(admin.start(), 10)
     try:
         found = await asyncio.wait_for(
@@ -67,10 +68,9 @@ class LagReader:
     ) -> None:
         self._settings = settings
         self._groups = dict(groups)
-        bootstrap = settings.kafka_bootstrap
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        self._admin = AIOKafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **client_config(settings),
             group_id=None,
             request_timeout_ms=5000,
             enable_auto_commit=False,

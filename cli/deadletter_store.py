@@ -34,7 +34,7 @@ from aiokafka.structs import ConsumerRecord
 from cli.output import CliError
 from services.notifier import admin as notifier_admin
 from shared import topics
-from shared.kafka import Publisher, deadletter
+from shared.kafka import Publisher, client_config, deadletter
 from shared.settings import CommonSettings
 
 TOPICS = (topics.DEADLETTER, topics.NOTIFY_DEADLETTER)
@@ -157,7 +157,7 @@ async def read(
     """The dead letters of ``topic`` from ``since`` (the message time) to its end, or the
     one at ``at`` (partition, offset). A topic that does not exist yet holds none."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_config(settings),
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=max(int(settings.kafka_timeout_s * 1000), 15_000),

@@ -20,6 +20,18 @@ class CommonSettings(BaseSettings):
     db_pool_max: int = 10
 
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # How clients authenticate to Kafka (shared/kafka/client.py, docs/security.md):
+    # PLAINTEXT (local development only), SASL_PLAINTEXT, or SASL_SSL / SSL with TLS
+    # verified against kafka_ssl_cafile (else the system's trust store).
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512", pattern="^(SCRAM-SHA-512|SCRAM-SHA-256|PLAIN)$"
+    )
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str | None = None
     # Prepended to every topic name; tests use it to get topics of their own.
     topic_prefix: str = "leadwire."
     # Bound on every await that talks to Kafka (send, flush, commit, start, stop).

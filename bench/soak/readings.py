@@ -17,11 +17,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.lag import group_lags, topic_partitions
 from bench.stack import EXTRA_PROCESSOR, SERVICES, LaunchedStack, say
+from shared.kafka import client_config
 from shared.settings import CommonSettings
 
 
 async def committed_offsets(settings: CommonSettings, group: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
     await asyncio.wait_for(admin.start(), 10)
     try:
         found = await asyncio.wait_for(admin.list_consumer_group_offsets(group), 10)
@@ -35,7 +36,7 @@ async def read_topic(
 ) -> list[tuple[int, int, dict[str, Any]]]:
     """Every message of a topic from offset 0 to its end: (partition, offset, JSON)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_config(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

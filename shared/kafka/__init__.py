@@ -2,6 +2,8 @@
 
 Delivery guarantees, stated next to the code that gives them:
 
+- Clients: every producer, consumer and admin client connects as
+  :func:`client_config` says (bootstrap servers, SASL/SCRAM, TLS).
 - Producer: idempotent, ``acks=all`` (:func:`producer_config`; a test fails if these
   defaults creep back: aiokafka's own defaults are acks=1 without idempotence). Every
   await on Kafka is bounded by ``kafka_timeout_s`` (aiokafka can hang on a dead broker,
@@ -19,6 +21,7 @@ Delivery guarantees, stated next to the code that gives them:
 from __future__ import annotations
 
 from shared.kafka.admin import ensure_topics
+from shared.kafka.client import client_config
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.errors import KafkaUnavailable
 from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
@@ -32,6 +35,7 @@ __all__ = [
     "Message",
     "PoisonMessage",
     "Publisher",
+    "client_config",
     "ensure_topics",
     "position_of",
     "producer_config",

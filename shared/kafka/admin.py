@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared import topics
+from shared.kafka.client import client_config
 from shared.kafka.errors import KafkaUnavailable
 from shared.settings import CommonSettings
 
@@ -20,7 +21,7 @@ async def ensure_topics(
     existing topics are left as they are."""
     names = list(names)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_config(settings),
         request_timeout_ms=int(settings.kafka_timeout_s * 1000),
     )
     await asyncio.wait_for(admin.start(), settings.kafka_timeout_s)

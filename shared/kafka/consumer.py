@@ -32,6 +32,7 @@ from shared import topics
 from shared.events import UnknownVersion
 from shared.kafka import deadletter
 from shared.kafka.admin import ensure_topics
+from shared.kafka.client import client_config
 from shared.kafka.errors import KafkaUnavailable
 from shared.kafka.failures import Classifier, StuckPartitions, classify
 from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
@@ -154,7 +155,7 @@ class ConsumerRunner(Generic[E]):
         self.stuck = StuckPartitions()
         self._group_id = group_id
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_config(settings),
             group_id=group_id,
             client_id=group_id,
             enable_auto_commit=False,

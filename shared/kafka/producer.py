@@ -21,6 +21,7 @@ from prometheus_client import Histogram
 from pydantic import BaseModel
 
 from shared.events import encode
+from shared.kafka.client import client_config
 from shared.kafka.errors import KafkaUnavailable
 from shared.logs import get_logger
 from shared.settings import CommonSettings
@@ -38,7 +39,7 @@ PRODUCE_SECONDS = Histogram(
 def producer_config(settings: CommonSettings) -> dict[str, Any]:
     """The only producer configuration leadwire uses: idempotent, acks=all."""
     return {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 1,

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from shared.kafka import client_config
 from shared.settings import CommonSettings
 from tests.support.polling import eventually
 
@@ -42,8 +43,11 @@ async def read_records(
     name = settings.topic(logical)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
+    connect = client_config(settings)
+    if bootstrap:
+        connect["bootstrap_servers"] = bootstrap
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap or settings.kafka_bootstrap,
+        **connect,
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=10_000,
@@ -113,9 +117,7 @@ async def group_lag(settings: CommonSettings, group: str, logical: str) -> int |
     offsets, read from Kafka itself, summed over partitions); None when the topic has no
     partitions."""
     name = settings.topic(logical)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**client_config(settings), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()
