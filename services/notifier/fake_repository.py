@@ -21,7 +21,7 @@ from services.notifier.ledger import (
     interrupted_entries,
     token_hash,
 )
-from services.notifier.repository import PublishEntry
+from services.notifier.repository import PublishEntry, RealtimeAccess
 from shared.events import utcnow
 
 
@@ -86,6 +86,7 @@ class FakeRepository:
         self.now = now
         self.workspaces: dict[uuid.UUID, WorkspaceConfig] = {}
         self.token_hashes: dict[uuid.UUID, str] = {}
+        self.disabled: set[uuid.UUID] = set()  # workspaces whose status is not active
         self.rows: dict[tuple[uuid.UUID, str, str], _Row] = {}
         self.notices: list[str] = []
         self.outbox: list[_Entry] = []
@@ -120,8 +121,14 @@ class FakeRepository:
             if any(r.get("event") == event for r in (w.settings or {}).get("rules", []))
         }
 
-    async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None:
-        return self.token_hashes.get(workspace_id)
+    async def realtime_access(
+        self, workspace_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, RealtimeAccess]:
+        return {
+            i: RealtimeAccess(self.token_hashes.get(i), i not in self.disabled)
+            for i in workspace_ids
+            if i in self.workspaces
+        }
 
     async def record(
         self,

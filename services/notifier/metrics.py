@@ -58,3 +58,8 @@ REALTIME_CLIENTS = Gauge("leadwire_notifier_realtime_clients", "Connected Socket
 REALTIME_REFUSED = Counter(
     "leadwire_notifier_realtime_refused_total", "Socket.IO connections refused", ["reason"]
 )
+REALTIME_DROPPED = Counter(
+    "leadwire_notifier_realtime_dropped_total",
+    "Socket.IO sessions disconnected because their token was rotated or their workspace disabled",
+    ["reason"],
+)

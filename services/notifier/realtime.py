@@ -2,9 +2,18 @@
 
 A client connects with ``auth={"workspace_id": ..., "token": ...}``; the token's sha256
 must equal the workspace's ``realtime_token_hash`` (constant-time compare), else the
-connection is refused. It then receives, in its workspace's room only, ``lead`` (a lead
-was processed: contact summary), ``lead_failed``, ``lead_rejected`` and ``alert``
-events, as the workspace's realtime rules select.
+connection is refused, as it is for a disabled workspace. It then receives, in its
+workspace's room only, ``lead`` (a lead was processed: contact summary), ``lead_failed``,
+``lead_rejected`` and ``alert`` events, as the workspace's realtime rules select.
+
+A session lasts only while what opened it holds: every ``LEADWIRE_NOTIFY_REALTIME_RECHECK_S``
+(1 s) the hub reads the token hash and status of the workspaces it has sessions of (one
+query, none without sessions) and disconnects every session whose token was rotated or
+removed since it connected, or whose workspace was disabled or deleted
+(:meth:`RealtimeHub.check_sessions`). So a rotation (``leadwire notify token --rotate``,
+the management API) or a disabled workspace closes the old connections within about that
+interval plus the query, on every notifier instance; a client that reconnects with the
+old token is refused.
 
 Fan-out across instances: the consumer that records an event publishes the push with
 ``pg_notify`` in the same transaction as its (deduplicating) send row, and every
@@ -38,6 +47,8 @@ from shared.logs import get_logger
 
 log = get_logger(__name__)
 
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
 
 class RealtimeHub:
     def __init__(self, *, repo: Repository, dsn: str, cors_origins: str = "*") -> None:
@@ -54,7 +65,8 @@ class RealtimeHub:
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._clients: set[str] = set()
+        # sid -> (workspace, the token hash it connected with)
+        self._sessions: dict[str, tuple[uuid.UUID, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.listening = False
 
@@ -76,22 +88,56 @@ class RealtimeHub:
             metrics.REALTIME_REFUSED.labels("bad_auth").inc()
             raise socketio.exceptions.ConnectionRefusedError("unauthorized")
         try:
-            stored = await self._repo.realtime_token_hash(ws)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            access = (await self._repo.realtime_access([ws])).get(ws)
+        except DATABASE_ERRORS:
             metrics.REALTIME_REFUSED.labels("unavailable").inc()
             raise socketio.exceptions.ConnectionRefusedError("unavailable, retry") from None
-        if not stored or not hmac.compare_digest(stored, token_hash(token)):
+        presented = token_hash(token)
+        if (
+            access is None
+            or not access.active
+            or not access.token_hash
+            or not hmac.compare_digest(access.token_hash, presented)
+        ):
             metrics.REALTIME_REFUSED.labels("unauthorized").inc()
             log.info("realtime_refused", workspace_id=str(ws))
             raise socketio.exceptions.ConnectionRefusedError("unauthorized")
         await self.sio.enter_room(sid, str(ws))
-        self._clients.add(sid)
-        metrics.REALTIME_CLIENTS.set(len(self._clients))
+        self._sessions[sid] = (ws, presented)
+        metrics.REALTIME_CLIENTS.set(len(self._sessions))
         log.info("realtime_connected", workspace_id=str(ws))
 
     async def _disconnect(self, sid: str, *_args: Any) -> None:
-        self._clients.discard(sid)
-        metrics.REALTIME_CLIENTS.set(len(self._clients))
+        self._sessions.pop(sid, None)
+        metrics.REALTIME_CLIENTS.set(len(self._sessions))
+
+    async def check_sessions(self) -> int:
+        """Disconnect the sessions whose token changed or whose workspace is no longer
+        active since they connected; returns how many were dropped. Postgres away: the
+        error propagates (the periodic caller logs it and tries again next round; the
+        sessions stay, as connects are refused meanwhile)."""
+        if not self._sessions:
+            return 0
+        workspaces = list({ws for ws, _ in self._sessions.values()})
+        current = await self._repo.realtime_access(workspaces)
+        dropped = 0
+        for sid, (ws, connected_with) in list(self._sessions.items()):
+            access = current.get(ws)
+            if access is None or not access.active:
+                reason = "workspace_disabled"
+            elif not access.token_hash or not hmac.compare_digest(
+                access.token_hash, connected_with
+            ):
+                reason = "token_rotated"
+            else:
+                continue
+            self._sessions.pop(sid, None)
+            await self.sio.disconnect(sid)
+            metrics.REALTIME_DROPPED.labels(reason).inc()
+            log.info("realtime_dropped", workspace_id=str(ws), reason=reason)
+            dropped += 1
+        metrics.REALTIME_CLIENTS.set(len(self._sessions))
+        return dropped
 
     # --- fan-out ----------------------------------------------------------------------
 

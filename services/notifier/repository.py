@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import orjson
@@ -37,6 +37,14 @@ from services.notifier.ledger import (
 PublishEntry = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class RealtimeAccess(NamedTuple):
+    """What opens a workspace's real-time room now: its token's hash (None: no token) and
+    whether the workspace is active (a disabled workspace's token opens nothing)."""
+
+    token_hash: str | None
+    active: bool
+
+
 class Repository(Protocol):
     """What the notifier's handler, dispatcher and real-time hub need from storage."""
 
@@ -50,7 +58,12 @@ class Repository(Protocol):
         """Every workspace whose stored rules name ``event`` (e.g. ``system_health``)."""
         ...
 
-    async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None: ...
+    async def realtime_access(
+        self, workspace_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, RealtimeAccess]:
+        """Each workspace's token hash and status (a workspace that does not exist is
+        missing): read on connect, and every second for the live sessions."""
+        ...
 
     async def record(
         self,
@@ -129,12 +142,20 @@ class PgRepository:
         )
         return {r["id"]: WorkspaceConfig(r["id"], r["name"], r["settings"]) for r in rows}
 
-    async def realtime_token_hash(self, workspace_id: uuid.UUID) -> str | None:
-        value = await self._pool.fetchval(
-            "SELECT realtime_token_hash FROM notification_settings WHERE workspace_id = $1",
-            workspace_id,
+    async def realtime_access(
+        self, workspace_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, RealtimeAccess]:
+        rows = await self._pool.fetch(
+            """SELECT w.id, ns.realtime_token_hash, w.status = 'active' AS active
+               FROM workspaces w
+               LEFT JOIN notification_settings ns ON ns.workspace_id = w.id
+               WHERE w.id = ANY($1::uuid[])""",
+            list(workspace_ids),
         )
-        return str(value) if value else None
+        return {
+            r["id"]: RealtimeAccess(r["realtime_token_hash"] or None, bool(r["active"]))
+            for r in rows
+        }
 
     # --- recording (consumer side) ----------------------------------------------------
 

@@ -4,7 +4,8 @@
   offsets committed after the rows are committed;
 - dispatcher: send rows -> email / SMS batches (:mod:`dispatcher`);
 - realtime: Socket.IO server + LISTEN fan-out (:mod:`realtime`), on the service's HTTP
-  port next to /healthz, /readyz and /metrics;
+  port next to /healthz, /readyz and /metrics; live sessions re-checked every
+  ``notify_realtime_recheck_s`` (a rotated token or a disabled workspace drops them);
 - upkeep: the queue-depth gauge and pruning of finished sends.
 
 On stop (SIGTERM), phase by phase: the consumer finishes and commits its batch and the
@@ -89,5 +90,6 @@ async def run_notifier(
         svc.task("dispatcher", dispatcher.run(), on_stop=dispatcher.stop)
         svc.task("consumer", consumer.run(), on_stop=consumer.stop)
         svc.every("queue_depth", 1.0, lambda: report_queue_depth(repo))
+        svc.every("realtime_sessions", settings.notify_realtime_recheck_s, hub.check_sessions)
         svc.every("prune", 3600, lambda: prune(repo, retention_s=retention_s), first_delay_s=60)
         await svc.run()

@@ -34,6 +34,9 @@ class NotifierSettings(CommonSettings):
     notify_retention_days: float = Field(default=30.0, gt=0)
     # Origins allowed to open a Socket.IO connection ("*" for any; the token is the guard).
     notify_cors_origins: str = "*"
+    # How often live Socket.IO sessions are checked against their workspace's current
+    # token and status (a rotated token or a disabled workspace drops them).
+    notify_realtime_recheck_s: float = Field(default=1.0, gt=0, le=60)
 
     # Email over SMTP. Without a host, email notifications are dead-lettered
     # ("not configured") rather than silently dropped.

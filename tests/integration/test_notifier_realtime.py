@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -122,3 +123,47 @@ async def test_rotating_the_token_locks_the_old_one_out(settings: CommonSettings
                 pass
         async with connected(s, str(ws), new) as client:
             assert client.sio.connected
+
+
+async def test_live_sessions_are_dropped_when_their_token_is_rotated_or_workspace_disabled(
+    settings: CommonSettings,
+) -> None:
+    """A rotation (the CLI) drops the sessions opened with the old token and keeps the
+    others; disabling a workspace drops every session of it; each within seconds, and the
+    old token (or the disabled workspace) cannot reconnect."""
+    ws_a = await seed_workspace(settings.database_url, name="rt-drop-a")
+    ws_b = await seed_workspace(settings.database_url, name="rt-drop-b")
+    old_a, token_b = await _token(settings, "rt-drop-a"), await _token(settings, "rt-drop-b")
+    s = notifier_settings(settings, notify_realtime_recheck_s=0.5)
+    env = env_for(settings)
+    loop = asyncio.get_running_loop()
+    async with (
+        running_notifier(s),
+        connected(s, str(ws_a), old_a) as a,
+        connected(s, str(ws_b), token_b) as b,
+    ):
+        rotated = await arun_cli(env, "notify", "token", "-W", "rt-drop-a", "--rotate")
+        at = loop.time()
+        await eventually(
+            lambda: _connected(a), until=lambda up: not up, deadline_s=10, what="A dropped"
+        )
+        dropped_after = loop.time() - at
+        assert dropped_after < 5, dropped_after
+        assert b.sio.connected  # another workspace's session stays
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with connected(s, str(ws_a), old_a):
+                pass
+        async with connected(s, str(ws_a), rotated["token"]) as again:
+            await arun_cli(env, "workspace", "disable", "rt-drop-a")
+            await eventually(
+                lambda: _connected(again), until=lambda up: not up, deadline_s=10, what="disabled"
+            )
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with connected(s, str(ws_a), rotated["token"]):
+                pass
+        assert b.sio.connected
+    print(f"a session was dropped {dropped_after * 1000:.0f} ms after its token was rotated")
+
+
+async def _connected(client: Client) -> bool:
+    return bool(client.sio.connected)
