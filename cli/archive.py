@@ -100,17 +100,17 @@ def _time(value: str, option: str) -> datetime:
         raise CliError(f"{option}: {exc}") from exc
 
 
+def _choice(value: str | None, option: str, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise CliError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 def _window(since: str, until: str) -> tuple[datetime, datetime]:
     start, end = _time(since, "--since"), _time(until, "--until")
     if start >= end:
         raise CliError("--since must be before --until")
     return start, end
-
-
-def _status(status: str | None) -> str | None:
-    if status is not None and status not in admin.STATUSES:
-        raise CliError(f"--status {status!r} is not one of {', '.join(admin.STATUSES)}")
-    return status
 
 
 def _progress(*, enabled: bool) -> Progress:
@@ -170,12 +170,6 @@ def _describe_record(record: dict[str, Any]) -> str:
 
 
 # --- archive list / search ------------------------------------------------------------
-
-
-def _choice(value: str | None, option: str, allowed: tuple[str, ...]) -> str | None:
-    if value is not None and value not in allowed:
-        raise CliError(f"{option} {value!r} is not one of {', '.join(allowed)}")
-    return value
 
 
 async def _search(
@@ -240,7 +234,7 @@ async def _query(
     return admin.Query(
         workspace_id=ws_id,
         webhook_id=wh_id,
-        status=_status(status),
+        status=_choice(status, "--status", admin.STATUSES),
         error_type=error_type,
         match_type=_choice(match_type, "--match-type", admin.MATCH_TYPES),
         since=start,
@@ -447,7 +441,7 @@ def replay_command(
 
     async def work(settings: CommonSettings) -> dict[str, Any]:
         start, end = _window(since, until)
-        wanted = _status(status)
+        wanted = _choice(status, "--status", admin.STATUSES)
         config = await _webhook(settings, webhook, workspace)
         with _progress(enabled=True) as bar:
             reading = bar.add_task("reading archive", total=None)
