@@ -3,8 +3,9 @@
 Bind context with ``structlog.contextvars.bind_contextvars(request_id=..., topic=...,
 partition=..., offset=...)`` and every line of that work carries it. The redaction
 processor runs last before rendering, so nothing a caller passes can leak a phone, an
-email, a name or a secret: sensitive keys are masked whole, and phone-, email- and
-secret-shaped substrings are masked in every other string value.
+email, a name or a secret: sensitive keys, and any key named like a secret header
+(:func:`shared.redact.is_secret_header`, at any depth), are masked whole, and phone-,
+email- and secret-shaped substrings are masked in every other string value.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import orjson
 import structlog
+
+from shared.redact import is_secret_header
 
 REDACTED = "[redacted]"
 
@@ -77,6 +80,8 @@ def _redact_value(key: str, value: Any) -> Any:
         return REDACTED if value is not None else None
     if key in _SAFE_KEYS or key.endswith("_id") or key.endswith("_ms"):
         return value
+    if is_secret_header(key):  # the same names the gateway and the archive drop
+        return REDACTED if value is not None else None
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, Mapping):

@@ -25,19 +25,11 @@ from typing import Any
 import orjson
 
 from shared.events import LeadFailed, LeadProcessed, LeadRejected, Outcome
-from shared.redact import SECRET_HEADERS
+from shared.redact import is_secret_header
 
 RECORD_VERSION = 1
 _ZERO = timedelta(0)
 POINTER_PREFIX = "by-request/"
-
-# Defence in depth: the gateway already removed credentials and signatures, but a header
-# whose name says it carries one is never archived, whoever produced the event (custom
-# API-key header names, vendor signature headers, session cookies).
-_SECRET_NAME = re.compile(
-    r"(auth|signature|secret|token|api[-_]?key|apikey|password|passwd|cookie|credential|session)",
-    re.IGNORECASE,
-)
 
 _KEY = re.compile(
     r"^(?P<workspace>[0-9a-f-]{36})/(?P<webhook>[0-9a-f-]{36})/"
@@ -48,17 +40,16 @@ _KEY = re.compile(
 @functools.lru_cache(maxsize=4096)
 def _kept_name(name: str) -> str | None:
     """The name a header is archived under (lower-cased), or None for a header that
-    carries a credential, a signature or a session. Cached: the same few names come with
-    every request (and the cache is bounded whatever names a sender makes up)."""
-    lower = name.lower()
-    if lower in SECRET_HEADERS or _SECRET_NAME.search(lower):
-        return None
-    return lower
+    carries a credential, a signature or a session (:func:`shared.redact.is_secret_header`:
+    the gateway already dropped them, but the archive never holds one whoever produced
+    the event). Cached: the same few names come with every request (and the cache is
+    bounded whatever names a sender makes up)."""
+    return None if is_secret_header(name) else name.lower()
 
 
 def clean_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Lower-cased headers minus every credential, signature or session header (the
-    shared list, :data:`shared.redact.SECRET_HEADERS`, and any name that says so)."""
+    shared list and name pattern of :mod:`shared.redact`)."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         kept = _kept_name(name)

@@ -58,13 +58,35 @@ async def post(
         return resp.status, dict(resp.headers), data
 
 
+# Credentials under names the gateway used to let through (now on the shared list, or
+# caught by its name pattern): none may reach Kafka or webhook_requests.
+SECRET_HEADERS_SENT = {
+    "X-Auth-Token": "canary-auth-token",
+    "X-Access-Token": "canary-access-token",
+    "X-Vendor-Session-Id": "canary-session",
+}
+
+
+async def _stored_result(settings: CommonSettings, request_id: str) -> str:
+    """The ``webhook_requests`` row of a request, as text."""
+    conn = await connect(settings.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT result::text AS result FROM webhook_requests WHERE request_id = $1",
+            uuid.UUID(request_id),
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return str(row["result"])
+
+
 async def test_accepts_a_lead_and_enqueues_it_mapped(settings: CommonSettings) -> None:
     hook = await create_webhook(settings.database_url, auth_mode="standard")
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         body = body_of(LEAD)
-        status, _, data = await post(
-            http, gw.hook_url(hook), body, auth_headers(hook, body, msg_id="msg_1")
-        )
+        headers = {**auth_headers(hook, body, msg_id="msg_1"), **SECRET_HEADERS_SENT}
+        status, _, data = await post(http, gw.hook_url(hook), body, headers)
         assert status == 202, data
         assert data["success"] is True and data["status"] == "accepted"
         assert data["webhook_id"] == str(hook.id)
@@ -79,8 +101,11 @@ async def test_accepts_a_lead_and_enqueues_it_mapped(settings: CommonSettings) -
         assert event.lead.phone == "+16266633444" and event.lead.email == "benjie@example.com"
         assert event.lead.crm_id == "crm_12345" and event.lead.first_name == "Benjie"
         assert event.lead.custom.get("zip") == "91101"
-        # Secrets never travel: the signature header is stripped, the rest is kept.
+        # Secrets never travel: the signature header and every header of the shared list
+        # (shared.redact) are stripped, the rest is kept.
         assert "webhook-signature" not in event.request.headers
+        assert not set(event.request.headers) & {h.lower() for h in SECRET_HEADERS_SENT}
+        assert not any(v.startswith("canary-") for v in event.request.headers.values())
         assert event.request.headers.get("webhook-id") == "msg_1"
         assert set(event.steps) >= {"authentication", "field_mapping", "validation"}
 
@@ -454,7 +479,8 @@ async def test_validation_rejections_are_published_and_stored(settings: CommonSe
     hook = await create_webhook(settings.database_url, auth_mode="api-key")
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         body = body_of({"firstname": "No", "phone_number": "12", "email": "not-an-email"})
-        status, _, data = await post(http, gw.hook_url(hook), body, auth_headers(hook, body))
+        headers = {**auth_headers(hook, body), **SECRET_HEADERS_SENT}
+        status, _, data = await post(http, gw.hook_url(hook), body, headers)
         assert status == 400 and data["status"] == "rejected"
         fields = {e["field"] for e in data["errors"]}
         assert fields & {"phone", "email"}, data
@@ -480,6 +506,10 @@ async def test_validation_rejections_are_published_and_stored(settings: CommonSe
             status_of, until=lambda r: r[0] == 200, deadline_s=15, what="status row"
         )
         assert stored["status"] == "rejected" and stored["result"]["status_code"] == 400
+        # Neither the outcome on Kafka nor the webhook_requests row holds a secret header.
+        assert not set(rejected.request.headers) & {h.lower() for h in SECRET_HEADERS_SENT}
+        row = await _stored_result(settings, data["request_id"])
+        assert "canary-" not in row and "x-auth-token" not in row
         assert await read_topic(settings, topics.RAW) == []
 
         # Unknown requests: 404 with status unknown.
