@@ -1,5 +1,7 @@
 """``leadwire deadletter list|show|retry``: what the consumers and the notifier gave up
-on, why, and sending it back once a fix is in (see :mod:`cli.deadletter_store`).
+on, why, and sending it back once a fix is in. The operations are the management admin's
+(:mod:`services.api.deadletters`, through ``services.api.admin``), which the management
+API calls too; here they see every dead letter.
 
 ``list`` prints ids, reason codes, sources and the event's ids, never the reason's text
 or the message (they may quote a lead's values); ``show`` prints one dead letter whole,
@@ -16,11 +18,10 @@ import orjson
 import typer
 from rich.progress import Progress, TaskID
 
-from cli import deadletter_store as store
 from cli.context import database, run_async
 from cli.output import CliError, JsonFlag, emit, progress_bar, table
+from services.api.admin import deadletters as dead
 from services.archiver.admin import parse_time
-from shared.kafka import KafkaUnavailable, Publisher
 from shared.settings import CommonSettings
 
 deadletter_app = typer.Typer(
@@ -54,11 +55,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _topics(topic: str | None) -> tuple[str, ...]:
-    if topic is None:
-        return store.TOPICS
-    if topic not in store.TOPICS:
-        raise CliError(f"--topic {topic!r} is not one of {', '.join(store.TOPICS)}", exit_code=2)
-    return (topic,)
+    if topic is not None and topic not in dead.TOPICS:
+        raise CliError(f"--topic {topic!r} is not one of {', '.join(dead.TOPICS)}", exit_code=2)
+    return dead.topics_named(topic)
 
 
 def _since(value: str) -> datetime:
@@ -68,8 +67,17 @@ def _since(value: str) -> datetime:
         raise CliError(f"--since: {exc}", exit_code=2) from exc
 
 
+def _bar_step(bar: Progress, label: str) -> dead.Step:
+    task = bar.add_task(label, total=None)
+    return dead.Step(functools.partial(_set_total, bar, task), functools.partial(bar.advance, task))
+
+
 def _set_total(bar: Progress, task: TaskID, total: int) -> None:
     bar.update(task, total=total)
+
+
+def _db(settings: CommonSettings) -> dead.Database:
+    return functools.partial(database, settings)
 
 
 async def _gather(
@@ -79,23 +87,16 @@ async def _gather(
     since: datetime,
     reason: str | None,
     bar: Progress,
-) -> list[store.DeadLetter]:
+) -> list[dead.DeadLetter]:
     """The dead letters of ``names`` since ``since`` (of ``reason``), with ``retried_at``."""
-    found: list[store.DeadLetter] = []
-    for name in names:
-        task = bar.add_task(f"reading {name}", total=None)
-        found += await store.read(
-            settings,
-            name,
-            since=since,
-            total=functools.partial(_set_total, bar, task),
-            advance=functools.partial(bar.advance, task),
-        )
-    if reason is not None:
-        found = [d for d in found if d.reason_code == reason]
-    async with database(settings) as conn:
-        await store.mark_retried(conn, settings, found)
-    return found
+    return await dead.gather(
+        settings,
+        _db(settings),
+        names,
+        since=since,
+        reason=reason,
+        progress=functools.partial(_bar_step, bar),
+    )
 
 
 # --- list -----------------------------------------------------------------------------
@@ -114,18 +115,7 @@ def list_command(
         names, start = _topics(topic), _since(since)
         with progress_bar() as bar:
             found = await _gather(settings, names, since=start, reason=reason, bar=bar)
-        by_reason: dict[str, int] = {}
-        for d in found:
-            by_reason[d.reason_code] = by_reason.get(d.reason_code, 0) + 1
-        return {
-            "topics": list(names),
-            "since": start.isoformat(),
-            "reason": reason,
-            "count": len(found),
-            "by_reason": dict(sorted(by_reason.items())),
-            "retried": sum(1 for d in found if d.retried_at),
-            "deadletters": [d.summary() for d in found],
-        }
+        return {"reason": reason, **dead.listing(found, names=names, since=start)}
 
     doc = run_async(work, as_json=as_json)
     emit(doc, as_json=as_json, text=_list_text)
@@ -161,31 +151,14 @@ def show_command(
     """Show one dead letter: its reason, source, ids and the message (decoded if JSON)."""
 
     async def work(settings: CommonSettings) -> dict[str, Any]:
-        letter = await _one(settings, deadletter_id)
-        entry = {k: v for k, v in letter.entry.items() if k != "payload_b64"}
-        return {
-            **letter.summary(),
-            "reason": letter.reason,
-            "target": store.target_of(letter),
-            "entry": entry,
-            "payload": store.payload_view(letter),
-        }
+        return dead.show(await _one(settings, deadletter_id))
 
     doc = run_async(work, as_json=as_json)
     emit(doc, as_json=as_json, text=_show_text)
 
 
-async def _one(settings: CommonSettings, deadletter_id: str) -> store.DeadLetter:
-    topic, partition, offset = store.parse_id(deadletter_id)
-    found = await store.read(settings, topic, at=(partition, offset))
-    if not found:
-        raise CliError(
-            f"no dead letter {deadletter_id}",
-            hint="see `leadwire deadletter list` (old ones leave with the topic's retention)",
-        )
-    async with database(settings) as conn:
-        await store.mark_retried(conn, settings, found)
-    return found[0]
+async def _one(settings: CommonSettings, deadletter_id: str) -> dead.DeadLetter:
+    return await dead.get(settings, _db(settings), deadletter_id)
 
 
 def _show_text(doc: dict[str, Any]) -> str:
@@ -241,55 +214,16 @@ def retry_command(
                 letters = await _gather(
                     settings, _topics(topic), since=_since(since), reason=reason, bar=bar
                 )
-            return await _retry(settings, letters, dry_run=dry_run, bar=bar)
+            return await dead.retry(
+                settings,
+                _db(settings),
+                letters,
+                dry_run=dry_run,
+                progress=functools.partial(_bar_step, bar),
+            )
 
     doc = run_async(work, as_json=as_json)
     emit(doc, as_json=as_json, text=_retry_text)
-
-
-async def _retry(
-    settings: CommonSettings, letters: list[store.DeadLetter], *, dry_run: bool, bar: Progress
-) -> dict[str, Any]:
-    retried: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    todo: list[store.DeadLetter] = []
-    for d in letters:
-        if d.retried_at is not None:
-            skipped.append({"id": d.id, "why": f"sent back already at {d.retried_at.isoformat()}"})
-        elif store.target_of(d) is None:
-            skipped.append({"id": d.id, "why": "it names no source to go back to"})
-        else:
-            todo.append(d)
-    if dry_run:
-        retried = [{"id": d.id, "target": store.target_of(d)} for d in todo]
-    elif todo:
-        task = bar.add_task("sending back", total=len(todo))
-        publisher = Publisher(settings, client_id="leadwire-deadletter")
-        try:
-            await publisher.start()
-            async with database(settings) as conn:
-                for d in todo:
-                    done = await store.send_back(conn, settings, publisher, d)
-                    if done is None:  # another retry got there first
-                        skipped.append({"id": d.id, "why": "sent back already"})
-                    else:
-                        retried.append(done)
-                    bar.advance(task)
-        except KafkaUnavailable as exc:
-            raise CliError(
-                f"Kafka did not acknowledge a dead letter sent back: {exc}",
-                hint=f"{len(retried)} were sent back and recorded; run the same command "
-                "again once Kafka is up (those are skipped)",
-            ) from exc
-        finally:
-            await publisher.stop()
-    return {
-        "dry_run": dry_run,
-        "considered": len(letters),
-        "retried": retried,
-        "skipped": skipped,
-        "summary": {"retried": len(retried), "skipped": len(skipped)},
-    }
 
 
 def _retry_text(doc: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from services.api import checks
+from services.api import checks, deadletters
 from services.api.checks import (
     MAX_GRACE,
     basic_username,
@@ -45,7 +45,8 @@ from shared.secrets import HMAC_MODES, generate_verify_token
 from shared.templates import TEMPLATES, Template
 
 # Also the admin's: the checks (``admin.checks``: the CLI checks its flags with them), the
-# errors, the repository, and the API keys' operations.
+# errors, the repository, the API keys' operations and the dead letters'
+# (``admin.deadletters``).
 __all__ = [
     "TEMPLATES",
     "AdminError",
@@ -57,6 +58,7 @@ __all__ = [
     "Repository",
     "checks",
     "create_api_key",
+    "deadletters",
     "get_api_key",
     "list_api_keys",
     "revoke_api_key",

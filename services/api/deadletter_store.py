@@ -1,5 +1,6 @@
-"""Dead letters for ``leadwire deadletter``: read from the two dead-letter topics, seen one
-way, and sent back once.
+"""Dead letters, read from the two dead-letter topics, seen one way, and sent back once:
+the store under :mod:`services.api.deadletters` (which ``leadwire deadletter`` and the
+management API call).
 
 - ``<prefix>deadletter``: what a consumer (processor, analytics, notifier, archiver) gave
   up on; one entry per message (:mod:`shared.kafka.deadletter`) holding the original
@@ -31,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from cli.output import CliError
+from services.api.errors import AdminError, Invalid
 from services.notifier import admin as notifier_admin
 from shared import topics
 from shared.kafka import Publisher, client_config, deadletter
@@ -81,15 +82,21 @@ class DeadLetter:
 
 
 def parse_id(text: str) -> tuple[str, int, int]:
-    """``<topic>:<partition>:<offset>`` -> its parts (CliError if it is not one)."""
+    """``<topic>:<partition>:<offset>`` -> its parts (:class:`Invalid` if it is not one)."""
     topic, _, rest = text.strip().partition(":")
     partition, _, offset = rest.partition(":")
-    if topic not in TOPICS or not partition.isdigit() or not offset.isdigit():
-        raise CliError(
+    if (
+        topic not in TOPICS
+        or not (partition.isascii() and partition.isdigit())
+        or not (offset.isascii() and offset.isdigit())
+        or len(partition) > 6
+        or len(offset) > 19
+    ):
+        raise Invalid(
             f"{text!r} is not a dead letter id",
+            field="deadletter_id",
             hint="ids look like deadletter:2:15 or notifications.deadletter:0:3 "
             "(see `leadwire deadletter list`)",
-            exit_code=2,
         )
     return topic, int(partition), int(offset)
 
@@ -249,12 +256,13 @@ async def _stop(consumer: AIOKafkaConsumer, timeout: float) -> None:
         pass
 
 
-def _kafka_error(settings: CommonSettings, exc: BaseException) -> CliError:
-    return CliError(
+def _kafka_error(settings: CommonSettings, exc: BaseException) -> AdminError:
+    return AdminError(
         f"cannot read the dead-letter topics from Kafka at {settings.kafka_bootstrap} "
         f"({type(exc).__name__})",
+        code="kafka_unavailable",
         hint="start the stack with `make up`, or set LEADWIRE_KAFKA_BOOTSTRAP",
-    )
+    ).with_status(503)
 
 
 # --- what was retried -------------------------------------------------------------------
