@@ -1,10 +1,12 @@
-"""Process entry helpers: uvloop, a stop event set by SIGTERM or SIGINT, and a service's
-whole entry point (:func:`run_service`)."""
+"""Process entry helpers: uvloop, a stop event set by SIGTERM or SIGINT, a service's whole
+entry point (:func:`run_service`), and the refusal to start on unsafe settings
+(:func:`refuse_unsafe`)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TypeVar
@@ -19,6 +21,23 @@ except ImportError:  # pragma: no cover
     uvloop = None
 
 S = TypeVar("S", bound=CommonSettings)
+
+# sysexits' EX_CONFIG: a supervisor can tell "fix the configuration" from a crash.
+EXIT_UNSAFE_SETTINGS = 78
+
+
+def refuse_unsafe(name: str, settings: CommonSettings) -> None:
+    """Exit (status 78) with one message naming every problem of ``settings``
+    (:meth:`~shared.settings.CommonSettings.problems`), before anything starts."""
+    problems = settings.problems()
+    if not problems:
+        return
+    mode = " (LEADWIRE_ENV=production)" if settings.production else ""
+    lines = [f"leadwire {name} refuses to start{mode}:"]
+    lines += [f"  - {p}" for p in problems]
+    lines.append("See docs/security.md (the production checklist).")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_UNSAFE_SETTINGS)
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -40,7 +59,8 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 def run_service(
     name: str, settings: S, service: Callable[[S, asyncio.Event], Awaitable[None]]
 ) -> None:
-    """A service's ``__main__``: logging as ``settings`` say, then ``service(settings,
-    stop)`` until SIGTERM."""
+    """A service's ``__main__``: refuse unsafe settings, logging as ``settings`` say, then
+    ``service(settings, stop)`` until SIGTERM."""
+    refuse_unsafe(name, settings)
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
     run(lambda stop: service(settings, stop))

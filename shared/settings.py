@@ -2,18 +2,36 @@
 
 Every service subclasses :class:`CommonSettings`; ``__main__`` reads it once and passes it
 down. Nothing here connects to anything.
+
+:meth:`CommonSettings.problems` says what a service must refuse to start with (the
+service's entry point exits naming each, :func:`shared.runtime.refuse_unsafe`): in every
+mode, a credential that would travel in clear; with ``LEADWIRE_ENV=production`` also a
+default or empty credential (docs/security.md, the production checklist).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LEADWIRE_"
 
+# Credentials that ship with the project (the local stack, the compose file): never in
+# production.
+DEFAULT_S3_KEYS = ("leadwire", "leadwire-secret-key")
+DEFAULT_DATABASE_PASSWORDS = frozenset({"postgres"})
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # Whether the service reads or writes the archive bucket (its S3 keys are checked).
+    uses_s3: ClassVar[bool] = False
+
+    # production: refuse to start on a default or empty credential (problems()).
+    env: str = Field(default="development", pattern="^(development|production)$")
 
     database_url: str = "postgresql://postgres@127.0.0.1:55432/leadwire"
     db_pool_min: int = 1
@@ -69,3 +87,57 @@ class CommonSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full topic name for a logical topic (see :mod:`shared.topics`)."""
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def problems(self) -> list[str]:
+        """What these settings must not start with, one line each, led by the variable's
+        name (empty: safe). Services add their own (the notifier: SMTP)."""
+        found = _kafka_problems(self)
+        if self.production:
+            found += _database_problems(self.database_url)
+            if self.uses_s3:
+                found += _s3_problems(self.s3_access_key, self.s3_secret_key.get_secret_value())
+        return found
+
+
+def _kafka_problems(s: CommonSettings) -> list[str]:
+    found: list[str] = []
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    if s.production and not sasl:
+        found.append(
+            f"LEADWIRE_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}: Kafka without "
+            "SASL; use SASL_SSL (or SASL_PLAINTEXT) with a SCRAM user of the service's own"
+        )
+    if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password.get_secret_value()):
+        found.append(
+            "LEADWIRE_KAFKA_SASL_USERNAME / LEADWIRE_KAFKA_SASL_PASSWORD: empty with "
+            f"{s.kafka_security_protocol}"
+        )
+    if s.kafka_security_protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "PLAIN":
+        found.append(
+            "LEADWIRE_KAFKA_SASL_MECHANISM=PLAIN over SASL_PLAINTEXT sends the password in "
+            "clear; use SCRAM-SHA-512, or SASL_SSL"
+        )
+    return found
+
+
+def _database_problems(url: str) -> list[str]:
+    parts = urlsplit(url)
+    password = parts.password or (parse_qs(parts.query).get("password") or [""])[0]
+    if not password:
+        return ["LEADWIRE_DATABASE_URL: no password (postgresql://<role>:<password>@host/db)"]
+    if password in DEFAULT_DATABASE_PASSWORDS:
+        return [f"LEADWIRE_DATABASE_URL: the default password {password!r}"]
+    return []
+
+
+def _s3_problems(access_key: str, secret_key: str) -> list[str]:
+    found: list[str] = []
+    if not access_key or access_key == DEFAULT_S3_KEYS[0]:
+        found.append(f"LEADWIRE_S3_ACCESS_KEY: {'empty' if not access_key else 'the default'}")
+    if not secret_key or secret_key == DEFAULT_S3_KEYS[1]:
+        found.append(f"LEADWIRE_S3_SECRET_KEY: {'empty' if not secret_key else 'the default'}")
+    return found

@@ -3,12 +3,17 @@ is ``LEADWIRE_API_PORT`` (8085), with the other services' ports in CommonSetting
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from shared.settings import CommonSettings
 
 
 class ApiSettings(CommonSettings):
+    # Archive search, show and replay read the bucket: its S3 keys are checked in production.
+    uses_s3: ClassVar[bool] = True
+
     # A key's last use is written at most this often (per key and process).
     api_key_touch_interval_s: float = Field(default=60.0, ge=0)
     # The largest request body read; a mapping or a sample body fits well within it.

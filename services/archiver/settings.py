@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from services.archiver.segments import Bounds
@@ -9,6 +11,9 @@ from shared.settings import CommonSettings
 
 
 class ArchiverSettings(CommonSettings):
+    # The archive bucket is its store: its S3 keys are checked in production.
+    uses_s3: ClassVar[bool] = True
+
     # Archives older than this (by the day the request was received, UTC) are deleted:
     # by an S3 lifecycle rule where the server accepts one, else by the archiver's own
     # periodic prune (and `leadwire archive prune`).

@@ -12,11 +12,12 @@ from services.ingest.service import run_ingest
 from services.ingest.settings import IngestSettings
 from services.ingest.supervisor import WORKER_FLAG, supervise
 from shared.logs import configure_logging
-from shared.runtime import run
+from shared.runtime import refuse_unsafe, run
 
 
 def main() -> int:
     settings = IngestSettings()
+    refuse_unsafe("ingest", settings)
     configure_logging("ingest", level=settings.log_level, fmt=settings.log_format)
     workers = settings.workers()
     if workers > 1 and WORKER_FLAG not in sys.argv[1:]:

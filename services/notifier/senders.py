@@ -58,7 +58,8 @@ class EmailSender:
             username=s.smtp_username,
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
             use_tls=s.smtp_tls,
-            start_tls=s.smtp_starttls,
+            # With credentials: TLS before the password, or no login at all.
+            start_tls=s.smtp_start_tls(),
             validate_certs=s.smtp_validate_certs,
             timeout=s.notify_send_timeout_s,
         )
@@ -85,7 +86,10 @@ class EmailSender:
                 permanent=exc.code >= 500,
             ) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__) from exc
+            # A server (or a man in the middle) that offers no STARTTLS where it is
+            # required: refused before any password was sent.
+            code = "smtp_starttls_unavailable" if "STARTTLS" in str(exc) else type(exc).__name__
+            raise SendError(f"{type(exc).__name__}: {exc}", code=code) from exc
         finally:
             # The outcome is known by now; saying goodbye must not change it.
             with contextlib.suppress(Exception):

@@ -44,7 +44,9 @@ class NotifierSettings(CommonSettings):
     smtp_port: int = 587
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    # STARTTLS: true = required, false = never, unset = when the server offers it.
+    # STARTTLS: true = required, false = never, unset = when the server offers it; with
+    # credentials, unset means required (a password never follows a stripped STARTTLS),
+    # and false is refused unless smtp_tls is on.
     smtp_starttls: bool | None = None
     # Implicit TLS from the first byte (usually port 465).
     smtp_tls: bool = False
@@ -68,6 +70,37 @@ class NotifierSettings(CommonSettings):
                 "LEADWIRE_NOTIFY_CLAIM_LEASE_S must exceed LEADWIRE_NOTIFY_SEND_TIMEOUT_S + 1"
             )
         return self
+
+    @property
+    def smtp_credentials(self) -> bool:
+        return bool(self.smtp_username or self.smtp_password)
+
+    def smtp_start_tls(self) -> bool | None:
+        """What to tell aiosmtplib: STARTTLS required (True), never (False), or when
+        offered (None). With credentials and no implicit TLS it is always required."""
+        if self.smtp_credentials and not self.smtp_tls:
+            return True
+        return self.smtp_starttls
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.smtp_credentials and not self.smtp_tls and self.smtp_starttls is False:
+            found.append(
+                "LEADWIRE_SMTP_STARTTLS=false with SMTP credentials: the password would travel "
+                "in clear; set LEADWIRE_SMTP_TLS=true (port 465) or leave STARTTLS on"
+            )
+        if self.production and self.smtp_host:
+            if self.smtp_username and not (
+                self.smtp_password and self.smtp_password.get_secret_value()
+            ):
+                found.append("LEADWIRE_SMTP_PASSWORD: empty")
+            if not self.smtp_validate_certs:
+                found.append(
+                    "LEADWIRE_SMTP_VALIDATE_CERTS=false: the server's certificate unchecked"
+                )
+        if self.production and (self.sms_base_url or "").startswith("http://"):
+            found.append("LEADWIRE_SMS_BASE_URL: http:// sends the provider's token in clear")
+        return found
 
     @property
     def claim_lease_s(self) -> float:
