@@ -92,7 +92,7 @@ def cost(table: Table, path: Path, subtitle: str, rows: list[dict[str, Any]]) ->
         procs,
         [table.values.get((r, column), 0.0) for r in procs],
         path,
-        title + (f", {rate:,.0f} leads/s through everything" if rate else "") + "\n" + subtitle,
+        title + (f"\n{rate:,.0f} leads/s through everything" if rate else "") + "\n" + subtitle,
         "CPU µs per lead",
     )
 
