@@ -102,13 +102,17 @@ class LaunchedStack:
     ) -> None:
         self.name = name
         self.pg_fsync = pg_fsync
-        ports = free_ports(len(SERVICES) + 1, port_base)
-        self.ports = dict(zip([*SERVICES, EXTRA_PROCESSOR], ports, strict=True))
+        names = [*SERVICES, EXTRA_PROCESSOR]
+        ports = free_ports(2 * len(names), port_base)
+        self.ports = dict(zip(names, ports[: len(names)], strict=True))
+        # /healthz, /readyz and /metrics: every service's ops listener.
+        self.ops_ports = dict(zip(names, ports[len(names) :], strict=True))
         self.overrides = {
             "LEADWIRE_STACK": name,
             "LEADWIRE_PUBLIC_URL": f"http://127.0.0.1:{self.ports['ingest']}",
             "LEADWIRE_LOG_FORMAT": "json",
             **{f"LEADWIRE_{svc.upper()}_PORT": str(self.ports[svc]) for svc in SERVICES},
+            **{f"LEADWIRE_{svc.upper()}_OPS_PORT": str(self.ops_ports[svc]) for svc in SERVICES},
             **(extra_env or {}),
         }
         self.stack = Stack.for_name(name, ROOT, pg_fsync=pg_fsync)
@@ -123,6 +127,10 @@ class LaunchedStack:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def ops_url(self, service: str) -> str:
+        """Where ``service``'s /healthz, /readyz and /metrics answer."""
+        return f"http://127.0.0.1:{self.ops_ports[service]}"
 
     async def destroy_previous(self) -> None:
         """Stop whatever an earlier run left and delete its state: a fresh stack each time."""
@@ -172,7 +180,7 @@ class LaunchedStack:
     def start_service(self, name: str) -> int:
         module = "processor" if name == EXTRA_PROCESSOR else name
         extra = (
-            {"LEADWIRE_PROCESSOR_PORT": str(self.ports[EXTRA_PROCESSOR])}
+            {"LEADWIRE_PROCESSOR_OPS_PORT": str(self.ops_ports[EXTRA_PROCESSOR])}
             if name == EXTRA_PROCESSOR
             else {}
         )
@@ -201,7 +209,9 @@ class LaunchedStack:
             await asyncio.sleep(0.1)
 
     async def wait_ready(self, service: str, deadline_s: float = 180.0) -> float:
-        return await wait_ready(f"{self.url(service)}/readyz", what=service, deadline_s=deadline_s)
+        return await wait_ready(
+            f"{self.ops_url(service)}/readyz", what=service, deadline_s=deadline_s
+        )
 
     def _launch_sync(self, command: str) -> int:
         proc = subprocess.run(

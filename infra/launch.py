@@ -5,8 +5,10 @@
     python -m infra.launch down     # stop every process `up` started (no process, no port left)
     python -m infra.launch status
 
-``up`` returns only when every service answers ``/readyz`` with 200, and writes the running
-stack's connection settings to ``.leadwire/stack.env`` (shell-sourceable). Any
+``up`` returns only when every service answers ``/readyz`` with 200 on its ops listener,
+and writes the running stack's connection settings to ``.leadwire/stack.env``
+(shell-sourceable): the public URLs (``LEADWIRE_<SERVICE>_URL``: gateway, notifier,
+analytics, API) and every service's ops URL (``LEADWIRE_<SERVICE>_OPS_URL``). Any
 ``LEADWIRE_*`` variable set in the environment (SMTP and SMS provider settings, worker
 counts, ports) is passed through to the services.
 """
@@ -39,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # with LEADWIRE_<SERVICE>_PORT).
 STACK = os.environ.get("LEADWIRE_STACK", "dev")
 SERVICES = ("processor", "notifier", "analytics", "archiver", "api", "ingest")
+# The services with a public listener (the processor and the archiver have only ops).
+PUBLIC = ("notifier", "analytics", "api", "ingest")
 DEMO_WORKSPACE = "demo"
 DEMO_WEBHOOK = "demo-form"
 READY_DEADLINE_S = 120.0
@@ -64,11 +68,18 @@ def _settings_env(stack: Stack) -> dict[str, str]:
 
 
 def _service_urls(settings: CommonSettings) -> dict[str, str]:
+    """The public listeners' base URLs."""
     host = settings.http_host
-    return {name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in SERVICES}
+    return {name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in PUBLIC}
+
+
+def _ops_urls(settings: CommonSettings) -> dict[str, str]:
+    """Every service's ops listener (/healthz, /readyz, /metrics)."""
+    return {name: settings.ops_url(name) for name in SERVICES}
 
 
 async def _wait_ready(stack: Stack, urls: dict[str, str]) -> None:
+    """Until every service's ops listener (``urls``) answers /readyz with 200."""
     pending = dict(urls)
     deadline = time.monotonic() + READY_DEADLINE_S
     async with aiohttp.ClientSession() as http:
@@ -138,13 +149,16 @@ def _demo_webhook(env: dict[str, str]) -> dict:
     return doc
 
 
-def _write_stack_env(env: dict[str, str], urls: dict[str, str], webhook: dict) -> Path:
+def _write_stack_env(
+    env: dict[str, str], urls: dict[str, str], ops: dict[str, str], webhook: dict
+) -> Path:
     path = _stack_env_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# The running leadwire stack (make up). Source it: set -a; . .leadwire/stack.env"]
     keys = sorted(k for k in env if k.startswith("LEADWIRE_"))
     lines += [f"{k}={shlex.quote(env[k])}" for k in keys]
     lines += [f"LEADWIRE_{name.upper()}_URL={url}" for name, url in urls.items()]
+    lines += [f"LEADWIRE_{name.upper()}_OPS_URL={url}" for name, url in ops.items()]
     lines.append(f"LEADWIRE_DEMO_WEBHOOK_URL={webhook['url']}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -179,16 +193,16 @@ async def up() -> dict:
     applied = await migrate(settings.database_url)
     _say(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
     await ensure_topics(settings)
-    urls = _service_urls(settings)
+    urls, ops = _service_urls(settings), _ops_urls(settings)
     for name in SERVICES:
         stack.start_process(name, [sys.executable, "-m", f"services.{name}"], env)
-    await _wait_ready(stack, urls)
+    await _wait_ready(stack, ops)
     webhook = _demo_webhook(env)
-    path = _write_stack_env(env, urls, webhook)
+    path = _write_stack_env(env, urls, ops, webhook)
     _say(
         f"all services ready in {time.monotonic() - started:.1f} s; settings in {path.relative_to(ROOT)}"
     )
-    return {"urls": urls, "webhook": webhook, "settings": settings}
+    return {"urls": urls, "ops": ops, "webhook": webhook, "settings": settings}
 
 
 def _print_welcome(info: dict) -> None:
@@ -202,6 +216,8 @@ def _print_welcome(info: dict) -> None:
         f"Management API: {urls['api']}/docs   (a key: .venv/bin/leadwire apikey create "
         f"--workspace {DEMO_WORKSPACE} --scope manage)\n"
         f"Analytics API: {urls['analytics']}/analytics/webhooks/{info['webhook']['id']}\n"
+        f"Ops (local):   {info['ops']['ingest']}/metrics, /readyz, /healthz   (every "
+        "service's: LEADWIRE_<SERVICE>_OPS_URL in .leadwire/stack.env)\n"
         "Admin CLI:     .venv/bin/leadwire --help   (settings come from .leadwire/stack.env)\n"
         f"Logs:          .leadwire/{STACK}/logs/\n",
         flush=True,

@@ -1,5 +1,9 @@
 """Health, readiness and Prometheus metrics for every service, and serving an app.
 
+They are served on the service's ops listener (:meth:`shared.service.Service.serve_ops`),
+never beside its public routes: metrics name every webhook id the service has seen, and
+readiness details name topics and errors.
+
 - ``/healthz``: the process is alive and its event loop turns (always 200).
 - ``/readyz``: every named check passes (200), else 503 naming the checks that failed.
 - ``/metrics``: Prometheus text format from the default registry, or, when
@@ -85,6 +89,13 @@ async def run_check(check: ReadyCheck) -> tuple[bool, dict[str, Any]]:
     if isinstance(result, tuple):
         return bool(result[0]), dict(result[1])
     return bool(result), {}
+
+
+def ops_app(service: str, checks: Mapping[str, ReadyCheck] | None = None) -> web.Application:
+    """An application with only the ops routes."""
+    app = web.Application()
+    add_ops_routes(app, service=service, checks=checks)
+    return app
 
 
 async def serve(

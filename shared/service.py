@@ -10,7 +10,7 @@ and then awaits :meth:`Service.run`::
         runner = ConsumerRunner(...)
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         svc.every("prune", 3600, prune)
-        await svc.serve_ops(settings.http_host, settings.processor_port, checks={...})
+        await svc.serve_ops(settings, checks={...})   # /healthz /readyz /metrics, ops port
         await svc.run()
 
 What it promises:
@@ -48,7 +48,7 @@ from shared import topics
 from shared.db import create_pool
 from shared.events import SystemHealthAlert
 from shared.health import HealthMonitor
-from shared.http import ReadyCheck, add_ops_routes, serve
+from shared.http import ReadyCheck, ops_app, serve
 from shared.kafka import KafkaUnavailable, Publisher, ensure_topics
 from shared.logs import get_logger
 from shared.retry import DEPENDENCY_ERRORS, Stopped, every, retry_until
@@ -237,19 +237,27 @@ class Service:
 
     async def serve_ops(
         self,
-        host: str,
-        port: int,
+        settings: CommonSettings,
         *,
         checks: Mapping[str, ReadyCheck] | None = None,
-        app: web.Application | None = None,
-    ) -> web.Application:
-        """Serve ``/healthz``, ``/readyz`` (``checks``) and ``/metrics`` (on ``app`` with
-        the service's own routes, if given) until the end."""
-        app = app if app is not None else web.Application()
-        add_ops_routes(app, service=self.name, checks=checks)
+        reuse_port: bool = False,
+        port: int | None = None,
+    ) -> None:
+        """Serve ``/healthz``, ``/readyz`` (``checks``) and ``/metrics`` on the service's
+        ops listener (``ops_host``, ``port`` or else ``<name>_ops_port``) until the end.
+        ``reuse_port``: several worker processes share it (the gateway's)."""
+        port = port if port is not None else settings.ops_port(self.name)
+        runner = await serve(
+            ops_app(self.name, checks), settings.ops_host, port, reuse_port=reuse_port
+        )
+        self.cleanup(runner.cleanup)
+        log.info("ops_listening", service=self.name, host=settings.ops_host, port=port)
+
+    async def serve_public(self, app: web.Application, host: str, port: int) -> None:
+        """Serve the service's public routes (``app``, without the ops routes) until the
+        end."""
         runner = await serve(app, host, port)
         self.cleanup(runner.cleanup)
-        return app
 
     # --- running ------------------------------------------------------------------------
 

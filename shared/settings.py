@@ -68,14 +68,23 @@ class CommonSettings(BaseSettings):
     # Base URL vendors use to reach the gateway (printed by the CLI in webhook URLs).
     public_url: str = "http://127.0.0.1:8080"
 
-    # Every service serves /healthz, /readyz and /metrics (and its API) on its own port.
+    # Public listeners, on http_host: the gateway (webhooks), the notifier (Socket.IO),
+    # analytics (its API and dashboard), the management API. The processor and the
+    # archiver have none.
     http_host: str = "127.0.0.1"
     ingest_port: int = 8080
-    processor_port: int = 8081
     notifier_port: int = 8082
     analytics_port: int = 8083
-    archiver_port: int = 8084
     api_port: int = 8085
+    # Every service's /healthz, /readyz and /metrics: an ops listener of its own, never on
+    # a public port, on loopback unless ops_host says otherwise (docs/security.md).
+    ops_host: str = "127.0.0.1"
+    ingest_ops_port: int = 9080
+    processor_ops_port: int = 9081
+    notifier_ops_port: int = 9082
+    analytics_ops_port: int = 9083
+    archiver_ops_port: int = 9084
+    api_ops_port: int = 9085
 
     # System-health alerts (shared/health.py): a readiness check failing for this long
     # raises one alert event (and one more when it passes again); checks run this often.
@@ -87,6 +96,18 @@ class CommonSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full topic name for a logical topic (see :mod:`shared.topics`)."""
         return f"{self.topic_prefix}{name}"
+
+    def ops_port(self, service: str) -> int:
+        """The port of ``service``'s ops listener (``LEADWIRE_<SERVICE>_OPS_PORT``)."""
+        return int(getattr(self, f"{service}_ops_port"))
+
+    def ops_url(self, service: str) -> str:
+        """Where ``service``'s /healthz, /readyz and /metrics answer, for a client on
+        this host (a wildcard ``ops_host`` is reached through loopback)."""
+        host = "127.0.0.1" if self.ops_host in ("", "0.0.0.0", "::") else self.ops_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.ops_port(service)}"
 
     @property
     def production(self) -> bool:

@@ -26,6 +26,7 @@ from shared.settings import CommonSettings
 from tests.support.infra import provide_infra
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver", "api")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -102,6 +103,7 @@ async def settings(
     """Settings for this test: its own database, topic prefix and bucket. The test's
     topics are deleted after it (a broker holding thousands of finished tests' partitions
     slows every later topic creation and metadata request)."""
+    from tests.support.net import free_port
     from tests.support.s3 import create_bucket
     from tests.support.topics import delete_topics_with_prefix
 
@@ -112,6 +114,8 @@ async def settings(
         "LEADWIRE_TOPIC_PREFIX": f"t{unique}.",
         "LEADWIRE_S3_BUCKET": bucket,
         "LEADWIRE_KAFKA_TIMEOUT_S": "5",
+        # Ops listeners of their own: the defaults (9080-9085) are make up's.
+        **{f"LEADWIRE_{name.upper()}_OPS_PORT": str(free_port()) for name in SERVICES},
     }
     s = settings_from(env)
     await create_bucket(s)

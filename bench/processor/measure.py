@@ -54,8 +54,9 @@ async def _prepare(env: dict[str, str], admin_url: str, database: str) -> _Bench
     return _Bench(url, tenants, prefix, settings)
 
 
-def _ready(port: int) -> str:
-    return f"http://127.0.0.1:{port}/readyz"
+def _ready(ops_port: int) -> str:
+    """The /readyz of a service's ops listener."""
+    return f"http://127.0.0.1:{ops_port}/readyz"
 
 
 async def pipeline(
@@ -75,7 +76,9 @@ async def pipeline(
         for _ in range(processes):
             port = free_port()
             await stack.enter_async_context(
-                service("processor", b.env(env, LEADWIRE_PROCESSOR_PORT=str(port)), _ready(port))
+                service(
+                    "processor", b.env(env, LEADWIRE_PROCESSOR_OPS_PORT=str(port)), _ready(port)
+                )
             )
         done, span = await committed(b.url, len(evs), deadline_s=300)
     rate = done / span if span else 0.0
@@ -124,17 +127,18 @@ async def _post_all(gateway: _Gateway, bodies: list[bytes], connections: int) ->
 async def http(env: dict[str, str], admin_url: str, n: int) -> dict[str, Any]:
     """Through the gateway: max-rate run, then a paced run at RATE leads/s for latency."""
     b = await _prepare(env, admin_url, "bench_http")
-    gport, pport = free_port(), free_port()
+    gport, gops, pport = free_port(), free_port(), free_port()
     gateway_env = b.env(
         env,
         LEADWIRE_INGEST_PORT=str(gport),
+        LEADWIRE_INGEST_OPS_PORT=str(gops),
         LEADWIRE_INGEST_WORKERS="1",
         LEADWIRE_IP_RATE_PER_MINUTE="0",
     )
     out: dict[str, Any] = {}
     async with (
-        service("processor", b.env(env, LEADWIRE_PROCESSOR_PORT=str(pport)), _ready(pport)),
-        service("ingest", gateway_env, _ready(gport)),
+        service("processor", b.env(env, LEADWIRE_PROCESSOR_OPS_PORT=str(pport)), _ready(pport)),
+        service("ingest", gateway_env, _ready(gops)),
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session,
     ):
         gateway = _Gateway(session, gport, b.tenants)
@@ -211,7 +215,7 @@ async def kafka_latency(env: dict[str, str], admin_url: str) -> list[float]:
     pport = free_port()
     bodies = payloads(RATE * LATENCY_SECONDS, "k")
     async with (
-        service("processor", b.env(env, LEADWIRE_PROCESSOR_PORT=str(pport)), _ready(pport)),
+        service("processor", b.env(env, LEADWIRE_PROCESSOR_OPS_PORT=str(pport)), _ready(pport)),
         Publisher(b.settings, client_id="bench") as pub,
     ):
 

@@ -123,7 +123,7 @@ async def service_health(stack: LaunchedStack) -> dict[str, bool]:
         for name in [*SERVICES, EXTRA_PROCESSOR]:
             try:
                 async with http.get(
-                    f"{stack.url(name)}/readyz", timeout=aiohttp.ClientTimeout(total=5)
+                    f"{stack.ops_url(name)}/readyz", timeout=aiohttp.ClientTimeout(total=5)
                 ) as r:
                     out[name] = r.status == 200
             except (aiohttp.ClientError, TimeoutError, OSError):

@@ -222,15 +222,7 @@ ROUTES: tuple[Route, ...] = (
         not_found=True,
         values={"filename": tuple(sorted(p.name for p in STATIC.iterdir()))},
     ),
-    # Added by the service skeleton to every service (shared.http.add_ops_routes).
-    Route("/healthz", "getHealth", summary="Liveness: the event loop turns"),
-    Route(
-        "/readyz",
-        "getReadiness",
-        summary="Readiness: the consumer polls and Postgres answers",
-        other_answers={503: "Not ready: the body names the failed checks"},
-    ),
-    Route("/metrics", "getMetrics", summary="Prometheus metrics", media_type="text/plain"),
+    # /healthz, /readyz and /metrics: on the ops listener (LEADWIRE_ANALYTICS_OPS_PORT).
 )
 
 INFO = {
@@ -253,8 +245,8 @@ def openapi_document() -> dict[str, Any]:
 
 
 def create_app(api: Api) -> web.Application:
-    """The API, the stream, the dashboard and its files (the ops routes are the
-    skeleton's: ``Service.serve_ops(app=...)``)."""
+    """The API, the stream, the dashboard and its files (the ops routes are on the ops
+    listener: ``Service.serve_ops``)."""
     check_routes(ROUTES)
     app = web.Application(middlewares=[_database_unavailable])
     app[API] = api

@@ -117,7 +117,8 @@ async def run_analytics(
             "deadletters": dead_runner.readiness,
             "postgres": repo.ping,
         }
-        await svc.serve_ops(settings.http_host, settings.analytics_port, checks=checks, app=app)
+        await svc.serve_public(app, settings.http_host, settings.analytics_port)
+        await svc.serve_ops(settings, checks=checks)
         svc.watch_health(settings, publisher, checks)
         svc.cleanup(hub.close)  # first of the clean-ups: streams end, then the server closes
         await svc.run()

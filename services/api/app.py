@@ -200,7 +200,7 @@ def _is_public(request: web.Request) -> bool:
 
 
 def create_app(api: Api, checker: KeyChecker, *, max_body_bytes: int) -> web.Application:
-    """The API (the ops routes are the skeleton's: ``Service.serve_ops(app=...)``)."""
+    """The API (the ops routes are on the ops listener: ``Service.serve_ops``)."""
     check_routes(ROUTES)
     app = web.Application(
         middlewares=[_answers, api_key_middleware(checker, is_public=_is_public, refuse=_refuse)],

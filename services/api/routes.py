@@ -25,7 +25,8 @@ from services.api.models import ErrorBody
 from shared.openapi import Handler, Route, document, signature
 
 Scope = Literal["read", "manage", "operator"]
-PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/healthz", "/readyz", "/metrics"})
+# (/healthz, /readyz and /metrics are on the ops listener, LEADWIRE_API_OPS_PORT.)
+PUBLIC_PATHS = frozenset({"/openapi.json", "/docs"})
 
 _WS = "/v1/workspaces/{workspace_id}"
 _HOOK = f"{_WS}/webhooks/{{webhook_id}}"

@@ -1,6 +1,7 @@
 """Assembling the management API on the shared skeleton (:mod:`shared.service`): the
-Postgres pool, the API-key checker, the routes and the ops routes on one port
-(``LEADWIRE_API_PORT``, 8085). ``__main__`` calls :func:`run_api`; tests call it in-process.
+Postgres pool, the API-key checker, the routes on the public port (``LEADWIRE_API_PORT``,
+8085) and the ops routes on the ops listener (``LEADWIRE_API_OPS_PORT``, 9085).
+``__main__`` calls :func:`run_api`; tests call it in-process.
 
 It consumes nothing and publishes nothing of its own (a replay publishes through the
 archiver's admin, which opens its own producer), so its one dependency at start is
@@ -43,9 +44,8 @@ async def run_api(
         async def database() -> bool:
             return await pool.fetchval("SELECT 1") == 1
 
-        await svc.serve_ops(
-            settings.http_host, settings.api_port, checks={"database": database}, app=app
-        )
+        await svc.serve_public(app, settings.http_host, settings.api_port)
+        await svc.serve_ops(settings, checks={"database": database})
         log.info("api_started", port=settings.api_port)
         await svc.run()
     log.info("api_stopped")

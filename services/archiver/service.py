@@ -1,7 +1,8 @@
 """Assembling an archiver on the shared skeleton (:mod:`shared.service`): Kafka publisher
 (dead letters), the archive bucket, the index's Postgres pool, the consumer runner on the
 outcome topic with the segment writer as its holding handler, the periodic store of
-segments that waited long enough, ops HTTP and retention upkeep. ``__main__`` calls
+segments that waited long enough, the ops listener (its only HTTP:
+``LEADWIRE_ARCHIVER_OPS_PORT``, 9084) and retention upkeep. ``__main__`` calls
 :func:`run_archiver`; tests call it in-process.
 
 Start-up waits for Kafka, Postgres and the bucket (created if missing) instead of
@@ -86,7 +87,7 @@ async def run_archiver(
             "index": index.ping,
         }
         if serve_http:
-            await svc.serve_ops(settings.http_host, settings.archiver_port, checks=checks)
+            await svc.serve_ops(settings, checks=checks)
         # Alerts: not ready for too long, or the oldest outcome not archived yet too old.
         health = svc.watch_health(settings, publisher, checks)
         behind_s = settings.health_archive_behind_minutes * 60

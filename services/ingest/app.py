@@ -21,7 +21,6 @@ from services.ingest import handlers, openapi
 from services.ingest.deps import Deps
 from services.ingest.metrics import REJECTIONS
 from services.ingest.responses import error_response
-from shared.http import add_ops_routes
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -54,11 +53,8 @@ def create_app(deps: Deps) -> web.Application:
     )
     app.router.add_get("/openapi.json", openapi.spec_handler, allow_head=False)
     app.router.add_get("/docs", openapi.docs_handler, allow_head=False)
-    add_ops_routes(
-        app,
-        service="ingest",
-        checks={"kafka": deps.kafka.ready, "config_db": lambda: deps.repo is not None},
-    )
+    # /healthz, /readyz and /metrics are on the ops listener (service.py), not here:
+    # the metrics name every webhook id the gateway has seen.
     return app
 
 

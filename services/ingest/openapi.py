@@ -197,15 +197,6 @@ SPEC: dict[str, Any] = {
     "paths": {
         "/webhooks/{webhook_id}": {"post": _RECEIVE, "get": _VERIFY},
         "/webhooks/{webhook_id}/requests/{request_id}": {"get": _STATUS},
-        "/healthz": _get("health", "Liveness", {"200": _plain("Alive")}),
-        "/readyz": _get(
-            "ready",
-            "Readiness: Kafka reachable and config store connected",
-            {"200": _plain("Ready"), "503": _plain("Not ready")},
-        ),
-        "/metrics": _get(
-            "metrics", "Prometheus metrics", {"200": _plain("Prometheus text format", "text/plain")}
-        ),
         "/openapi.json": _get("openapi", "This document", {"200": _plain("OpenAPI 3.1")}),
         "/docs": _get("docs", "This document as a web page", {"200": _plain("HTML", "text/html")}),
     },

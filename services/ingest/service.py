@@ -2,9 +2,11 @@
 
 Parts: the Kafka link (publisher and probe, enqueue.py), the Postgres pool, the LISTEN
 connection (config changes, finished requests, indeterminate 503s: listener.py) and the
-HTTP server (app.py). Neither Kafka nor Postgres has to be up to start: the gateway
-reports not ready (``/readyz`` 503) and answers POSTs with 503 until they are; a worker
-binds its port once both answer (or after ``startup_ready_wait_s`` regardless).
+HTTP server (app.py) on the public port, and /healthz, /readyz and /metrics on the ops
+listener (``LEADWIRE_INGEST_OPS_PORT``, 9080; every worker shares both ports). Neither
+Kafka nor Postgres has to be up to start: the gateway reports not ready (``/readyz`` 503)
+and answers POSTs with 503 until they are; a worker binds its public port once both
+answer (or after ``startup_ready_wait_s`` regardless).
 
 On stop (SIGTERM), phase by phase: the server stops taking connections, in-flight requests
 finish and the rejections being recorded are drained (phase 0, Kafka still up); then the
@@ -84,6 +86,12 @@ async def start_gateway(
     svc.task("kafka", deps.kafka.run(), phase=1)
     svc.task("database", _connect_database(svc, deps), phase=1, critical=False)
     svc.task("listener", listener.run(), phase=1)
+    # The ops listener answers at once (503 until ready); every worker shares its port.
+    await svc.serve_ops(
+        settings,
+        checks={"kafka": deps.kafka.ready, "config_db": lambda: deps.repo is not None},
+        reuse_port=workers > 1,
+    )
     app = create_app(deps)
     runner = await serve(
         app,

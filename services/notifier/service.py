@@ -3,8 +3,9 @@
 - consumer: outcome and alert events -> send rows (:func:`handlers.handle_events`),
   offsets committed after the rows are committed;
 - dispatcher: send rows -> email / SMS batches (:mod:`dispatcher`);
-- realtime: Socket.IO server + LISTEN fan-out (:mod:`realtime`), on the service's HTTP
-  port next to /healthz, /readyz and /metrics; live sessions re-checked every
+- realtime: Socket.IO server + LISTEN fan-out (:mod:`realtime`), on the public port
+  (``LEADWIRE_NOTIFIER_PORT``, 8082); /healthz, /readyz and /metrics on the ops listener
+  (``LEADWIRE_NOTIFIER_OPS_PORT``, 9082); live sessions re-checked every
   ``notify_realtime_recheck_s`` (a rotated token or a disabled workspace drops them);
 - upkeep: the queue-depth gauge and pruning of finished sends.
 
@@ -82,7 +83,8 @@ async def run_notifier(
             "dispatcher": dispatcher.healthy,
             "realtime": lambda: hub.listening,
         }
-        await svc.serve_ops(settings.http_host, settings.notifier_port, app=app, checks=checks)
+        await svc.serve_public(app, settings.http_host, settings.notifier_port)
+        await svc.serve_ops(settings, checks=checks)
         svc.watch_health(settings, publisher, checks)
         # Pushes of the consumer's last batch still go out: the fan-out stops after it.
         listen_stop = asyncio.Event()

@@ -1,5 +1,5 @@
-"""Assembling a processor: pool, publisher, consumer runner and ops HTTP, on the shared
-skeleton (:mod:`shared.service`). ``__main__`` calls :func:`run_processor`; tests call it
+"""Assembling a processor: pool, publisher, consumer runner and the ops listener (its only
+HTTP: ``LEADWIRE_PROCESSOR_OPS_PORT``, 9081), on the shared skeleton (:mod:`shared.service`). ``__main__`` calls :func:`run_processor`; tests call it
 in-process."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def run_processor(
 
         checks: dict[str, ReadyCheck] = {"consumer": runner.readiness, "database": repo.ping}
         if serve_http:
-            await svc.serve_ops(settings.http_host, settings.processor_port, checks=checks)
+            await svc.serve_ops(settings, checks=checks)
         svc.watch_health(settings, publisher, checks)
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         await svc.run()

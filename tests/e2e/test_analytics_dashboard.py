@@ -53,7 +53,7 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
     svc = ServiceProcess("analytics", env, OUTPUT / "logs").start()
     base = f"http://127.0.0.1:{port}"
     try:
-        await svc.wait_ready(f"{base}/readyz")
+        await svc.wait_ready(f"{settings.ops_url('analytics')}/readyz")
         with tempfile.TemporaryDirectory(prefix="lw-chromium-") as profile:
             async with Chromium(binary, profile) as browser:
                 await browser.navigate(f"{base}/dashboard")

@@ -46,7 +46,9 @@ async def test_two_workers_one_port_clean_logs_and_clean_stop(
     proc = ServiceProcess("ingest", env, tmp_path).start()
     url = f"http://127.0.0.1:{port}"
     try:
-        await proc.wait_ready(f"{url}/readyz", deadline_s=60)
+        # /readyz, /metrics: on the ops listener, which both workers share too.
+        ops = settings.ops_url("ingest")
+        await proc.wait_ready(f"{ops}/readyz", deadline_s=60)
         lead = {
             "first_name": CANARY_NAME,
             "phone": f"({CANARY_PHONE_DIGITS[:3]}) {CANARY_PHONE_DIGITS[3:6]}-{CANARY_PHONE_DIGITS[6:]}",
@@ -116,7 +118,7 @@ async def test_two_workers_one_port_clean_logs_and_clean_stop(
                 assert resp.status == 431
 
             # /metrics adds up both workers: 20 accepted in all.
-            async with http.get(f"{url}/metrics") as resp:
+            async with http.get(f"{ops}/metrics") as resp:
                 text = await resp.text()
             counts = re.findall(
                 rf'leadwire_ingest_requests_total\{{status="202",webhook="{hook.id}"\}} ([0-9.e+]+)',

@@ -24,13 +24,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-SERVICE_PORTS = {
-    "ingest": 18280,
-    "processor": 18281,
-    "notifier": 18282,
-    "analytics": 18283,
-    "archiver": 18284,
-    "api": 18285,
+# Public listeners (the processor and the archiver have none), and every service's ops
+# listener (/healthz, /readyz, /metrics).
+SERVICE_PORTS = {"ingest": 18280, "notifier": 18282, "analytics": 18283, "api": 18285}
+OPS_PORTS = {
+    "ingest": 18380,
+    "processor": 18381,
+    "notifier": 18382,
+    "analytics": 18383,
+    "archiver": 18384,
+    "api": 18385,
 }
 
 
@@ -73,6 +76,7 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADWIRE_")}
     env.update({"LEADWIRE_STACK": name, "LEADWIRE_INGEST_WORKERS": "1"})
     env.update({f"LEADWIRE_{svc.upper()}_PORT": str(port) for svc, port in SERVICE_PORTS.items()})
+    env.update({f"LEADWIRE_{svc.upper()}_OPS_PORT": str(port) for svc, port in OPS_PORTS.items()})
     env["LEADWIRE_PUBLIC_URL"] = f"http://127.0.0.1:{SERVICE_PORTS['ingest']}"
     stack = Stack.for_name(name, ROOT)
     infra_ports = [
@@ -102,10 +106,14 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
             "LEADWIRE_S3_ACCESS_KEY",
             "LEADWIRE_S3_SECRET_KEY",
             *(f"LEADWIRE_{s.upper()}_URL" for s in SERVICE_PORTS),
+            *(f"LEADWIRE_{s.upper()}_OPS_URL" for s in OPS_PORTS),
         ):
             assert stack_env.get(key), f"{key} missing from stack.env"
+        for svc, port in OPS_PORTS.items():
+            assert stack_env[f"LEADWIRE_{svc.upper()}_OPS_URL"] == f"http://127.0.0.1:{port}"
+        assert not {"LEADWIRE_PROCESSOR_URL", "LEADWIRE_ARCHIVER_URL"} & set(stack_env)
         pids = [p.pid for p in list_processes(name, project_root=ROOT)]
-        assert len(pids) >= 3 + len(SERVICE_PORTS)
+        assert len(pids) >= 3 + len(OPS_PORTS)
 
         # 2. Paste the curl: the answer has the fields the README shows.
         answer = subprocess.run(
@@ -187,7 +195,9 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
             not Path(f"/proc/{pid}").exists()
             or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
         )
-    busy = [p for p in [*SERVICE_PORTS.values(), *infra_ports] if _listening(p)]
+    busy = [
+        p for p in [*SERVICE_PORTS.values(), *OPS_PORTS.values(), *infra_ports] if _listening(p)
+    ]
     assert busy == [], f"ports still listening after `make down`: {busy}"
     subprocess.run(
         [sys.executable, "-m", "infra", "destroy", "--stack", name],

@@ -155,7 +155,7 @@ async def test_known_input_gives_known_figures(settings: CommonSettings) -> None
         assert status == 200 and "/analytics/webhooks/{webhook_id}" in doc["paths"]
 
         async def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-            _status, text = await svc.get("/metrics")
+            _status, text = await svc.ops_get("/metrics")
             return {
                 (s.name, frozenset(s.labels.items())): s.value
                 for fam in text_string_to_metric_families(text)
@@ -299,7 +299,7 @@ async def test_kill_9_mid_stream_counts_every_outcome_once(settings: CommonSetti
 
     first = ServiceProcess("analytics", env, logs).start()
     try:
-        await first.wait_ready(f"{base}/readyz")
+        await first.wait_ready(f"{settings.ops_url('analytics')}/readyz")
         await publish_events(settings, events)
         counted = await eventually(total, until=lambda n: n >= 40, what="some counted")
         first.kill(signal.SIGKILL)
@@ -309,7 +309,7 @@ async def test_kill_9_mid_stream_counts_every_outcome_once(settings: CommonSetti
     assert counted < 600, "the kill should land mid-stream"
     second = ServiceProcess("analytics", env, logs).start()
     try:
-        await second.wait_ready(f"{base}/readyz")
+        await second.wait_ready(f"{settings.ops_url('analytics')}/readyz")
         await eventually(total, until=lambda n: n >= 600, what="all counted")
         status_body = await total()
         assert status_body == 600

@@ -71,7 +71,7 @@ async def test_dead_letters_are_counted_per_webhook_exactly_once(settings: Commo
         )
         await wait_caught_up(s, s.analytics_deadletter_group, topics.DEADLETTER)
         text = await eventually(
-            lambda: _metrics(svc.url),
+            lambda: _metrics(svc.ops_url),
             until=lambda t: f'webhook="{noisy}"' in t and "leadwire_analytics_deadletters{" in t,
             what="dead letters in /metrics",
         )

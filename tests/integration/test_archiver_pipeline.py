@@ -217,7 +217,7 @@ async def test_service_process_ready_and_sigterm_stores_what_it_holds(
     port = free_port()
     env = {
         **settings_env,
-        "LEADWIRE_ARCHIVER_PORT": str(port),
+        "LEADWIRE_ARCHIVER_OPS_PORT": str(port),
         "LEADWIRE_ARCHIVER_GROUP": f"{settings.topic_prefix}archiver",
         # Nothing is stored by a bound before the stop: SIGTERM must store it.
         "LEADWIRE_ARCHIVE_SEGMENT_AGE_S": "600",

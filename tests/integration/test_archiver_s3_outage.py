@@ -95,7 +95,7 @@ async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
             await private.stop()
             down_at = time.monotonic()
             _, body = await eventually(
-                lambda: _readyz(cfg.archiver_port),
+                lambda: _readyz(cfg.archiver_ops_port),
                 until=lambda r: r[0] == 503,
                 deadline_s=15,
                 what="not ready",
@@ -109,7 +109,7 @@ async def test_archiver_pauses_while_s3_is_down_and_archives_everything_once(
             await wait_archived(cfg, TOTAL, deadline_s=60)
             await wait_caught_up(settings, cfg.archiver_group, topics.OUTCOMES)
             await eventually(
-                lambda: _readyz(cfg.archiver_port),
+                lambda: _readyz(cfg.archiver_ops_port),
                 until=lambda r: r[0] == 200,
                 deadline_s=30,
                 what="ready",

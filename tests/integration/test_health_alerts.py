@@ -84,7 +84,7 @@ async def test_a_stuck_consumer_is_not_ready_within_the_bound_and_raises_one_ale
                     max_backoff_s=0.2,
                 )
                 checks: dict[str, ReadyCheck] = {"consumer": runner.readiness}
-                await svc.serve_ops("127.0.0.1", port, checks=checks)
+                await svc.serve_ops(s, checks=checks, port=port)
                 svc.watch_health(s, publisher, {**checks, "ticks": tick})
                 svc.task("consumer", runner.run(), on_stop=runner.stop)
                 await svc.run()

@@ -767,11 +767,17 @@ async def test_ops_endpoints_and_openapi(settings: CommonSettings) -> None:
     async with running_gateway(settings) as gw, aiohttp.ClientSession() as http:
         await post(http, gw.hook_url(hook), body_of(LEAD))
         await post(http, gw.hook_url(hook), body_of({"nothing": 1}))
-        async with http.get(f"{gw.url}/healthz") as resp:
+        # The public port serves webhooks and docs only: the metrics name every webhook
+        # id the gateway has seen (for an unsigned webhook its only credential).
+        for path in ("/healthz", "/readyz", "/metrics"):
+            async with http.get(f"{gw.url}{path}") as resp:
+                assert resp.status == 404, path
+                assert str(hook.id) not in await resp.text()
+        async with http.get(f"{gw.ops_url}/healthz") as resp:
             assert resp.status == 200
-        async with http.get(f"{gw.url}/readyz") as resp:
+        async with http.get(f"{gw.ops_url}/readyz") as resp:
             assert resp.status == 200
-        async with http.get(f"{gw.url}/metrics") as resp:
+        async with http.get(f"{gw.ops_url}/metrics") as resp:
             text = await resp.text()
         assert f'leadwire_ingest_requests_total{{status="202",webhook="{hook.id}"}}' in text
         assert 'leadwire_ingest_rejections_total{reason="validation"}' in text

@@ -48,7 +48,7 @@ async def test_a_lead_produces_the_configured_email_and_sms_and_no_pii_in_logs(
         s = notifier_settings(settings, smtp=smtp, sms=sms, log_level="DEBUG")
         proc = ServiceProcess("notifier", settings_env(s), tmp_path).start()
         try:
-            await proc.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
+            await proc.wait_ready(f"http://127.0.0.1:{s.notifier_ops_port}/readyz")
             lead = processed(
                 ws,
                 first_name="Zyxwin",
@@ -97,7 +97,7 @@ async def test_a_lead_produces_the_configured_email_and_sms_and_no_pii_in_logs(
             async def scrape() -> str:
                 async with (
                     aiohttp.ClientSession() as http,
-                    http.get(f"http://127.0.0.1:{s.notifier_port}/metrics") as resp,
+                    http.get(f"http://127.0.0.1:{s.notifier_ops_port}/metrics") as resp,
                 ):
                     return await resp.text()
 

@@ -116,7 +116,7 @@ async def test_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         env = settings_env(s)
         first = ServiceProcess("notifier", env, tmp_path).start()
         try:
-            await first.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
+            await first.wait_ready(f"http://127.0.0.1:{s.notifier_ops_port}/readyz")
             before = [processed(ws) for _ in range(3)]
             await publish_events(settings, before)
             await eventually(
@@ -134,7 +134,7 @@ async def test_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
 
         second = ServiceProcess("notifier", env, tmp_path).start()
         try:
-            await second.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
+            await second.wait_ready(f"http://127.0.0.1:{s.notifier_ops_port}/readyz")
             expected = {str(e.event_id) for e in before + during}
             await eventually(
                 lambda: _rows(settings.database_url, "email"),
@@ -183,7 +183,7 @@ async def test_killed_during_a_send_is_deadlettered_as_interrupted_not_resent(
         env = settings_env(s)
         first = ServiceProcess("notifier", env, tmp_path).start()
         try:
-            await first.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
+            await first.wait_ready(f"http://127.0.0.1:{s.notifier_ops_port}/readyz")
             lead = processed(ws)
             await publish_events(settings, [lead])
             await eventually(
@@ -195,7 +195,7 @@ async def test_killed_during_a_send_is_deadlettered_as_interrupted_not_resent(
             first.kill(signal.SIGKILL)
         second = ServiceProcess("notifier", env, tmp_path).start()
         try:
-            await second.wait_ready(f"http://127.0.0.1:{s.notifier_port}/readyz")
+            await second.wait_ready(f"http://127.0.0.1:{s.notifier_ops_port}/readyz")
             [row] = await eventually(
                 lambda: _rows(settings.database_url, "email"),
                 until=lambda rs: rs[0]["status"] == "dead",

@@ -152,7 +152,7 @@ async def check_outcomes(
 
 def service(s: ProcessorSettings, tmp_path: Path, port: int, *, faults: str = "") -> ServiceProcess:
     """A processor process; ``faults`` (see tests.support.faulty_processor) are test hooks."""
-    env = env_for(s, LEADWIRE_PROCESSOR_PORT=str(port), LEADWIRE_LOG_LEVEL="WARNING")
+    env = env_for(s, LEADWIRE_PROCESSOR_OPS_PORT=str(port), LEADWIRE_LOG_LEVEL="WARNING")
     if not faults:
         return ServiceProcess("processor", env, tmp_path)
     env = {**env, FAULTS_ENV: faults}

@@ -26,6 +26,7 @@ def analytics_settings(settings: CommonSettings, **overrides: Any) -> AnalyticsS
     values = settings.model_dump()
     values.update(
         analytics_port=free_port(),
+        analytics_ops_port=free_port(),
         analytics_metrics_refresh_s=0.5,
         analytics_stream_min_interval_s=0.1,
         analytics_prune_interval_s=0,
@@ -44,6 +45,16 @@ class RunningAnalytics:
     @property
     def url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.analytics_port}"
+
+    @property
+    def ops_url(self) -> str:
+        """Where /healthz, /readyz and /metrics answer (the ops listener)."""
+        return self.settings.ops_url("analytics")
+
+    async def ops_get(self, path: str) -> tuple[int, str]:
+        """``path`` of the ops listener: (status, text)."""
+        async with aiohttp.ClientSession() as http, http.get(self.ops_url + path) as resp:
+            return resp.status, await resp.text()
 
     async def get(self, path: str, **params: str) -> tuple[int, Any]:
         async with (
@@ -83,7 +94,7 @@ async def running_analytics(
         loop = asyncio.get_running_loop()
         end = loop.time() + 60
         while True:
-            status, _ = await running.get("/readyz")
+            status, _ = await running.ops_get("/readyz")
             if status == 200:
                 break
             assert loop.time() < end, "analytics not ready in 60 s"

@@ -29,7 +29,12 @@ from tests.support.net import free_port
 
 def api_settings(settings: CommonSettings, **overrides: Any) -> ApiSettings:
     values = settings.model_dump()
-    values.update(api_port=free_port(), api_key_touch_interval_s=0, log_format="json")
+    values.update(
+        api_port=free_port(),
+        api_ops_port=free_port(),
+        api_key_touch_interval_s=0,
+        log_format="json",
+    )
     values.update(overrides)
     return ApiSettings(**values)
 
@@ -136,7 +141,7 @@ async def running_api(settings: ApiSettings) -> AsyncIterator[RunningApi]:
         if task.done():
             task.result()  # raises the start-up error
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{url}/readyz") as resp:
+            async with http.get(f"{settings.ops_url('api')}/readyz") as resp:
                 assert resp.status == 200, await resp.text()
             yield RunningApi(settings, url, http)
     finally:

@@ -52,11 +52,11 @@ FIXED_MAPPING = [
 
 
 def archiver_settings(settings: CommonSettings, **overrides: Any) -> ArchiverSettings:
-    """The test's settings as archiver settings, with a group and a port of its own."""
+    """The test's settings as archiver settings, with a group and an ops port of its own."""
     values = settings.model_dump()
     values["s3_secret_key"] = settings.s3_secret_key.get_secret_value()
     values["archiver_group"] = f"{settings.topic_prefix}archiver"
-    values["archiver_port"] = free_port()
+    values["archiver_ops_port"] = free_port()
     values.update(overrides)
     return ArchiverSettings(**values)
 

@@ -173,6 +173,11 @@ class Gateway:
     def deps(self) -> Deps:
         return self.app[DEPS]
 
+    @property
+    def ops_url(self) -> str:
+        """Where /healthz, /readyz and /metrics answer (the ops listener)."""
+        return self.settings.ops_url("ingest")
+
     def hook_url(self, hook: Hook | uuid.UUID | str) -> str:
         hook_id = hook.id if isinstance(hook, Hook) else hook
         return f"{self.url}/webhooks/{hook_id}"
@@ -190,6 +195,7 @@ async def running_gateway(
     """The gateway app served on a free port (the real runner: 431s, limits and all)."""
     port = free_port()
     overrides.setdefault("ingest_port", port)
+    overrides.setdefault("ingest_ops_port", free_port())
     overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
     cfg = ingest_settings(settings, **overrides)
     if create_topics:
@@ -199,11 +205,12 @@ async def running_gateway(
         app = await start_gateway(svc, cfg, host="127.0.0.1", shutdown_timeout_s=2, **kwargs)
         gateway = Gateway(url=f"http://127.0.0.1:{cfg.ingest_port}", app=app, settings=cfg)
         if wait_ready:
-            await wait_until_ready(gateway.url)
+            await wait_until_ready(gateway.ops_url)
         yield gateway
 
 
 async def wait_until_ready(url: str, deadline_s: float = 30.0) -> None:
+    """Until ``url`` (an ops listener) answers /readyz with 200."""
     end = time.monotonic() + deadline_s
     async with aiohttp.ClientSession() as http:
         while True:

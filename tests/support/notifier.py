@@ -154,6 +154,7 @@ def notifier_settings(
     values: dict[str, Any] = {
         **settings.model_dump(),
         "notifier_port": free_port(),
+        "notifier_ops_port": free_port(),
         "notify_batch_window_s": 0.5,
         "notify_retry_base_s": 0.2,
         "notify_poll_interval_s": 0.1,

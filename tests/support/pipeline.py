@@ -1,5 +1,5 @@
 """The whole pipeline in this event loop, on a test's settings: gateway, processor,
-analytics, notifier and archiver, each with a consumer group and an ops port of its own
+analytics, notifier and archiver, each with a consumer group and an ops listener of its own
 (so parallel tests never share a group), and how to tell it has settled: every group's lag
 read from Kafka itself, every service's ``/readyz``."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -34,8 +34,10 @@ class Pipeline:
     analytics: RunningAnalytics
     # consumer group -> the logical topics it reads
     groups: dict[str, tuple[str, ...]]
-    # service -> its /readyz
+    # service -> its /readyz (on its ops listener)
     ready_urls: dict[str, str]
+    # service -> the base URL of its public listener (the processor and archiver have none)
+    public_urls: dict[str, str] = field(default_factory=dict)
 
     async def lags(self) -> dict[str, int | None]:
         """``group/topic`` -> messages not committed (from Kafka: end minus committed)."""
@@ -65,10 +67,13 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
-async def _processor(settings: CommonSettings, port: int) -> AsyncIterator[None]:
-    """The processor with its ops HTTP (the processors() helper runs it without)."""
+async def _processor(settings: CommonSettings, port: int, **overrides: Any) -> AsyncIterator[None]:
+    """The processor with its ops listener (the processors() helper runs it without)."""
     cfg = processor_settings(
-        settings, processor_group=f"{settings.topic_prefix}processor", processor_port=port
+        settings,
+        processor_group=f"{settings.topic_prefix}processor",
+        processor_ops_port=port,
+        **overrides,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_processor(cfg, stop))
@@ -81,9 +86,14 @@ async def _processor(settings: CommonSettings, port: int) -> AsyncIterator[None]
 
 @contextlib.asynccontextmanager
 async def running_pipeline(
-    settings: CommonSettings, **gateway_overrides: Any
+    settings: CommonSettings,
+    *,
+    per_service: Mapping[str, Mapping[str, Any]] | None = None,
+    **gateway_overrides: Any,
 ) -> AsyncIterator[Pipeline]:
-    """All five services until the block ends (then each stopped cleanly)."""
+    """All five services until the block ends (then each stopped cleanly).
+    ``per_service``: settings of one service's own (e.g. its Kafka user), by name."""
+    own = dict(per_service or {})
     await ensure_topics(settings, topics.ALL, partitions=4)
     prefix = settings.topic_prefix
     processor_port = free_port()
@@ -91,13 +101,15 @@ async def running_pipeline(
         settings,
         analytics_group=f"{prefix}analytics",
         analytics_deadletter_group=f"{prefix}analytics-deadletters",
+        **own.get("analytics", {}),
     )
-    archiving = archiver_settings(settings)
-    notifying = notifier_settings(settings, notify_group_id=f"{prefix}notifier")
-    host = settings.http_host
+    archiving = archiver_settings(settings, **own.get("archiver", {}))
+    notifying = notifier_settings(
+        settings, notify_group_id=f"{prefix}notifier", **own.get("notifier", {})
+    )
     async with (
-        running_gateway(settings, **gateway_overrides) as gateway,
-        _processor(settings, processor_port),
+        running_gateway(settings, **{**own.get("ingest", {}), **gateway_overrides}) as gateway,
+        _processor(settings, processor_port, **own.get("processor", {})),
         running_analytics(counting) as analytics,
         running_notifier(notifying),
         running_archiver(archiving),
@@ -114,10 +126,15 @@ async def running_pipeline(
                 archiving.archiver_group: (topics.OUTCOMES,),
             },
             ready_urls={
-                "ingest": f"{gateway.url}/readyz",
-                "processor": f"http://{host}:{processor_port}/readyz",
-                "analytics": f"{analytics.url}/readyz",
-                "notifier": f"http://{host}:{notifying.notifier_port}/readyz",
-                "archiver": f"http://{host}:{archiving.archiver_port}/readyz",
+                "ingest": f"{gateway.ops_url}/readyz",
+                "processor": f"http://127.0.0.1:{processor_port}/readyz",
+                "analytics": f"{analytics.ops_url}/readyz",
+                "notifier": f"{notifying.ops_url('notifier')}/readyz",
+                "archiver": f"{archiving.ops_url('archiver')}/readyz",
+            },
+            public_urls={
+                "ingest": gateway.url,
+                "analytics": analytics.url,
+                "notifier": f"http://{notifying.http_host}:{notifying.notifier_port}",
             },
         )

@@ -21,7 +21,6 @@ from services.analytics.deadletters import DeadLetterRow
 from services.analytics.fake_repository import FakeAnalytics
 from services.analytics.queries import ReadConfig
 from services.analytics.stream import Hub
-from shared.http import add_ops_routes
 from tests.support.events import failed, processed, rejected
 
 pytestmark = pytest.mark.unit
@@ -32,10 +31,9 @@ CONFIG = handlers.Config(accuracy=0.01, dedupe_days=30, thresholds=Thresholds(10
 
 
 def served_app(repo: FakeAnalytics) -> web.Application:
-    """The app as the service serves it: the API plus the skeleton's ops routes."""
-    app = create_app(Api(repo=repo, read=ReadConfig(accuracy=0.01), hub=Hub(), clock=lambda: NOW))
-    add_ops_routes(app, service="analytics")
-    return app
+    """The app as the service serves it on its public port (the ops routes are on the ops
+    listener)."""
+    return create_app(Api(repo=repo, read=ReadConfig(accuracy=0.01), hub=Hub(), clock=lambda: NOW))
 
 
 @pytest.fixture

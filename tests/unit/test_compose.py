@@ -17,6 +17,8 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver", "api")
+# The services with a public listener (the processor and the archiver have only ops).
+PUBLIC = ("ingest", "notifier", "analytics", "api")
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +48,48 @@ def test_infra_and_every_service_are_there(compose: dict) -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_runs_its_module_on_its_port_with_healthcheck(compose: dict, name: str) -> None:
+def test_service_runs_its_module_with_a_healthcheck_on_its_ops_listener(
+    compose: dict, name: str
+) -> None:
     service = compose["services"][name]
     assert service["command"] == ["python", "-m", f"services.{name}"]
     assert (ROOT / "services" / name / "__main__.py").exists(), (
         f"services/{name}/__main__.py missing"
     )
-    port = CommonSettings.model_fields[f"{name}_port"].default
-    assert service["ports"] == [f"{port}:{port}"]
-    assert service["environment"][f"LEADWIRE_{name.upper()}_PORT"] == str(port)
-    assert f"127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
+    ops = CommonSettings.model_fields[f"{name}_ops_port"].default
+    assert service["environment"][f"LEADWIRE_{name.upper()}_OPS_PORT"] == str(ops)
+    assert f"127.0.0.1:{ops}/readyz" in " ".join(service["healthcheck"]["test"])
+    if name in PUBLIC:
+        port = CommonSettings.model_fields[f"{name}_port"].default
+        assert service["environment"][f"LEADWIRE_{name.upper()}_PORT"] == str(port)
     for dep in ("kafka", "postgres", "s3"):
         assert service["depends_on"][dep]["condition"] == "service_healthy"
+
+
+def test_only_the_gateway_and_the_management_api_are_published(compose: dict) -> None:
+    published = {
+        name: service["ports"]
+        for name, service in compose["services"].items()
+        if "ports" in service
+    }
+    assert published == {"ingest": ["8080:8080"], "api": ["8085:8085"]}
+
+
+def test_ops_listeners_stay_on_loopback(compose: dict) -> None:
+    for name in SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env.get("LEADWIRE_OPS_HOST", "127.0.0.1") == "127.0.0.1", name
+        # A wildcard host only where a public listener needs it.
+        if env.get("LEADWIRE_HTTP_HOST") == "0.0.0.0":
+            assert name in PUBLIC, name
+    assert CommonSettings.model_fields["ops_host"].default == "127.0.0.1"
+    ports = [
+        CommonSettings.model_fields[f"{n}_{kind}"].default
+        for n in SERVICES
+        for kind in ("port", "ops_port")
+        if f"{n}_{kind}" in CommonSettings.model_fields
+    ]
+    assert len(ports) == len(set(ports)) == len(SERVICES) + len(PUBLIC)
 
 
 def test_env_vars_are_the_ones_the_code_reads(compose: dict) -> None:
