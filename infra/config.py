@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.errors import InfraError
+from infra.kafka_auth import ADMIN, client_env, passwords, user_of, validate_mode
 from infra.processes import read_pidfile
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,6 +47,8 @@ ENV_KAFKA_CONTROLLER_PORT = "LEADWIRE_INFRA_KAFKA_CONTROLLER_PORT"
 ENV_PG_PORT = "LEADWIRE_INFRA_PG_PORT"
 ENV_S3_PORT = "LEADWIRE_INFRA_S3_PORT"
 ENV_PG_FSYNC = "LEADWIRE_INFRA_PG_FSYNC"
+# none (PLAINTEXT) or scram: the broker's clients log in with SCRAM-SHA-512 (kafka_auth.py).
+ENV_KAFKA_AUTH = "LEADWIRE_KAFKA_AUTH"
 
 HOST = "127.0.0.1"
 INFRA_COMPONENTS = ("kafka", "postgres", "s3")
@@ -143,6 +146,8 @@ class StackConfig:
     kafka_heap_min: str = "256m"
     kafka_heap_max: str = "512m"
     database: str = "leadwire"
+    # none: a PLAINTEXT listener; scram: SASL_PLAINTEXT with a user per service and ACLs.
+    kafka_auth: str = "none"
 
     @classmethod
     def for_name(
@@ -155,15 +160,17 @@ class StackConfig:
         pg_port: int | None = None,
         s3_port: int | None = None,
         pg_fsync: bool | None = None,
+        kafka_auth: str | None = None,
         **overrides: Any,
     ) -> StackConfig:
-        """Ports: explicit argument > LEADWIRE_INFRA_*_PORT > ports of the running stack > defaults."""
+        """Ports: explicit argument > LEADWIRE_INFRA_*_PORT > ports of the running stack > defaults.
+        Kafka's authentication: argument > LEADWIRE_KAFKA_AUTH > the running stack's > none."""
         validate_stack_name(name)
         root = Path(project_root).expanduser().resolve() if project_root else default_project_root()
         base = DEFAULT_PORTS.get(name) or _derived_ports(name)
-        recorded = _recorded_ports_if_running(root / ".leadwire" / name)
+        recorded = _recorded_if_running(root / ".leadwire" / name)
         if recorded is not None:
-            base = recorded
+            base = recorded.ports
         kafka = kafka_port or _env_port(ENV_KAFKA_PORT)
         controller = kafka_controller_port or _env_port(ENV_KAFKA_CONTROLLER_PORT)
         if kafka is not None and controller is None:
@@ -177,7 +184,11 @@ class StackConfig:
         fsync = pg_fsync if pg_fsync is not None else _env_bool(ENV_PG_FSYNC)
         if fsync is None:
             fsync = name == "dev"
-        return cls(name=name, project_root=root, ports=ports, pg_fsync=fsync, **overrides)
+        auth = kafka_auth or os.environ.get(ENV_KAFKA_AUTH, "").strip().lower()
+        auth = validate_mode(auth or (recorded.kafka_auth if recorded else "none"))
+        return cls(
+            name=name, project_root=root, ports=ports, pg_fsync=fsync, kafka_auth=auth, **overrides
+        )
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -206,14 +217,28 @@ class StackConfig:
             d.mkdir(parents=True, exist_ok=True)
 
     def record_ports(self) -> None:
-        data = {"name": self.name, "ports": self.ports.as_dict(), "pg_fsync": self.pg_fsync}
+        data = {
+            "name": self.name,
+            "ports": self.ports.as_dict(),
+            "pg_fsync": self.pg_fsync,
+            "kafka_auth": self.kafka_auth,
+        }
         tmp = self.state_dir / "stack.json.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, self.state_dir / "stack.json")
 
     # -- what services need -------------------------------------------------------------------
+    @property
+    def scram(self) -> bool:
+        return self.kafka_auth == "scram"
+
+    def kafka_passwords(self) -> dict[str, str]:
+        """The SCRAM users' passwords (made once per stack; kafka_auth.py)."""
+        return passwords(self.state_dir / "kafka")
+
     def settings_env(self) -> dict[str, str]:
-        return {
+        """The settings of a client of the whole stack (with SCRAM: the admin user)."""
+        env = {
             "LEADWIRE_DATABASE_URL": f"postgresql://postgres@{HOST}:{self.ports.postgres}/{self.database}",
             "LEADWIRE_KAFKA_BOOTSTRAP": f"{HOST}:{self.ports.kafka}",
             "LEADWIRE_S3_ENDPOINT": f"http://{HOST}:{self.ports.s3}",
@@ -222,16 +247,32 @@ class StackConfig:
             "LEADWIRE_S3_SECRET_KEY": self.s3_secret_key,
             "LEADWIRE_S3_REGION": self.s3_region,
         }
+        if self.scram:
+            env.update(client_env(ADMIN, self.kafka_passwords()[ADMIN]))
+        return env
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """What one service gets on top of :meth:`settings_env`: with SCRAM, its own user."""
+        if not self.scram:
+            return {}
+        user = user_of(service)
+        return client_env(user, self.kafka_passwords()[user])
 
 
-def _recorded_ports_if_running(state_dir: Path) -> Ports | None:
-    """The ports in stack.json, but only while some infra process of that stack is alive."""
+@dataclass(frozen=True)
+class _Recorded:
+    ports: Ports
+    kafka_auth: str
+
+
+def _recorded_if_running(state_dir: Path) -> _Recorded | None:
+    """What stack.json says, but only while some infra process of that stack is alive."""
     try:
         data = json.loads((state_dir / "stack.json").read_text())
-        ports = Ports(**data["ports"])
+        recorded = _Recorded(Ports(**data["ports"]), str(data.get("kafka_auth", "none")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     for name in INFRA_COMPONENTS:
         if read_pidfile(state_dir / "run", name) is not None:
-            return ports
+            return recorded
     return None

@@ -11,6 +11,11 @@ and writes the running stack's connection settings to ``.leadwire/stack.env``
 analytics, API) and every service's ops URL (``LEADWIRE_<SERVICE>_OPS_URL``). Any
 ``LEADWIRE_*`` variable set in the environment (SMTP and SMS provider settings, worker
 counts, ports) is passed through to the services.
+
+``LEADWIRE_KAFKA_AUTH=scram make up``: the broker takes SCRAM-SHA-512 logins only; each
+service logs in as its own user with only the ACLs it needs (infra/kafka_auth.py), and
+stack.env holds the admin user's (for the CLI). docs/security.md says the same for
+production.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 import aiohttp
 
 from infra.errors import InfraError
+from infra.kafka_auth import ADMIN, acl_plan, apply_acls
 from infra.processes import tail
 from infra.stack import Stack, stop_all
 from shared.db import migrate
@@ -193,9 +199,15 @@ async def up() -> dict:
     applied = await migrate(settings.database_url)
     _say(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
     await ensure_topics(settings)
+    if stack.config.scram:
+        acls = acl_plan(settings.topic_prefix, "leadwire-")
+        await apply_acls(settings.kafka_bootstrap, stack.config.kafka_passwords()[ADMIN], acls)
+        _say(f"kafka: SCRAM, a user per service, {len(acls)} ACLs (docs/security.md)")
     urls, ops = _service_urls(settings), _ops_urls(settings)
     for name in SERVICES:
-        stack.start_process(name, [sys.executable, "-m", f"services.{name}"], env)
+        # With SCRAM each service logs in as its own user (stack.env keeps the admin's).
+        own = {**env, **stack.config.service_env(name)}
+        stack.start_process(name, [sys.executable, "-m", f"services.{name}"], own)
     await _wait_ready(stack, ops)
     webhook = _demo_webhook(env)
     path = _write_stack_env(env, urls, ops, webhook)
