@@ -117,12 +117,11 @@ def server_properties(host: str, port: int, controller_port: int, admin_password
 
 
 def client_env(user: str, password: str) -> dict[str, str]:
-    """The LEADWIRE_* settings of a client logging in as ``user``."""
+    """The LEADWIRE_* settings of a client logging in as ``user`` (the same login as
+    :func:`client_kwargs`, as shared.kafka.client_config reads it back)."""
     return {
-        "LEADWIRE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "LEADWIRE_KAFKA_SASL_MECHANISM": MECHANISM,
-        "LEADWIRE_KAFKA_SASL_USERNAME": user,
-        "LEADWIRE_KAFKA_SASL_PASSWORD": password,
+        "LEADWIRE_KAFKA_" + key.upper().replace("SASL_PLAIN_", "SASL_"): str(value)
+        for key, value in client_kwargs(user, password).items()
     }
 
 

@@ -83,3 +83,18 @@ def test_scrub_masks_phone_and_secret_shapes(text: str) -> None:
 def test_scrub_leaves_ids_and_small_numbers() -> None:
     text = "request 550e8400-e29b-41d4-a716-446655440000 took 45 ms, batch 500"
     assert scrub(text) == text
+
+
+def test_fields_named_like_a_secret_header_are_masked_at_any_depth(captured: io.StringIO) -> None:
+    get_logger("t").info(
+        "vendor_call",
+        x_auth_token="canary-a",
+        upstream={"X-Access-Token": "canary-b", "content-type": "application/json"},
+        key_id="k1",
+    )
+    line = captured.getvalue().strip().splitlines()[-1]
+    assert "canary-" not in line
+    doc = orjson.loads(line)
+    assert doc["x_auth_token"] == REDACTED
+    assert doc["upstream"] == {"X-Access-Token": REDACTED, "content-type": "application/json"}
+    assert doc["key_id"] == "k1"  # ids stay readable
