@@ -192,7 +192,12 @@ class KeyChecker:
         return await self.check(key)
 
     async def check(self, key: str) -> Principal:
-        stored = await self._lookup(key_digest(key))
+        return await self.check_digest(key_digest(key))
+
+    async def check_digest(self, digest: bytes) -> Principal:
+        """The principal of the key whose sha256 is ``digest`` (what a dashboard session
+        keeps instead of the key), under the same rules as :meth:`check`."""
+        stored = await self._lookup(digest)
         if stored is None:
             raise KeyRefused("invalid_api_key", "unknown API key")
         if stored.revoked_at is not None:
@@ -253,6 +258,9 @@ PRINCIPAL = web.RequestKey("leadwire_principal", Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (status, code, message) -> the answer; the default is the gateway's error shape.
 Refuse = Callable[[int, str, str], web.StreamResponse]
+# Another credential than the header (a dashboard's session cookie): its Principal, or
+# KeyRefused. Asked only when the request has no Authorization header.
+Fallback = Callable[[web.Request], Awaitable[Principal]]
 
 
 def error_body(errors: list[dict[str, str]]) -> bytes:
@@ -276,17 +284,23 @@ def api_key_middleware(
     *,
     is_public: Callable[[web.Request], bool],
     refuse: Refuse = refusal,
+    fallback: Fallback | None = None,
 ) -> Any:
     """An aiohttp middleware: every request but the public ones (``is_public``) needs a
-    key; the handler finds its :class:`Principal` as ``request[PRINCIPAL]``. No key, or
-    one that does not work: 401; Postgres away while checking: 503."""
+    key (or, without an Authorization header, what ``fallback`` accepts); the handler
+    finds its :class:`Principal` as ``request[PRINCIPAL]``. No key, or one that does not
+    work: 401; Postgres away while checking: 503."""
 
     @web.middleware
     async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_public(request):
             return await handler(request)
         try:
-            principal = await checker.principal(request.headers.get("Authorization"))
+            authorization = request.headers.get("Authorization")
+            if authorization is None and fallback is not None:
+                principal = await fallback(request)
+            else:
+                principal = await checker.principal(authorization)
         except KeyRefused as exc:
             return refuse(401, exc.code, exc.message)
         except DATABASE_ERRORS as exc:

@@ -1,8 +1,11 @@
 """HTTP: the analytics API, its OpenAPI document, the live stream and the dashboard.
 
 The JSON handlers are plain functions of their path ids and query, with the service's
-parts keyword-only (``api``); :data:`ROUTES` binds each to its path, and the same table
-makes the router (:func:`create_app`) and the OpenAPI document (:func:`openapi_document`).
+parts and the caller keyword-only (``api``, ``principal``); :data:`ROUTES` binds each to
+its path, and the same table makes the router (:func:`create_app`) and the OpenAPI
+document (:func:`openapi_document`). Who may read what is :mod:`services.analytics.auth`'s:
+every route but the public ones needs a key or a session, and a workspace's key sees its
+workspace only (another's ids answer 404, as unknown ones).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from services.analytics import queries
+from services.analytics import auth, queries
+from services.analytics.auth import ACCESS, Access, sees
 from services.analytics.clock import Clock
 from services.analytics.openapi import Route, check_routes, document
 from services.analytics.queries import ReadConfig
@@ -35,11 +39,14 @@ from services.analytics.schemas import (
     WorkspaceList,
 )
 from services.analytics.stream import Hub, Subscription
+from shared.apikeys import PRINCIPAL, Principal
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+# The only bodies the service reads are the sign-in form's.
+MAX_BODY_BYTES = 16 * 1024
 
 Q = TypeVar("Q", bound=BaseModel)
 
@@ -52,9 +59,11 @@ class Api:
     read: ReadConfig
     hub: Hub
     clock: Clock
-    # Live stream: the least time between two pushes, and the longest without one.
+    # Live stream: the least time between two pushes, and the longest without one; how
+    # often its credential is checked again (it ends when the key no longer works).
     stream_min_interval_s: float = 0.5
     stream_refresh_s: float = 15.0
+    stream_recheck_s: float = 2.0
 
 
 API = web.AppKey("analytics_api", Api)
@@ -72,12 +81,17 @@ class BadRequest(Exception):
 # --- the JSON API -------------------------------------------------------------------
 
 
-async def get_webhook(webhook_id: uuid.UUID, *, api: Api) -> WebhookAnalytics | None:
+async def get_webhook(
+    webhook_id: uuid.UUID, *, api: Api, principal: Principal
+) -> WebhookAnalytics | None:
     """A webhook's metrics"""
-    return await queries.webhook_analytics(api.repo, webhook_id, cfg=api.read, now=api.clock())
+    found = await queries.webhook_analytics(api.repo, webhook_id, cfg=api.read, now=api.clock())
+    return found if found is not None and sees(principal, found.workspace_id) else None
 
 
-async def get_timeseries(webhook_id: uuid.UUID, query: SeriesRange, *, api: Api) -> Timeseries:
+async def get_timeseries(
+    webhook_id: uuid.UUID, query: SeriesRange, *, api: Api, principal: Principal
+) -> Timeseries | None:
     """A webhook's per-minute buckets over a range"""
     end = query.to or api.clock()
     start = query.from_ or end - timedelta(minutes=59)
@@ -85,16 +99,28 @@ async def get_timeseries(webhook_id: uuid.UUID, query: SeriesRange, *, api: Api)
         raise BadRequest("invalid range", "`from` is after `to`")
     if end - start > timedelta(minutes=queries.MAX_SERIES_MINUTES):
         raise BadRequest("range too long", "at most 7 days of minutes per request")
+    row = await api.repo.webhook_row(webhook_id)
+    if row is None or not sees(principal, row["workspace_id"]):
+        return None
     return await queries.timeseries(api.repo, webhook_id, start, end, cfg=api.read)
 
 
-async def list_workspaces(*, api: Api) -> WorkspaceList:
-    """Workspaces with their request totals"""
-    return await queries.workspace_list(api.repo)
+async def list_workspaces(*, api: Api, principal: Principal) -> WorkspaceList:
+    """Workspaces with their request totals (a workspace's key: its own)"""
+    listed = await queries.workspace_list(api.repo)
+    if principal.operator:
+        return listed
+    return WorkspaceList(
+        workspaces=[w for w in listed.workspaces if w.workspace_id == principal.workspace_id]
+    )
 
 
-async def get_workspace(workspace_id: uuid.UUID, *, api: Api) -> WorkspaceAnalytics | None:
+async def get_workspace(
+    workspace_id: uuid.UUID, *, api: Api, principal: Principal
+) -> WorkspaceAnalytics | None:
     """A workspace's metrics and each of its webhooks'"""
+    if not sees(principal, workspace_id):
+        return None
     return await queries.workspace_analytics(api.repo, workspace_id, cfg=api.read, now=api.clock())
 
 
@@ -105,7 +131,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: a `snapshot` event on every change"""
     api = request.app[API]
     workspace_id = _uuid(request, "workspace_id")
-    first = await queries.dashboard_snapshot(api.repo, workspace_id, cfg=api.read, now=api.clock())
+    first = None
+    if sees(request[PRINCIPAL], workspace_id):
+        first = await queries.dashboard_snapshot(
+            api.repo, workspace_id, cfg=api.read, now=api.clock()
+        )
     if first is None:
         return _problem(404, "workspace not found", str(workspace_id))
     resp = web.StreamResponse(
@@ -117,8 +147,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     sub = api.hub.subscribe(workspace_id)
+    access = request.app[ACCESS]
     try:
-        await _push_snapshots(api, resp, sub, first)
+        await _push_snapshots(api, resp, sub, first, lambda: access.still_allowed(request))
     except ConnectionResetError:
         pass  # the browser went away
     finally:
@@ -127,16 +158,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _push_snapshots(
-    api: Api, resp: web.StreamResponse, sub: Subscription, first: dict[str, Any]
+    api: Api,
+    resp: web.StreamResponse,
+    sub: Subscription,
+    first: dict[str, Any],
+    allowed: Callable[[], Awaitable[bool]],
 ) -> None:
     """Write a snapshot now, then after every change (at most every
-    ``stream_min_interval_s``) and at least every ``stream_refresh_s``, until shutdown."""
+    ``stream_min_interval_s``) and at least every ``stream_refresh_s``, until shutdown or
+    until the credential stops working (checked every ``stream_recheck_s``)."""
     snapshot: dict[str, Any] | None = first
+    loop = asyncio.get_running_loop()
     while not api.hub.closed:
         if snapshot is not None:
             await resp.write(b"event: snapshot\ndata: " + orjson.dumps(snapshot) + b"\n\n")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(sub.changed.wait(), api.stream_refresh_s)
+        refresh_at = loop.time() + api.stream_refresh_s
+        while not sub.changed.is_set() and loop.time() < refresh_at and not api.hub.closed:
+            wait = min(api.stream_recheck_s, max(refresh_at - loop.time(), 0.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.changed.wait(), wait)
+            if not await allowed():
+                return  # the key was revoked, expired or its session ended
         if api.hub.closed:
             return
         # Coalesce a burst of batches into one read.
@@ -152,13 +194,6 @@ async def _push_snapshots(
             await asyncio.sleep(1.0)
 
 
-async def dashboard(request: web.Request) -> web.StreamResponse:
-    """The live dashboard (HTML; its scripts read the API and the stream)"""
-    if "workspace_id" in request.match_info:
-        _uuid(request, "workspace_id")
-    return web.FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
-
-
 async def openapi(_request: web.Request) -> web.Response:
     """This document"""
     return _json(openapi_document())
@@ -170,6 +205,7 @@ _SSE = (
     "failed, rejected: [per minute]}}}"
 )
 _UNAVAILABLE = {503: "Postgres unavailable: retry after `Retry-After` seconds"}
+_PAGE_DOWN = {503: "Postgres unavailable: try again shortly"}
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -209,10 +245,59 @@ ROUTES: tuple[Route, ...] = (
         not_found=True,
         other_answers=_UNAVAILABLE,
     ),
-    Route("/openapi.json", "getOpenApi", raw=openapi, description="OpenAPI 3.1"),
-    Route("/dashboard", "getDashboard", raw=dashboard, media_type="text/html"),
+    Route("/openapi.json", "getOpenApi", raw=openapi, description="OpenAPI 3.1", public=True),
+    *(
+        Route(
+            path,
+            operation_id,
+            raw=auth.dashboard,
+            media_type="text/html",
+            public=True,  # the page asks for the session itself
+            html_answers={401: "No session: the sign-in form", **_PAGE_DOWN},
+        )
+        for path, operation_id in (
+            ("/", "getRoot"),
+            ("/dashboard", "getDashboard"),
+            ("/dashboard/{workspace_id}", "getWorkspaceDashboard"),
+        )
+    ),
     Route(
-        "/dashboard/{workspace_id}", "getWorkspaceDashboard", raw=dashboard, media_type="text/html"
+        "/login",
+        "getSignIn",
+        raw=auth.show_login,
+        media_type="text/html",
+        public=True,
+    ),
+    Route(
+        "/login",
+        "signIn",
+        raw=auth.login,
+        method="post",
+        public=True,
+        redirect="Signed in: the session cookie (HttpOnly, SameSite=Strict), and the dashboard",
+        html_answers={
+            400: "Not a form: the form again",
+            401: "The key does not work: the form again",
+            **_PAGE_DOWN,
+        },
+        other_answers={403: "Posted from another site"},
+        form={
+            "type": "object",
+            "properties": {
+                "key": {"type": "string", "maxLength": 200, "description": "an API key"},
+                "next": {"type": "string", "description": "the dashboard page to go to"},
+            },
+            "required": ["key"],
+        },
+    ),
+    Route(
+        "/logout",
+        "signOut",
+        raw=auth.logout,
+        method="post",
+        public=True,
+        redirect="Signed out: the cookie cleared, and the sign-in form",
+        other_answers={403: "Posted from another site", **_UNAVAILABLE},
     ),
     Route(
         "/static/{filename}",
@@ -220,6 +305,7 @@ ROUTES: tuple[Route, ...] = (
         summary="The dashboard's script and style sheet",
         media_type="*/*",
         not_found=True,
+        public=True,
         values={"filename": tuple(sorted(p.name for p in STATIC.iterdir()))},
     ),
     # /healthz, /readyz and /metrics: on the ops listener (LEADWIRE_ANALYTICS_OPS_PORT).
@@ -244,17 +330,23 @@ def openapi_document() -> dict[str, Any]:
 # --- the app --------------------------------------------------------------------------
 
 
-def create_app(api: Api) -> web.Application:
-    """The API, the stream, the dashboard and its files (the ops routes are on the ops
-    listener: ``Service.serve_ops``)."""
+def create_app(api: Api, access: Access) -> web.Application:
+    """The API, the stream, the dashboard, its sign-in and its files, behind the key
+    check (the ops routes are on the ops listener: ``Service.serve_ops``)."""
     check_routes(ROUTES)
-    app = web.Application(middlewares=[_database_unavailable])
+    app = web.Application(
+        middlewares=[_database_unavailable, auth.middleware(access)],
+        client_max_size=MAX_BODY_BYTES,
+    )
     app[API] = api
+    app[ACCESS] = access
     for route in ROUTES:
         if route.handler is not None:
             app.router.add_get(route.path, _json_endpoint(route))
-        elif route.raw is not None:
+        elif route.raw is not None and route.method == "get":
             app.router.add_get(route.path, route.raw)
+        elif route.raw is not None:
+            app.router.add_route(route.method.upper(), route.path, route.raw)
     app.router.add_static("/static/", STATIC)
     return app
 
@@ -271,7 +363,7 @@ def _json_endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Respon
         try:
             if sig.query_arg is not None and sig.query is not None:
                 args[sig.query_arg] = _query(request, sig.query)
-            body = await handler(**args, api=request.app[API])
+            body = await handler(**args, api=request.app[API], principal=request[PRINCIPAL])
         except BadRequest as exc:
             return _problem(400, exc.error, exc.detail)
         if body is None:

@@ -72,14 +72,17 @@ def signature(handler: Callable[..., Awaitable[Any]]) -> Signature:
 
 @dataclass(frozen=True)
 class Route:
-    """A GET route: a typed ``handler`` (JSON models in and out), a ``raw`` aiohttp handler
-    that answers ``media_type`` itself, or neither (served by another router call: the
-    static files, the ops routes)."""
+    """A route: a typed ``handler`` (JSON models in and out, GET), a ``raw`` aiohttp
+    handler that answers ``media_type`` itself, or neither (served by another router
+    call: the static files, the ops routes). Every route needs a key or a session but the
+    ``public`` ones (401 otherwise)."""
 
     path: str
     operation_id: str
     handler: Callable[..., Awaitable[Any]] | None = None
     raw: RawHandler | None = None
+    method: str = "get"
+    public: bool = False
     summary: str = ""  # default: the handler's first docstring line
     media_type: str = "application/json"
     description: str = "OK"  # of the 200 answer
@@ -87,6 +90,11 @@ class Route:
     other_answers: Mapping[int, str] = field(default_factory=dict)
     # A path parameter that is not an id: its allowed values.
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Answers with an HTML body (a page's 401: the sign-in form), and a redirect's meaning.
+    html_answers: Mapping[int, str] = field(default_factory=dict)
+    redirect: str | None = None
+    # The schema of a form body (application/x-www-form-urlencoded).
+    form: Mapping[str, Any] | None = None
 
     @cached_property
     def signature(self) -> Signature | None:
@@ -106,12 +114,32 @@ def document(routes: Iterable[Route], *, info: Mapping[str, Any]) -> dict[str, A
         [(m, "serialization") for m in dict.fromkeys(models)],
         ref_template="#/components/schemas/{model}",
     )
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        paths.setdefault(r.path, {})[r.method] = _operation(r)
     return {
         "openapi": "3.1.0",
         "info": dict(info),
-        "paths": {r.path: {"get": _operation(r)} for r in routes},
-        "components": {"schemas": top["$defs"]},
+        "paths": paths,
+        "components": {"schemas": top["$defs"], "securitySchemes": SECURITY_SCHEMES},
+        "security": [{name: []} for name in SECURITY_SCHEMES],
     }
+
+
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`leadwire apikey create --workspace W --scope read`, or "
+        "`--operator` for every workspace)",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "leadwire_session",
+        "description": "The dashboard's session, opened by POST /login with a key",
+    },
+}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, Any]:
@@ -138,8 +166,17 @@ def _operation(route: Route) -> dict[str, Any]:
         responses["400"] = _answer("Malformed id or parameter", "application/json", _ref(Problem))
     if route.not_found or (sig is not None and sig.can_be_missing):
         responses["404"] = _answer("Unknown id", "application/json", _ref(Problem))
+    if not route.public:
+        responses["401"] = _answer(
+            "No API key or session, or one that no longer works", "application/json", _ref(Problem)
+        )
     for status, description in route.other_answers.items():
         responses[str(status)] = _answer(description, "application/json", _ref(Problem))
+    for status, description in route.html_answers.items():
+        responses[str(status)] = _answer(description, "text/html", {"type": "string"})
+    if route.redirect is not None:
+        del responses["200"]  # a form's answer is where it leads
+        responses = {"303": {"description": route.redirect}, **responses}
     operation: dict[str, Any] = {
         "summary": summary.split("\n", 1)[0],
         "operationId": route.operation_id,
@@ -147,6 +184,13 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if params:
         operation["parameters"] = params
+    if route.form is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": dict(route.form)}},
+        }
+    if route.public:
+        operation["security"] = []
     return operation
 
 

@@ -1,6 +1,7 @@
 """Assembling analytics on the shared skeleton (:mod:`shared.service`): the outcome
 consumer, the dead-letter consumer (counts per webhook, the growth alert), the API and
-dashboard, the live-update listener and the periodic upkeep.
+dashboard behind API keys and dashboard sessions, the live-update listener and the
+periodic upkeep.
 ``__main__`` calls :func:`run_analytics`; tests call it in-process.
 
 Migrations are not run here: ``leadwire db migrate`` runs before the services (the
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY
 from services.analytics import handlers
 from services.analytics.alerts import Thresholds
 from services.analytics.api import Api, create_app
+from services.analytics.auth import Access
 from services.analytics.clock import Clock, utc_now
 from services.analytics.deadletter_repository import PostgresDeadLetters
 from services.analytics.deadletters import decode_deadletter
@@ -32,9 +34,11 @@ from services.analytics.metrics import AnalyticsCollector, read_snapshot
 from services.analytics.postgres_repository import PostgresAnalytics
 from services.analytics.queries import ReadConfig
 from services.analytics.repository import AnalyticsRepository
+from services.analytics.sessions import PostgresSessions, Sessions
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stream import Hub, listen
 from shared import topics
+from shared.apikeys import KeyChecker, PostgresKeyStore
 from shared.events import PerformanceAlert, SystemHealthAlert, decode_outcome
 from shared.http import ReadyCheck
 from shared.kafka import ConsumerRunner, Publisher
@@ -110,7 +114,9 @@ async def run_analytics(
                 clock=clock,
                 stream_min_interval_s=settings.analytics_stream_min_interval_s,
                 stream_refresh_s=settings.analytics_stream_refresh_s,
-            )
+                stream_recheck_s=settings.analytics_stream_recheck_s,
+            ),
+            _access(svc, settings, pool, clock),
         )
         checks: dict[str, ReadyCheck] = {
             "consumer": runner.readiness,
@@ -122,6 +128,24 @@ async def run_analytics(
         svc.watch_health(settings, publisher, checks)
         svc.cleanup(hub.close)  # first of the clean-ups: streams end, then the server closes
         await svc.run()
+
+
+def _access(svc: Service, settings: AnalyticsSettings, pool: asyncpg.Pool, clock: Clock) -> Access:
+    """Who may read: API keys (shared.apikeys) and dashboard sessions; expired sessions
+    are pruned with the upkeep."""
+    checker = KeyChecker(PostgresKeyStore(pool))
+    store = PostgresSessions(pool)
+    svc.every("session_prune", 600, lambda: store.prune(clock()), first_delay_s=60)
+    return Access(
+        checker=checker,
+        sessions=Sessions(
+            store=store,
+            checker=checker,
+            clock=clock,
+            lifetime=timedelta(hours=settings.analytics_session_hours),
+            secure_cookie=settings.analytics_cookie_secure,
+        ),
+    )
 
 
 def _deadletters(

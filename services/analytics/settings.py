@@ -54,3 +54,12 @@ class AnalyticsSettings(CommonSettings):
     # time without one (the rolling window moves even without new outcomes).
     analytics_stream_min_interval_s: float = Field(default=0.5, ge=0)
     analytics_stream_refresh_s: float = Field(default=15.0, gt=0)
+    # A live stream checks its key (or session) again this often and ends when it no
+    # longer works (revoked, expired, signed out, workspace disabled).
+    analytics_stream_recheck_s: float = Field(default=2.0, gt=0, le=60)
+
+    # Dashboard sessions (the key asked for once): how long one lasts, and whether its
+    # cookie is sent over HTTPS only even when this service sees plain HTTP (behind a
+    # TLS-terminating proxy, set it).
+    analytics_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    analytics_cookie_secure: bool = False

@@ -1,5 +1,7 @@
-"""The dashboard in headless Chromium: shows a webhook's numbers, updates live without a
-reload when a new outcome arrives, and leaves a screenshot in test-output/."""
+"""The dashboard in headless Chromium: asks for a key once (the sign-in form), keeps a
+session in an HttpOnly, SameSite=Strict cookie that holds no key, shows a webhook's
+numbers, updates live without a reload when a new outcome arrives, signs out, and leaves
+a screenshot in test-output/."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 
 from shared.settings import CommonSettings
 from tests.support.analytics import Chromium, chromium_binary, seed_webhooks
+from tests.support.api import db_key
 from tests.support.events import failed, processed, publish_events, rejected
 from tests.support.net import free_port
 from tests.support.polling import eventually
@@ -18,6 +21,24 @@ from tests.support.processes import ROOT, ServiceProcess, env_for
 pytestmark = pytest.mark.e2e
 
 OUTPUT = ROOT / "test-output"
+
+
+async def _sign_in_form(browser: Chromium) -> None:
+    await eventually(
+        lambda: browser.evaluate("!!document.querySelector('form[action=\"/login\"]')"),
+        until=bool,
+        deadline_s=30,
+        what="the sign-in form",
+    )
+
+
+async def _sign_in(browser: Chromium, key: str) -> None:
+    """The sign-in form, as a person fills it in: the key, then submit."""
+    await _sign_in_form(browser)
+    await browser.evaluate(
+        f"document.querySelector('input[name=key]').value = {key!r};"
+        "document.querySelector('form[action=\"/login\"]').submit()"
+    )
 
 
 def _metric(webhook_id: uuid.UUID, key: str) -> str:
@@ -44,6 +65,7 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
     )
     await publish_events(settings, events)
 
+    key = await db_key(settings.database_url, None, "read", name="dashboard test")
     port = free_port()
     env = env_for(
         settings,
@@ -57,6 +79,9 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
         with tempfile.TemporaryDirectory(prefix="lw-chromium-") as profile:
             async with Chromium(binary, profile) as browser:
                 await browser.navigate(f"{base}/dashboard")
+                await _sign_in_form(browser)
+                await browser.screenshot(str(OUTPUT / "analytics-sign-in.png"))
+                await _sign_in(browser, key)
                 listed = await eventually(
                     lambda: browser.evaluate(
                         "document.querySelector('ul.workspaces a')?.textContent || null"
@@ -66,6 +91,11 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
                     what="workspace listed",
                 )
                 assert listed == "Acme Solar"
+                cookies = (await browser.send("Network.getCookies", urls=[base]))["cookies"]
+                [session] = [c for c in cookies if c["name"] == "leadwire_session"]
+                assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+                assert key not in session["value"]
+                assert await browser.evaluate("document.cookie") == ""  # no script reads it
 
                 await browser.navigate(f"{base}/dashboard/{ws}")
                 await eventually(
@@ -97,6 +127,12 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
                 assert await browser.evaluate("window.__noReload") == 1
                 shot = OUTPUT / "analytics-dashboard.png"
                 await browser.screenshot(str(shot))
+
+                # Signing out ends the session: the dashboard asks for the key again.
+                await browser.evaluate("document.querySelector('form.logout').submit()")
+                await _sign_in_form(browser)
+                await browser.navigate(f"{base}/dashboard/{ws}")
+                await _sign_in_form(browser)
     finally:
         svc.stop()
     assert shot.stat().st_size > 10_000

@@ -24,6 +24,7 @@ from tests.support.analytics import (
     seed_webhooks,
     wait_total,
 )
+from tests.support.api import db_key
 from tests.support.events import Outcome, failed, processed, publish_events, rejected
 from tests.support.net import free_port
 from tests.support.polling import eventually
@@ -286,9 +287,10 @@ async def test_kill_9_mid_stream_counts_every_outcome_once(settings: CommonSetti
     )
     base = f"http://127.0.0.1:{port}"
     logs = ROOT / "test-output" / "logs"
+    key = await db_key(settings.database_url, None, "read")
 
     async def total() -> int:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
             try:
                 async with http.get(f"{base}/analytics/webhooks/{wh}") as resp:
                     if resp.status != 200:

@@ -48,4 +48,4 @@ async def test_schemathesis_finds_no_server_errors(
         pin_path_ids(pinned, {"workspace_id": [str(ws), unknown, malformed]})
         stream = {"paths": {STREAM: pinned["paths"][STREAM]}}
         pin_path_ids(stream, {"workspace_id": [unknown, malformed]})
-        await run_schemathesis(pinned, svc.url, tmp_path, max_examples=50)
+        await run_schemathesis(pinned, svc.url, tmp_path, max_examples=50, headers=svc.headers())

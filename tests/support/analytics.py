@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
+from services.analytics.auth import Access
+from services.analytics.clock import Clock
 from services.analytics.service import run_analytics
+from services.analytics.sessions import MemorySessions, Sessions
 from services.analytics.settings import AnalyticsSettings
+from shared.apikeys import KeyChecker, StoredKey, key_digest, new_key
 from shared.settings import CommonSettings
+from tests.support.api import db_key
 from tests.support.net import free_port
 
 
@@ -36,11 +43,42 @@ def analytics_settings(settings: CommonSettings, **overrides: Any) -> AnalyticsS
     return AnalyticsSettings(**values)
 
 
+class MemoryKeys:
+    """An in-memory ``api_keys`` table (:class:`shared.apikeys.KeyStore`) for unit tests."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, StoredKey] = {}
+
+    def add(self, workspace_id: uuid.UUID | None, scope: str = "read") -> str:
+        made = new_key()
+        self.rows[made.digest] = StoredKey(uuid.uuid4(), workspace_id, scope, None, None, True)  # type: ignore[arg-type]
+        return made.key
+
+    def revoke(self, key: str) -> None:
+        digest = key_digest(key)
+        self.rows[digest] = dataclasses.replace(self.rows[digest], revoked_at=datetime.now(UTC))
+
+    async def find(self, digest: bytes) -> StoredKey | None:
+        return self.rows.get(digest)
+
+    async def touch(self, key_id: uuid.UUID, at: datetime) -> None:
+        return None
+
+
+def memory_access(clock: Clock, **sessions: Any) -> tuple[Access, MemoryKeys]:
+    """Keys and sessions in memory, checked without a cache (a revoke counts at once)."""
+    keys = MemoryKeys()
+    checker = KeyChecker(keys, cache_ttl_s=0, touch_every_s=0)
+    return Access(checker, Sessions(MemorySessions(), checker, clock, **sessions)), keys
+
+
 @dataclass
 class RunningAnalytics:
     settings: AnalyticsSettings
     stop: asyncio.Event
     task: asyncio.Task[None]
+    # An operator's read key: every request sends it unless told otherwise (key=None).
+    key: str | None = None
 
     @property
     def url(self) -> str:
@@ -56,10 +94,15 @@ class RunningAnalytics:
         async with aiohttp.ClientSession() as http, http.get(self.ops_url + path) as resp:
             return resp.status, await resp.text()
 
-    async def get(self, path: str, **params: str) -> tuple[int, Any]:
+    def headers(self, key: str | None = "") -> dict[str, str]:
+        """The Authorization header of ``key`` (default: the operator's; None: none)."""
+        key = self.key if key == "" else key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    async def get(self, path: str, *, key: str | None = "", **params: str) -> tuple[int, Any]:
         async with (
             aiohttp.ClientSession() as http,
-            http.get(self.url + path, params=params) as resp,
+            http.get(self.url + path, params=params, headers=self.headers(key)) as resp,
         ):
             body = await resp.read()
             if resp.content_type == "application/json":
@@ -77,14 +120,16 @@ class RunningAnalytics:
 async def running_analytics(
     settings: AnalyticsSettings, *, clock: Any = None
 ) -> AsyncIterator[RunningAnalytics]:
-    """run_analytics in this event loop; yields once /readyz answers 200."""
+    """run_analytics in this event loop; yields once /readyz answers 200, with an
+    operator's read key made in its database (``running.key``)."""
     stop = asyncio.Event()
     ready = asyncio.Event()
     kwargs: dict[str, Any] = {"ready": ready}
     if clock is not None:
         kwargs["clock"] = clock
+    key = await db_key(settings.database_url, None, "read", name="analytics tests")
     task = asyncio.create_task(run_analytics(settings, stop, **kwargs))
-    running = RunningAnalytics(settings, stop, task)
+    running = RunningAnalytics(settings, stop, task, key)
     try:
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)

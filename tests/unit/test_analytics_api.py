@@ -1,5 +1,7 @@
 """The analytics API on the in-memory repository: its OpenAPI document is valid OpenAPI
-3.1, documents every route of the router (and no other), and every answer matches it."""
+3.1, documents every route of the router (and no other), and every answer matches it.
+Requests send an operator's key unless a test says otherwise (tests/unit/
+test_analytics_access.py holds who may read what)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from services.analytics.deadletters import DeadLetterRow
 from services.analytics.fake_repository import FakeAnalytics
 from services.analytics.queries import ReadConfig
 from services.analytics.stream import Hub
+from tests.support.analytics import memory_access
 from tests.support.events import failed, processed, rejected
 
 pytestmark = pytest.mark.unit
@@ -30,10 +33,16 @@ WS, WH, IDLE = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 CONFIG = handlers.Config(accuracy=0.01, dedupe_days=30, thresholds=Thresholds(10.0, 1000.0, 20, 5))
 
 
+ACCESS, KEYS = memory_access(lambda: NOW)
+OPERATOR = {"Authorization": f"Bearer {KEYS.add(None)}"}
+
+
 def served_app(repo: FakeAnalytics) -> web.Application:
     """The app as the service serves it on its public port (the ops routes are on the ops
     listener)."""
-    return create_app(Api(repo=repo, read=ReadConfig(accuracy=0.01), hub=Hub(), clock=lambda: NOW))
+    return create_app(
+        Api(repo=repo, read=ReadConfig(accuracy=0.01), hub=Hub(), clock=lambda: NOW), ACCESS
+    )
 
 
 @pytest.fixture
@@ -50,7 +59,7 @@ async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
         repo.add_deadletter(
             DeadLetterRow("deadletter", 0, offset, "outcomes", "permanent", "g", WS, WH, NOW)
         )
-    async with TestClient(TestServer(served_app(repo))) as c:
+    async with TestClient(TestServer(served_app(repo)), headers=OPERATOR) as c:
         yield c
 
 
@@ -69,7 +78,21 @@ def test_every_route_of_the_router_is_documented_and_nothing_else() -> None:
         routed.add(info["prefix"] + "/{filename}" if "prefix" in info else resource.canonical)
     documented = set(openapi_document()["paths"])
     assert routed == documented
-    assert all(set(ops) == {"get"} for ops in openapi_document()["paths"].values())
+    methods = {
+        (path, method.lower())
+        for resource in served_app(FakeAnalytics()).router.resources()
+        for route in resource
+        if route.method != "HEAD"
+        for path in [resource.canonical if "prefix" not in resource.get_info() else ""]
+        for method in [route.method]
+        if path
+    }
+    assert methods == {
+        (path, method)
+        for path, ops in openapi_document()["paths"].items()
+        if path != "/static/{filename}"
+        for method in ops
+    }
 
 
 def body_validator(status: int, path: str, media_type: str = "application/json") -> Any:
@@ -193,7 +216,7 @@ async def test_postgres_away_answers_503_with_retry_after() -> None:
         async def workspaces(self) -> Any:
             raise ConnectionRefusedError("test: Postgres away")
 
-    async with TestClient(TestServer(served_app(Away()))) as c:
+    async with TestClient(TestServer(served_app(Away())), headers=OPERATOR) as c:
         resp = await c.get("/analytics/workspaces")
         assert resp.status == 503 and resp.headers["Retry-After"] == "2"
         body_validator(503, "/analytics/workspaces").validate(await resp.json())
@@ -212,9 +235,10 @@ async def test_the_stream_starts_with_a_snapshot(
 async def test_the_dashboard_and_its_files_are_served(
     client: TestClient[web.Request, web.Application],
 ) -> None:
-    for path in ("/dashboard", f"/dashboard/{WS}", "/static/dashboard.js", "/static/dashboard.css"):
+    for path in ("/login", "/static/dashboard.js", "/static/dashboard.css"):
         resp = await client.get(path)
         assert resp.status == 200, path
     assert (await client.get("/static/missing.js")).status == 404
-    resp = await client.get("/dashboard/not-a-uuid")
-    assert resp.status == 400 and (await resp.json())["error"] == "invalid workspace_id"
+    for path in ("/", "/dashboard", f"/dashboard/{WS}"):  # a key is not a session
+        resp = await client.get(path)
+        assert resp.status == 401 and 'action="/login"' in await resp.text(), path

@@ -9,6 +9,11 @@
   const title = document.getElementById("title");
   const SVG = "http://www.w3.org/2000/svg";
 
+  // The session ended (signed out, key revoked or expired): back to the sign-in form.
+  function signIn() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname));
+  }
+
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -172,7 +177,10 @@
       live.className = "dot off";
       updated.textContent = "reconnecting…";
       fetch("/analytics/workspaces/" + encodeURIComponent(id)).then((r) => {
-        if (r.status === 404) {
+        if (r.status === 401) {
+          source.close();
+          signIn();
+        } else if (r.status === 404) {
           source.close();
           app.replaceChildren(el("p", { class: "error", text: "Unknown workspace " + id }));
         }
@@ -183,6 +191,7 @@
   async function listView() {
     title.textContent = "· workspaces";
     const r = await fetch("/analytics/workspaces");
+    if (r.status === 401) return signIn();
     const data = await r.json();
     live.className = "dot on";
     updated.textContent = "loaded " + new Date().toLocaleTimeString();
