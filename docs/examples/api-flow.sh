@@ -50,6 +50,21 @@ curl -sS -H "$AUTH" "$API/v1/workspaces/$WS/archive/$REQUEST" | jq -c '{request_
 curl -sS -X POST "$API/v1/workspaces/$WS/webhooks/$HOOK/replays" -H "$AUTH" -H "$JSON" \
   -d '{"since": "1h"}' | jq -c '{dry_run, summary}'
 
-# 6. Another workspace's objects do not exist for this key.
+# 6. The webhook's figures, as analytics counted them (within a second or so).
+for _ in $(seq 30); do
+  TOTAL=$(curl -sS -H "$AUTH" "$API/v1/workspaces/$WS/webhooks/$HOOK/analytics" \
+    | jq .metrics.total_requests)
+  [ "$TOTAL" -ge 1 ] && break
+  sleep 1
+done
+curl -sS -H "$AUTH" "$API/v1/workspaces/$WS/webhooks/$HOOK/analytics" \
+  | jq -c '{total: .metrics.total_requests, success_rate: .metrics.success_rate, p95: .metrics.p95_processing_time}'
+
+# 7. Dead letters naming the workspace, and a dry run of sending them back.
+curl -sS -H "$AUTH" "$API/v1/workspaces/$WS/deadletters?since=24h" | jq -c '{count, by_reason}'
+curl -sS -X POST "$API/v1/workspaces/$WS/deadletters/retry" -H "$AUTH" -H "$JSON" \
+  -d '{"all": true, "since": "24h"}' | jq -c '{dry_run, summary}'
+
+# 8. Another workspace's objects do not exist for this key.
 curl -sS -o /dev/null -w '%{http_code}\n' -H "$AUTH" \
   "$API/v1/workspaces/00000000-0000-4000-8000-000000000000/webhooks"

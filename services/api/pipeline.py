@@ -34,7 +34,7 @@ MAX_REPLAY_WINDOW = timedelta(days=31)
 
 
 @contextlib.asynccontextmanager
-async def _connection(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
+async def connection(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
     if ctx.pool is None:
         raise RuntimeError("this operation needs Postgres (Context.pool)")
     async with ctx.pool.acquire() as conn:
@@ -110,7 +110,7 @@ def _recipient(
 
 
 async def _describe(ctx: Context, workspace_id: uuid.UUID) -> NotificationSettings:
-    async with _connection(ctx) as conn:
+    async with connection(ctx) as conn:
         try:
             doc = await notify.describe(conn, workspace_id)
         except notify.InvalidStoredSettings as exc:
@@ -121,7 +121,7 @@ async def _describe(ctx: Context, workspace_id: uuid.UUID) -> NotificationSettin
 async def _update(
     ctx: Context, workspace_id: uuid.UUID, change: notify.Change
 ) -> NotificationSettings:
-    async with _connection(ctx) as conn:
+    async with connection(ctx) as conn:
         try:
             await notify.update(conn, workspace_id, change)
         except notify.InvalidStoredSettings as exc:
@@ -191,7 +191,7 @@ async def issue_realtime_token(
     workspace_id: uuid.UUID, body: TokenRequest, *, ctx: Context
 ) -> RealtimeToken:
     """Create (or with rotate, replace) the workspace's Socket.IO token; shown once"""
-    async with _connection(ctx) as conn:
+    async with connection(ctx) as conn:
         try:
             token, rotated = await notify.issue_token(conn, workspace_id, rotate=body.rotate)
         except notify.TokenExists:
@@ -405,7 +405,7 @@ class DuplicateList(Answer):
 
 async def get_contact(workspace_id: uuid.UUID, contact_id: uuid.UUID, *, ctx: Context) -> Contact:
     """One contact, its latest leads and its possible duplicates"""
-    async with _connection(ctx) as conn:
+    async with connection(ctx) as conn:
         found = await contacts.contact(conn, contact_id)
     if found is None or found["workspace_id"] != workspace_id:
         raise admin.NotFound(f"no contact {contact_id}", field="contact_id")
@@ -416,6 +416,6 @@ async def list_duplicates(
     workspace_id: uuid.UUID, query: DuplicatesQuery, *, ctx: Context
 ) -> DuplicateList:
     """Pairs of contacts that share a CRM id, phone or email (newest first)"""
-    async with _connection(ctx) as conn:
+    async with connection(ctx) as conn:
         pairs = await contacts.possible_duplicates(conn, workspace_id, limit=query.limit)
     return DuplicateList(items=pairs)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from services.api import handlers as h
 from services.api import pipeline as p
+from services.api import readouts as r
 from services.api.models import ErrorBody
 from shared.openapi import Handler, Route, document, signature
 
@@ -76,6 +77,7 @@ def _route(
 
 _r = _route
 _TAKEN = {409: "The name is taken in this workspace"}
+_KAFKA = "Postgres or Kafka unavailable: retry after `Retry-After` seconds"
 
 ROUTES: tuple[Route, ...] = (
     _r("get", "/v1/whoami", "whoami", h.whoami, "read", tag="keys"),
@@ -272,6 +274,51 @@ ROUTES: tuple[Route, ...] = (
         "manage",
         tag="archive",
         errors={409: "The webhook or its workspace is disabled (a dry run still works)"},
+    ),
+    # analytics' figures
+    _r(
+        "get",
+        f"{_WS}/analytics",
+        "getWorkspaceFigures",
+        r.workspace_figures,
+        "read",
+        tag="analytics",
+    ),
+    _r(
+        "get",
+        f"{_HOOK}/analytics",
+        "getWebhookFigures",
+        r.webhook_figures,
+        "read",
+        tag="analytics",
+    ),
+    # dead letters
+    _r(
+        "get",
+        f"{_WS}/deadletters",
+        "listDeadLetters",
+        r.list_deadletters,
+        "read",
+        tag="deadletters",
+        errors={400: "Invalid query", 503: _KAFKA},
+    ),
+    _r(
+        "get",
+        f"{_WS}/deadletters/{{deadletter_id}}",
+        "getDeadLetter",
+        r.get_deadletter,
+        "read",
+        tag="deadletters",
+        errors={503: _KAFKA},
+    ),
+    _r(
+        "post",
+        f"{_WS}/deadletters/retry",
+        "retryDeadLetters",
+        r.retry_deadletters,
+        "manage",
+        tag="deadletters",
+        errors={503: _KAFKA},
     ),
     # contacts
     _r(

@@ -21,3 +21,6 @@ class ApiSettings(CommonSettings):
     # A replay through the API handles at most this many archived requests at once (the
     # CLI has no bound); a wider window is refused with a hint to narrow it.
     api_replay_max_requests: int = Field(default=10_000, ge=1, le=100_000)
+    # Analytics' sketch accuracy (the same variable analytics reads): the figures' read-outs
+    # take percentiles from its sketches.
+    analytics_sketch_accuracy: float = Field(default=0.01, gt=0, lt=0.5)

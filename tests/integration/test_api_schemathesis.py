@@ -65,6 +65,9 @@ def _pinned(spec: dict[str, Any], seeded: dict[str, Any]) -> dict[str, Any]:
             for name in ids
         },
     )
+    pin_path_ids(
+        pinned, {"deadletter_id": ["deadletter:0:0", "notifications.deadletter:0:0", malformed]}
+    )
     return pinned
 
 

@@ -50,6 +50,7 @@ async def _tenant(repo: FakeRepository, name: str) -> dict[str, Any]:
         "key_id": key["id"],
         "request_id": uuid.uuid4(),
         "contact_id": uuid.uuid4(),
+        "deadletter_id": "deadletter:0:1",
         "name": "generic",
         "event": "lead_created",
         "channel": "email",
