@@ -128,6 +128,11 @@ class LaunchedStack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def auth(self) -> dict[str, str]:
+        """The operator's read key ``make up`` made (LEADWIRE_OPERATOR_KEY in stack.env), as
+        the header every analytics read needs."""
+        return {"Authorization": f"Bearer {self.env['LEADWIRE_OPERATOR_KEY']}"}
+
     def ops_url(self, service: str) -> str:
         """Where ``service``'s /healthz, /readyz and /metrics answer."""
         return f"http://127.0.0.1:{self.ops_ports[service]}"

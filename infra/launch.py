@@ -166,6 +166,8 @@ def _write_stack_env(
     lines += [f"LEADWIRE_{name.upper()}_URL={url}" for name, url in urls.items()]
     lines += [f"LEADWIRE_{name.upper()}_OPS_URL={url}" for name, url in ops.items()]
     lines.append(f"LEADWIRE_DEMO_WEBHOOK_URL={webhook['url']}")
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # it holds the operator's key and the stack's passwords
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -181,6 +183,25 @@ def _curl(webhook: dict) -> str:
         "  -H 'Content-Type: application/json' -H 'Prefer: wait=5' \\\n"
         f"  -d '{body}'"
     )
+
+
+OPERATOR_KEY_NAME = "make up"
+
+
+def _operator_key(env: dict[str, str]) -> str:
+    """An operator's read key for this run: signing in to the dashboard, reading the
+    analytics API, the benchmarks' read-outs. Written to stack.env as
+    LEADWIRE_OPERATOR_KEY; the previous run's is revoked (one such key at a time)."""
+    _code, listed, _ = _cli(env, "apikey", "list", "--operator")
+    for key in listed if isinstance(listed, list) else []:
+        if key.get("name") == OPERATOR_KEY_NAME and key.get("state") == "active":
+            _cli(env, "apikey", "revoke", str(key["id"]))
+    code, doc, err = _cli(
+        env, "apikey", "create", "--operator", "--scope", "read", "--name", OPERATOR_KEY_NAME
+    )
+    if code != 0 or not isinstance(doc, dict):
+        raise InfraError(f"could not create the operator's read key: {err.strip()}")
+    return str(doc["key"])
 
 
 async def up() -> dict:
@@ -210,7 +231,9 @@ async def up() -> dict:
         stack.start_process(name, [sys.executable, "-m", f"services.{name}"], own)
     await _wait_ready(stack, ops)
     webhook = _demo_webhook(env)
-    path = _write_stack_env(env, urls, ops, webhook)
+    path = _write_stack_env(
+        {**env, "LEADWIRE_OPERATOR_KEY": _operator_key(env)}, urls, ops, webhook
+    )
     _say(
         f"all services ready in {time.monotonic() - started:.1f} s; settings in {path.relative_to(ROOT)}"
     )
@@ -223,11 +246,13 @@ def _print_welcome(info: dict) -> None:
         "\nleadwire is running.\n\n"
         "Send a first lead (it waits up to 5 s for the processed result):\n\n"
         f"{_curl(info['webhook'])}\n\n"
-        f"Dashboard:     {urls['analytics']}/dashboard\n"
+        f"Dashboard:     {urls['analytics']}/   (sign in with LEADWIRE_OPERATOR_KEY from "
+        ".leadwire/stack.env)\n"
         f"Gateway docs:  {urls['ingest']}/docs\n"
         f"Management API: {urls['api']}/docs   (a key: .venv/bin/leadwire apikey create "
         f"--workspace {DEMO_WORKSPACE} --scope manage)\n"
-        f"Analytics API: {urls['analytics']}/analytics/webhooks/{info['webhook']['id']}\n"
+        f"Analytics API: {urls['analytics']}/analytics/webhooks/{info['webhook']['id']}   "
+        '(-H "Authorization: Bearer $LEADWIRE_OPERATOR_KEY")\n'
         f"Ops (local):   {info['ops']['ingest']}/metrics, /readyz, /healthz   (every "
         "service's: LEADWIRE_<SERVICE>_OPS_URL in .leadwire/stack.env)\n"
         "Admin CLI:     .venv/bin/leadwire --help   (settings come from .leadwire/stack.env)\n"

@@ -186,7 +186,7 @@ async def _archive(
 
 async def _analytics(stack: LaunchedStack, targets: list[Target]) -> dict[str, dict[str, Any]]:
     analytics: dict[str, dict[str, Any]] = {}
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=stack.auth()) as http:
         for t in targets:
             async with http.get(
                 f"{stack.url('analytics')}/analytics/webhooks/{t.id}",

@@ -1,11 +1,11 @@
 """A CRM drives leadwire through the management API alone, with the keys an operator gave
 it: create a webhook, set its mapping, test it, a vendor posts leads to the running
-gateway, the CRM searches the archive, reads a record, fixes the mapping and dry-runs a
-replay. A read key of the workspace reads but may not replay; another workspace's key
-sees nothing of it.
+gateway, the CRM reads the webhook's figures, searches the archive, reads a record, fixes
+the mapping and dry-runs a replay. A read key of the workspace reads but may not replay;
+another workspace's key sees nothing of it.
 
-Processor, archiver, gateway and API run in this process on real Kafka, Postgres and S3.
-(The figures of a webhook come with the analytics read-outs of the API's next phase.)
+Processor, analytics, archiver, gateway and API run in this process on real Kafka,
+Postgres and S3.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from shared.settings import CommonSettings
+from tests.support.analytics import analytics_settings, running_analytics
 from tests.support.api import api_settings, db_key, running_api
 from tests.support.archiver import archiver_settings, running_archiver
 from tests.support.ingest import running_gateway
@@ -62,6 +63,7 @@ async def test_a_crm_runs_a_webhook_through_the_api(settings: CommonSettings) ->
         running_api(api_settings(settings)) as api,
         running_gateway(settings) as gateway,
         processors(processor_settings(settings)),
+        running_analytics(analytics_settings(settings)),
         running_archiver(archiver_settings(settings, archive_segment_idle_s=0.2)),
     ):
         # The operator makes the CRM's workspace and its manage key.
@@ -104,6 +106,19 @@ async def test_a_crm_runs_a_webhook_through_the_api(settings: CommonSettings) ->
         assert len(contact["leads"]) == 1
         assert (await crm.ok("GET", f"{base}/duplicates"))["items"] == []
 
+        # The webhook's figures, as analytics counted them: one processed, one rejected.
+        figures = await eventually(
+            lambda: crm.ok("GET", f"{hook_path}/analytics"),
+            until=lambda f: f["metrics"]["total_requests"] == 2,
+            deadline_s=60,
+            what="both requests counted",
+        )
+        m = figures["metrics"]
+        assert (m["successful_requests"], m["rejected_requests"]) == (1, 1)
+        assert m["success_rate"] == 50.0 and m["by_error_type"] == {"validation": 1}
+        whole = await crm.ok("GET", f"{base}/analytics")
+        assert [w["webhook_id"] for w in whole["webhooks"]] == [hook["id"]]
+
         # 3. The archive holds both; the CRM finds the rejected one and reads it.
         page = await eventually(
             lambda: crm.ok(
@@ -139,14 +154,21 @@ async def test_a_crm_runs_a_webhook_through_the_api(settings: CommonSettings) ->
         refused = await reader.post(f"{hook_path}/replays", {"since": "1h"})
         assert refused.status == 403
         stranger = api.client(stranger_key["key"])
+        assert (await reader.ok("GET", f"{hook_path}/analytics"))["metrics"]["total_requests"] == 2
         for path in (
             f"{base}/archive",
             f"{base}/archive/{rejected['request_id']}",
             hook_path,
+            f"{hook_path}/analytics",
+            f"{base}/analytics",
             f"{base}/contacts/{processed['contact_id']}",
         ):
             assert (await stranger.get(path)).status == 404
         foreign = await stranger.get(
             f"/v1/workspaces/{other['id']}/archive/{rejected['request_id']}"
+        )
+        assert foreign.status == 404
+        foreign = await stranger.get(
+            f"/v1/workspaces/{other['id']}/webhooks/{hook['id']}/analytics"
         )
         assert foreign.status == 404

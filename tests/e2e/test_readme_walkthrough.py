@@ -184,11 +184,37 @@ def test_newcomer_walkthrough(tmp_path: Path) -> None:
         )
         assert listed.returncode == 0, listed.stderr
         assert [w["name"] for w in json.loads(listed.stdout)["items"]] == ["acme"]
+
+        # 5. Analytics answers the README's curl with the operator's key make up wrote, and
+        # nothing without it.
+        assert stack_env["LEADWIRE_OPERATOR_KEY"].startswith("lwk_")
+        figures_call = _code_blocks(_section("The two commands"), "sh")[1].replace(
+            ".leadwire/stack.env", str(stack_env_path)
+        )
+        figures = subprocess.run(
+            ["bash", "-c", figures_call], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert figures.returncode == 0, figures.stderr
+        names = [w["name"] for w in json.loads(figures.stdout)["workspaces"]]
+        assert "demo" in names and "acme" in names, names
+        anonymous = subprocess.run(
+            [
+                "bash",
+                "-c",
+                figures_call.strip().replace("Bearer $LEADWIRE_OPERATOR_KEY", "Bearer ")
+                + " -o /dev/null -w '%{http_code}'",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert anonymous.stdout == "401", anonymous.stdout
     finally:
         down = _make("down", env)
     assert down.returncode == 0, down.stderr[-4000:]
 
-    # 5. `make down` leaves nothing behind.
+    # 6. `make down` leaves nothing behind.
     assert list_processes(name, project_root=ROOT) == []
     for pid in pids:
         assert (
