@@ -101,7 +101,11 @@ def republish(
     dead-letter topic (a crash may have come between recording and dead-lettering it)."""
     poison = None
     if stored.status == "failed" and stored.error is not None:
-        poison = f"{stored.error.get('type')}: {stored.error.get('message')}"
+        poison = dlq_reason(
+            ErrorInfo(
+                type=str(stored.error.get("type")), message=str(stored.error.get("message"))
+            )
+        )
     return Finished(
         message=message,
         event_id=outcome_event_id(stored.request_id),

@@ -187,6 +187,21 @@ async def test_a_value_postgres_refuses_fails_alone(repo: FakeRepository, ws: uu
     assert "\\u0000" not in repo.tables.requests[bad.request_id].result
 
 
+async def test_a_redelivered_poison_message_is_dead_lettered_with_the_same_reason(
+    repo: FakeRepository, ws: uuid.UUID
+) -> None:
+    # The runner re-runs a batch without the poison it was handed, so a second poison
+    # message of that batch comes back as a stored failure: its reason must read the same.
+    hook = repo.add_webhook(ws)
+    bad = received(ws, hook, phone="+15550000068", first_name="An\x00n")
+    reasons = []
+    for _ in range(2):
+        with pytest.raises(PoisonMessage) as raised:
+            await handle(repo, [bad])
+        reasons.append(raised.value.reason)
+    assert reasons == ["permanent: CharacterNotInRepertoireError: SQLSTATE 22021"] * 2
+
+
 async def test_a_failure_postgres_refuses_too_is_only_dead_lettered(
     repo: FakeRepository, ws: uuid.UUID
 ) -> None:
