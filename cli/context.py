@@ -8,15 +8,18 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from cli.output import CliError, cli_error, fail
-from services.api.admin import AdminError, PostgresRepository, Repository
 from shared.db import connect
+from shared.errors import AdminError
 from shared.logs import configure_logging
 from shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from services.api.admin import Repository
 
 T = TypeVar("T")
 
@@ -119,6 +122,8 @@ def run_db(work: Callable[[asyncpg.Connection], Awaitable[T]], *, as_json: bool)
 
 
 def run_admin(work: Callable[[Repository], Awaitable[T]], *, as_json: bool) -> T:
+    from services.api.admin import PostgresRepository  # the management domain, when used
+
     """Run a management operation (:mod:`services.api.admin`) on the management tables,
     through one Postgres connection."""
     return run_db(lambda conn: work(PostgresRepository(conn)), as_json=as_json)

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from services.api.admin import AdminError
+from shared.errors import AdminError
 
 T = TypeVar("T")
 

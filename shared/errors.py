@@ -1,5 +1,6 @@
-"""What a management operation refuses, for both of its front-ends: the CLI shows
-``message`` and ``hint`` and exits with ``exit_code``; the API answers ``status`` with
+"""What a management operation refuses, for every front-end: a contract between the
+services' ``admin`` modules, the CLI and the management API. The CLI shows ``message``
+and ``hint`` and exits with ``exit_code``; the API answers ``status`` with
 ``{"success": false, "errors": [{field, code, message}]}`` (the gateway's shape)."""
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from services.archiver.repository import Archive, ReadRefused, S3Archive, S3Read
 from services.archiver.retention import prune
 from services.archiver.search import MATCH_TYPES, STATUSES, find_archived, read_record
 from shared.db import connect
+from shared.errors import AdminError
 from shared.kafka import KafkaUnavailable, Publisher
 from shared.s3 import s3_client
 from shared.settings import CommonSettings
@@ -51,15 +52,6 @@ __all__ = [
 ]
 
 parse_time = records.parse_time
-
-
-class AdminError(Exception):
-    """A failed admin operation: what went wrong and what to do about it."""
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @contextlib.asynccontextmanager
