@@ -102,9 +102,7 @@ def republish(
     poison = None
     if stored.status == "failed" and stored.error is not None:
         poison = dlq_reason(
-            ErrorInfo(
-                type=str(stored.error.get("type")), message=str(stored.error.get("message"))
-            )
+            ErrorInfo(type=str(stored.error.get("type")), message=str(stored.error.get("message")))
         )
     return Finished(
         message=message,
