@@ -6,7 +6,10 @@ Modes (the webhook's ``auth_mode``):
 - ``standard`` (Standard Webhooks): HMAC-SHA256 over ``{webhook-id}.{webhook-timestamp}.{body}``
   keyed by the base64-decoded part of ``whsec_...``; ``webhook-signature`` carries a
   space-separated list of ``v1,<base64>`` (several during a rotation: one valid is
-  enough); the timestamp must be within 5 minutes of now.
+  enough); the timestamp must be within 5 minutes of now. The same scheme under Svix's
+  older header names (``svix-id``, ``svix-timestamp``, ``svix-signature``) verifies the
+  same way: a request carrying any ``webhook-*`` header is read by those names, else by
+  the ``svix-*`` ones (:data:`HEADER_SETS`).
 - ``github``: ``X-Hub-Signature-256: sha256=<hex>`` = HMAC-SHA256 of the body keyed by the
   secret verbatim.
 - ``basic``: ``Authorization: Basic`` with the webhook's username; the password is checked
@@ -29,6 +32,11 @@ from dataclasses import dataclass
 from shared.secrets import verify_hashed
 
 TOLERANCE_S = 300
+# The Standard Webhooks header names, then the same scheme's older Svix names.
+HEADER_SETS = (
+    ("webhook-id", "webhook-timestamp", "webhook-signature"),
+    ("svix-id", "svix-timestamp", "svix-signature"),
+)
 # More signatures than this in one header is not a rotation, it is someone fishing.
 MAX_SIGNATURES = 8
 
@@ -75,6 +83,20 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value.strip() if value is not None else None
 
 
+def standard_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
+    """The id, timestamp and signature header names a request uses: ``webhook-*`` when it
+    carries any of them (or neither set), else ``svix-*`` when it carries one of those."""
+    standard, svix = HEADER_SETS
+    if any(name in headers for name in standard):
+        return standard
+    return svix if any(name in headers for name in svix) else standard
+
+
+def message_id(headers: Mapping[str, str]) -> str | None:
+    """The sender's message id (``webhook-id``, else ``svix-id``): an idempotency key."""
+    return headers.get("webhook-id") or headers.get("svix-id")
+
+
 def verify(
     mode: str,
     *,
@@ -109,27 +131,23 @@ def sign_standard(key: bytes, msg_id: str, timestamp: str | int, body: bytes) ->
 def verify_standard(
     secrets: Sequence[Secret], headers: Mapping[str, str], body: bytes, now: float
 ) -> AuthFailure | None:
-    msg_id = _header(headers, "webhook-id")
-    timestamp = _header(headers, "webhook-timestamp")
-    signature = _header(headers, "webhook-signature")
+    names = standard_headers(headers)
+    id_name, timestamp_name, signature_name = names
+    msg_id = _header(headers, id_name)
+    timestamp = _header(headers, timestamp_name)
+    signature = _header(headers, signature_name)
     missing = [
-        name
-        for name, value in (
-            ("webhook-id", msg_id),
-            ("webhook-timestamp", timestamp),
-            ("webhook-signature", signature),
-        )
-        if not value
+        name for name, value in zip(names, (msg_id, timestamp, signature), strict=True) if not value
     ]
     if missing:
         return AuthFailure("missing_signature", f"missing header(s): {', '.join(missing)}")
     assert msg_id is not None and timestamp is not None and signature is not None
     if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
-        return AuthFailure("invalid_timestamp", "webhook-timestamp must be Unix seconds")
+        return AuthFailure("invalid_timestamp", f"{timestamp_name} must be Unix seconds")
     if abs(now - int(timestamp)) > TOLERANCE_S:
         return AuthFailure(
             "timestamp_out_of_tolerance",
-            f"webhook-timestamp is more than {TOLERANCE_S} s away from the server's clock",
+            f"{timestamp_name} is more than {TOLERANCE_S} s away from the server's clock",
         )
     offered = [
         part.encode() for part in signature.split(" ")[:MAX_SIGNATURES] if part.startswith("v1,")
@@ -141,7 +159,7 @@ def verify_standard(
             # Compare every candidate (no early exit): the time does not tell which matched.
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:
-        return AuthFailure("invalid_signature", "no webhook-signature matches")
+        return AuthFailure("invalid_signature", f"no {signature_name} matches")
     return None
 
 
