@@ -22,6 +22,9 @@ from pathlib import Path
 from infra.config import INFRA_COMPONENTS, default_project_root
 from infra.errors import InfraError
 from infra.stack import Stack
+from infra.status import header as status_header
+from infra.status import render as render_status
+from infra.status import rows as status_rows
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,15 +112,6 @@ def _known_stacks(root: Path) -> list[str]:
 
 
 async def _print_status(stack: Stack) -> bool:
-    p = stack.config.ports
-    print(
-        f"stack {stack.name} ({stack.state_dir}): kafka {p.kafka} (controller {p.kafka_controller}), "
-        f"postgres {p.postgres}, s3 {p.s3}, fsync={'on' if stack.config.pg_fsync else 'off'}"
-    )
-    healthy = True
-    for status in await stack.status():
-        print(f"  {status.describe()}")
-        healthy &= status.ready or not status.running
-    for svc in stack.services():
-        print(f"  service {svc.name}: running pid {svc.pid} (log {stack.log_path(svc.name)})")
-    return healthy
+    found = await status_rows(stack, stack.settings_env())
+    print(render_status(found, status_header(stack)))
+    return all(r.state != "NOT READY" for r in found)

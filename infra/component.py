@@ -50,7 +50,7 @@ class ComponentStatus:
 
 
 class Component(abc.ABC):
-    name: ClassVar[str]
+    name: str  # a class attribute, or per instance (Kafka's nodes: kafka, kafka-2, ...)
     # Env var that moves this component's main port (named in port-conflict errors).
     port_env: ClassVar[str]
     stop_timeout: ClassVar[float] = 30.0
@@ -170,6 +170,10 @@ class Component(abc.ABC):
         if self.pid_info() is None:  # also clears a stale pidfile / adopts an orphan
             return False
         return stop_tracked(self.config.run_dir, self.name, timeout_s=timeout_s)
+
+    async def statuses(self) -> list[ComponentStatus]:
+        """One status per process (a Kafka cluster has one per node)."""
+        return [await self.status()]
 
     async def status(self) -> ComponentStatus:
         info = self.pid_info()

@@ -6,7 +6,8 @@ Layout::
         stack.json                      ports the stack was last started with
         run/<name>.pid                  pidfiles (infra and service processes), locks
         logs/<name>.log                 stdout/stderr of every process; kafka-server.log (log4j2)
-        kafka/                          server.properties, cluster.id, data/
+        kafka/                          server.properties, cluster.id, data/ (node 1)
+        kafka-2/, kafka-3/              the other nodes of a cluster (LEADWIRE_KAFKA_BROKERS=3)
         postgres/                       data/, run/ (socket), postgres.log; owned by `postgres`
                                         (a symlink to /var/tmp/leadwire/<hash>/<stack> when the
                                         project is not reachable by that user)
@@ -49,6 +50,9 @@ ENV_S3_PORT = "LEADWIRE_INFRA_S3_PORT"
 ENV_PG_FSYNC = "LEADWIRE_INFRA_PG_FSYNC"
 # none (PLAINTEXT) or scram: the broker's clients log in with SCRAM-SHA-512 (kafka_auth.py).
 ENV_KAFKA_AUTH = "LEADWIRE_KAFKA_AUTH"
+# How many Kafka brokers (KRaft, each broker and controller): 1, or a cluster (3).
+ENV_KAFKA_BROKERS = "LEADWIRE_KAFKA_BROKERS"
+MAX_KAFKA_BROKERS = 5
 
 HOST = "127.0.0.1"
 INFRA_COMPONENTS = ("kafka", "postgres", "s3")
@@ -66,6 +70,12 @@ class Ports:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def kafka_node(self, node: int) -> tuple[int, int]:
+        """(broker, controller) port of Kafka node ``node`` (1-based): node 1 has the stack's
+        own ports, node N those plus 2(N-1) (19092/19093, 19094/19095, 19096/19097)."""
+        step = 2 * (node - 1)
+        return self.kafka + step, self.kafka_controller + step
+
 
 DEFAULT_PORTS: dict[str, Ports] = {
     "dev": Ports(kafka=19092, kafka_controller=19093, postgres=55432, s3=7070),
@@ -80,9 +90,11 @@ def _derived_ports(name: str) -> Ports:
     be holding the port as its local port.
     """
     slot = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 200
+    # Eight Kafka ports per slot: a cluster's node N takes kafka + 2(N-1) and
+    # kafka_controller + 2(N-1) (Ports.kafka_node).
     return Ports(
-        kafka=31000 + 4 * slot,
-        kafka_controller=31001 + 4 * slot,
+        kafka=31000 + 8 * slot,
+        kafka_controller=31001 + 8 * slot,
         postgres=26000 + slot,
         s3=7300 + slot,
     )
@@ -122,6 +134,29 @@ def _env_port(var: str) -> int | None:
     return port
 
 
+def _env_brokers() -> int | None:
+    raw = os.environ.get(ENV_KAFKA_BROKERS, "").strip()
+    if not raw:
+        return None
+    return validate_brokers(int(raw) if raw.isdigit() else -1, f"{ENV_KAFKA_BROKERS}={raw!r}")
+
+
+def validate_brokers(count: int, what: str = "kafka_brokers") -> int:
+    if not 1 <= count <= MAX_KAFKA_BROKERS:
+        raise InfraError(
+            f"{what}: the number of Kafka brokers is 1 to {MAX_KAFKA_BROKERS} (3 for a cluster)"
+        )
+    return count
+
+
+def formatted_brokers(state_dir: Path) -> int | None:
+    """How many brokers the stack's Kafka storage was formatted for (None: not formatted)."""
+    try:
+        return int((state_dir / "kafka" / "brokers").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _env_bool(var: str) -> bool | None:
     raw = os.environ.get(var)
     if raw is None or raw.strip() == "":
@@ -148,6 +183,9 @@ class StackConfig:
     database: str = "leadwire"
     # none: a PLAINTEXT listener; scram: SASL_PLAINTEXT with a user per service and ACLs.
     kafka_auth: str = "none"
+    # 1: one broker (replication 1); 3: a cluster, every topic replicated 3 times with
+    # min.insync.replicas 2 (kafka_cluster.py).
+    kafka_brokers: int = 1
 
     @classmethod
     def for_name(
@@ -161,10 +199,13 @@ class StackConfig:
         s3_port: int | None = None,
         pg_fsync: bool | None = None,
         kafka_auth: str | None = None,
+        kafka_brokers: int | None = None,
         **overrides: Any,
     ) -> StackConfig:
         """Ports: explicit argument > LEADWIRE_INFRA_*_PORT > ports of the running stack > defaults.
-        Kafka's authentication: argument > LEADWIRE_KAFKA_AUTH > the running stack's > none."""
+        Kafka's authentication: argument > LEADWIRE_KAFKA_AUTH > the running stack's > none.
+        Kafka brokers: argument > LEADWIRE_KAFKA_BROKERS > the running stack's > as many as
+        its storage was formatted for > 1."""
         validate_stack_name(name)
         root = Path(project_root).expanduser().resolve() if project_root else default_project_root()
         base = DEFAULT_PORTS.get(name) or _derived_ports(name)
@@ -186,8 +227,21 @@ class StackConfig:
             fsync = name == "dev"
         auth = kafka_auth or os.environ.get(ENV_KAFKA_AUTH, "").strip().lower()
         auth = validate_mode(auth or (recorded.kafka_auth if recorded else "none"))
+        brokers = validate_brokers(
+            kafka_brokers
+            or _env_brokers()
+            or (recorded.kafka_brokers if recorded else None)
+            or formatted_brokers(root / ".leadwire" / name)
+            or 1
+        )
         return cls(
-            name=name, project_root=root, ports=ports, pg_fsync=fsync, kafka_auth=auth, **overrides
+            name=name,
+            project_root=root,
+            ports=ports,
+            pg_fsync=fsync,
+            kafka_auth=auth,
+            kafka_brokers=brokers,
+            **overrides,
         )
 
     # -- paths -----------------------------------------------------------------------------
@@ -222,6 +276,7 @@ class StackConfig:
             "ports": self.ports.as_dict(),
             "pg_fsync": self.pg_fsync,
             "kafka_auth": self.kafka_auth,
+            "kafka_brokers": self.kafka_brokers,
         }
         tmp = self.state_dir / "stack.json.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -232,6 +287,24 @@ class StackConfig:
     def scram(self) -> bool:
         return self.kafka_auth == "scram"
 
+    @property
+    def kafka_replication_factor(self) -> int:
+        """Every topic's replication: 3 on a cluster (at most the brokers there are)."""
+        return min(self.kafka_brokers, 3)
+
+    @property
+    def kafka_min_insync_replicas(self) -> int:
+        """Replicas an acks=all write needs: 2 of 3 (a write survives losing a broker, and is
+        refused, never acknowledged, with only one left); 1 on a single broker."""
+        return 2 if self.kafka_replication_factor >= 3 else 1
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every broker's address, comma-separated (any one of them answers)."""
+        return ",".join(
+            f"{HOST}:{self.ports.kafka_node(n)[0]}" for n in range(1, self.kafka_brokers + 1)
+        )
+
     def kafka_passwords(self) -> dict[str, str]:
         """The SCRAM users' passwords (made once per stack; kafka_auth.py)."""
         return passwords(self.state_dir / "kafka")
@@ -240,7 +313,9 @@ class StackConfig:
         """The settings of a client of the whole stack (with SCRAM: the admin user)."""
         env = {
             "LEADWIRE_DATABASE_URL": f"postgresql://postgres@{HOST}:{self.ports.postgres}/{self.database}",
-            "LEADWIRE_KAFKA_BOOTSTRAP": f"{HOST}:{self.ports.kafka}",
+            "LEADWIRE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "LEADWIRE_KAFKA_REPLICATION_FACTOR": str(self.kafka_replication_factor),
+            "LEADWIRE_KAFKA_MIN_INSYNC_REPLICAS": str(self.kafka_min_insync_replicas),
             "LEADWIRE_S3_ENDPOINT": f"http://{HOST}:{self.ports.s3}",
             "LEADWIRE_S3_BUCKET": self.s3_bucket,
             "LEADWIRE_S3_ACCESS_KEY": self.s3_access_key,
@@ -263,13 +338,18 @@ class StackConfig:
 class _Recorded:
     ports: Ports
     kafka_auth: str
+    kafka_brokers: int
 
 
 def _recorded_if_running(state_dir: Path) -> _Recorded | None:
     """What stack.json says, but only while some infra process of that stack is alive."""
     try:
         data = json.loads((state_dir / "stack.json").read_text())
-        recorded = _Recorded(Ports(**data["ports"]), str(data.get("kafka_auth", "none")))
+        recorded = _Recorded(
+            Ports(**data["ports"]),
+            str(data.get("kafka_auth", "none")),
+            int(data.get("kafka_brokers", 1)),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
     for name in INFRA_COMPONENTS:

@@ -1,10 +1,12 @@
-"""Apache Kafka 4.x, KRaft single node (broker + controller), from Maven Central jars.
+"""Apache Kafka 4.x in KRaft combined mode (each node a broker and a controller), from
+Maven Central jars: one node here (:class:`KafkaNode`); the cluster of them is
+:mod:`infra.kafka_cluster`.
 
 Install: ``mvn dependency:copy-dependencies`` with ``infra/kafka-pom.xml`` into
 ``~/.cache/leadwire/kafka-<version>/libs`` (once per machine). Start: format the storage
-once (cluster id kept in ``<state>/kafka/cluster.id``), then
-``java -Xms256m -Xmx512m ... kafka.Kafka server.properties``. Ready when an aiokafka admin
-client can describe the cluster and list topics.
+once (the cluster's id kept in ``<state>/kafka/cluster.id``, every node formatted with it),
+then ``java -Xms256m -Xmx512m ... kafka.Kafka server.properties``. A node is ready when an
+aiokafka admin client connected to it alone sees it among the cluster's brokers.
 
 With ``LEADWIRE_KAFKA_AUTH=scram`` the client listener takes SCRAM-SHA-512 logins only:
 the users are created when the storage is formatted, and the ACLs of each service come
@@ -23,7 +25,14 @@ from pathlib import Path
 
 from infra import kafka_auth
 from infra.component import Component
-from infra.config import ENV_KAFKA_PORT, HOST, KAFKA_VERSION, PACKAGE_DIR
+from infra.config import (
+    ENV_KAFKA_PORT,
+    HOST,
+    KAFKA_VERSION,
+    PACKAGE_DIR,
+    StackConfig,
+    formatted_brokers,
+)
 from infra.errors import InfraError
 from infra.processes import async_file_lock, port_listening, spawn
 from infra.progress import progress
@@ -117,22 +126,40 @@ def random_cluster_id() -> str:
             return cid
 
 
+def ensure_cluster_id(home: Path) -> str:
+    """The cluster's id, kept in ``<home>/cluster.id`` (made the first time)."""
+    home.mkdir(parents=True, exist_ok=True)
+    id_file = home / "cluster.id"
+    if not id_file.is_file():
+        id_file.write_text(random_cluster_id() + "\n")
+    return id_file.read_text().strip()
+
+
 def _prop(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
-class Kafka(Component):
-    name = "kafka"
+class KafkaNode(Component):
+    """One Kafka process (broker and controller). Node 1 is ``kafka`` (pidfile, log,
+    ``<state>/kafka/``), node N of a cluster ``kafka-N`` (``<state>/kafka-N/``); every node
+    has its own ports (:meth:`Ports.kafka_node`) and data directory. The cluster is
+    :class:`infra.kafka_cluster.Kafka`."""
+
     port_env = ENV_KAFKA_PORT
     stop_timeout = 30.0
 
+    def __init__(self, config: StackConfig, node_id: int = 1) -> None:
+        super().__init__(config)
+        self.node_id = node_id
+        self.name = "kafka" if node_id == 1 else f"kafka-{node_id}"
+
     @property
     def port(self) -> int:
-        return self.config.ports.kafka
+        return self.config.ports.kafka_node(self.node_id)[0]
 
     @property
     def controller_port(self) -> int:
-        return self.config.ports.kafka_controller
+        return self.config.ports.kafka_node(self.node_id)[1]
 
     def ports(self) -> list[int]:
         return [self.port, self.controller_port]
@@ -143,6 +170,11 @@ class Kafka(Component):
 
     @property
     def home(self) -> Path:
+        return self.config.state_dir / self.name
+
+    @property
+    def cluster_home(self) -> Path:
+        """Where the cluster's id and format markers live: node 1's home."""
         return self.config.state_dir / "kafka"
 
     @property
@@ -151,7 +183,7 @@ class Kafka(Component):
 
     @property
     def server_log(self) -> Path:
-        return self.config.logs_dir / "kafka-server.log"
+        return self.config.logs_dir / f"{self.name}-server.log"
 
     @property
     def libs_dir(self) -> Path:
@@ -162,39 +194,47 @@ class Kafka(Component):
         await ensure_kafka_jars(self.config.cache_dir)
 
     def server_properties(self) -> str:
-        p = self.config.ports
+        c = self.config
+        nodes = range(1, c.kafka_brokers + 1)
+        voters = ",".join(f"{n}@{HOST}:{c.ports.kafka_node(n)[1]}" for n in nodes)
+        replicas, min_isr = str(c.kafka_replication_factor), str(c.kafka_min_insync_replicas)
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{p.kafka_controller}",
-            "listeners": f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{p.kafka}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": _prop(str(self.data_dir)),
             "num.partitions": "4",
             "auto.create.topics.enable": "true",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
+            # On a cluster every topic (the internal ones too) has 3 replicas, and an
+            # acks=all write needs 2 of them in sync: acknowledged means on two disks.
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
             "offsets.topic.num.partitions": "4",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "transaction.state.log.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             # After a kill -9 the new broker cannot register until the old registration's
             # session expires (default 9 s): keep that short for crash/restart tests.
             "broker.heartbeat.interval.ms": "500",
             "broker.session.timeout.ms": "4000",
         }
-        if self.config.scram:
-            admin = self.config.kafka_passwords()[kafka_auth.ADMIN]
-            settings.update(kafka_auth.server_properties(HOST, p.kafka, p.kafka_controller, admin))
+        if c.scram:
+            admin = c.kafka_passwords()[kafka_auth.ADMIN]
+            settings.update(
+                kafka_auth.server_properties(HOST, self.port, self.controller_port, admin)
+            )
         lines = [
-            f"# generated by infra/kafka.py for stack {self.config.name!r}; rewritten on every start"
+            f"# generated by infra/kafka.py for stack {c.name!r}, node {self.node_id} of "
+            f"{c.kafka_brokers}; rewritten on every start"
         ]
         lines += [f"{key}={value}" for key, value in settings.items()]
         return "\n".join(lines) + "\n"
@@ -205,6 +245,7 @@ class Kafka(Component):
             *jvm_flags,
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={self.config.logs_dir}",
+            f"-Dleadwire.kafka.log={self.name}-server",
             "-cp",
             f"{self.libs_dir}/*",
         ]
@@ -216,38 +257,10 @@ class Kafka(Component):
         props.touch(mode=0o600)
         props.chmod(0o600)  # with SCRAM it holds the admin's password
         props.write_text(self.server_properties())
-        marker = self.home / "auth"  # how the storage was formatted: none or scram
         if (self.data_dir / "meta.properties").is_file():
-            formatted = marker.read_text().strip() if marker.is_file() else "none"
-            if self.config.scram and formatted != "scram":
-                raise InfraError(
-                    f"kafka: stack {self.config.name!r} was formatted without SCRAM users; "
-                    f"`python -m infra destroy --stack {self.config.name}` (deletes its data) "
-                    "and start again, or unset LEADWIRE_KAFKA_AUTH"
-                )
+            self._check_formatted_as_configured()
         else:
-            id_file = self.home / "cluster.id"
-            if not id_file.is_file():
-                id_file.write_text(random_cluster_id() + "\n")
-            cluster_id = id_file.read_text().strip()
-            progress("kafka", f"formatting storage in {self.data_dir} (cluster id {cluster_id})")
-            await run(
-                [
-                    *self._java(java),
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "--ignore-formatted",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
-                    *self._scram_users(),
-                ],
-                what="kafka storage format",
-                timeout_s=120,
-                log_path=self.log_path,
-            )
-            marker.write_text(self.config.kafka_auth + "\n")
+            await self._format(java, props)
         heap = (f"-Xms{self.config.kafka_heap_min}", f"-Xmx{self.config.kafka_heap_max}")
         argv = [*self._java(java, *heap, *JVM_FLAGS), "kafka.Kafka", str(props)]
         spawn(
@@ -258,6 +271,49 @@ class Kafka(Component):
             cwd=self.home,
             kind="infra",
         )
+
+    def _check_formatted_as_configured(self) -> None:
+        """A stack's storage keeps its authentication and its cluster's size: refuse to
+        start it otherwise (a quorum of other voters would not even elect a leader)."""
+        name = self.config.name
+        marker = self.home / "auth"  # how the storage was formatted: none or scram
+        formatted = marker.read_text().strip() if marker.is_file() else "none"
+        if self.config.scram and formatted != "scram":
+            raise InfraError(
+                f"kafka: stack {name!r} was formatted without SCRAM users; "
+                f"`python -m infra destroy --stack {name}` (deletes its data) "
+                "and start again, or unset LEADWIRE_KAFKA_AUTH"
+            )
+        brokers = formatted_brokers(self.config.state_dir) or 1
+        if brokers != self.config.kafka_brokers:
+            raise InfraError(
+                f"kafka: stack {name!r} was formatted as {brokers} broker(s), not "
+                f"{self.config.kafka_brokers}; set LEADWIRE_KAFKA_BROKERS={brokers}, or "
+                f"`python -m infra destroy --stack {name}` (deletes its data) and start again"
+            )
+
+    async def _format(self, java: str, props: Path) -> None:
+        """Format this node's storage with the cluster's id (one for every node)."""
+        cluster_id = ensure_cluster_id(self.cluster_home)
+        progress(self.name, f"formatting storage in {self.data_dir} (cluster id {cluster_id})")
+        await run(
+            [
+                *self._java(java),
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                *self._scram_users(),
+            ],
+            what=f"kafka storage format (node {self.node_id})",
+            timeout_s=120,
+            log_path=self.log_path,
+        )
+        (self.home / "auth").write_text(self.config.kafka_auth + "\n")
+        (self.cluster_home / "brokers").write_text(f"{self.config.kafka_brokers}\n")
 
     def _scram_users(self) -> list[str]:
         """``--add-scram`` arguments of the format (none without SCRAM)."""
@@ -285,7 +341,8 @@ class Kafka(Component):
             await asyncio.wait_for(admin.start(), 10)
             cluster = await asyncio.wait_for(admin.describe_cluster(), 10)
             await asyncio.wait_for(admin.list_topics(), 10)
-            return bool(cluster.get("brokers"))
+            # Registered and unfenced: the cluster lists this node among its brokers.
+            return any(b.get("node_id") == self.node_id for b in cluster.get("brokers", []))
         except Exception:
             return False
         finally:

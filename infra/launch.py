@@ -16,6 +16,12 @@ counts, ports) is passed through to the services.
 service logs in as its own user with only the ACLs it needs (infra/kafka_auth.py), and
 stack.env holds the admin user's (for the CLI). docs/security.md says the same for
 production.
+
+``LEADWIRE_KAFKA_BROKERS=3 make up``: three Kafka nodes (infra/kafka_cluster.py), every
+topic replicated 3 times with min.insync.replicas 2, the services given all three
+addresses. ``LEADWIRE_PROCESSOR_REPLICAS=3`` (and _NOTIFIER_, _ANALYTICS_, _ARCHIVER_):
+that many processes of the service in its consumer group (infra/replicas.py); ``status``
+shows each with its partitions.
 """
 
 from __future__ import annotations
@@ -33,10 +39,15 @@ from pathlib import Path
 
 import aiohttp
 
+from infra import replicas
 from infra.errors import InfraError
 from infra.kafka_auth import ADMIN, acl_plan, apply_acls
 from infra.processes import tail
+from infra.replicas import Replica
 from infra.stack import Stack, stop_all
+from infra.status import header as status_header
+from infra.status import render as render_status
+from infra.status import rows as status_rows
 from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
@@ -79,9 +90,10 @@ def _service_urls(settings: CommonSettings) -> dict[str, str]:
     return {name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in PUBLIC}
 
 
-def _ops_urls(settings: CommonSettings) -> dict[str, str]:
-    """Every service's ops listener (/healthz, /readyz, /metrics)."""
-    return {name: settings.ops_url(name) for name in SERVICES}
+def _processes(env: dict[str, str], settings: CommonSettings) -> list[Replica]:
+    """Every service process to start: one per service, N of those with
+    LEADWIRE_<SERVICE>_REPLICAS=N (infra/replicas.py)."""
+    return replicas.plan(env, settings, SERVICES)
 
 
 async def _wait_ready(stack: Stack, urls: dict[str, str]) -> None:
@@ -164,7 +176,7 @@ def _write_stack_env(
     keys = sorted(k for k in env if k.startswith("LEADWIRE_"))
     lines += [f"{k}={shlex.quote(env[k])}" for k in keys]
     lines += [f"LEADWIRE_{name.upper()}_URL={url}" for name, url in urls.items()]
-    lines += [f"LEADWIRE_{name.upper()}_OPS_URL={url}" for name, url in ops.items()]
+    lines += [f"{replicas.ops_url_key(name)}={url}" for name, url in ops.items()]
     lines.append(f"LEADWIRE_DEMO_WEBHOOK_URL={webhook['url']}")
     path.touch(mode=0o600)
     path.chmod(0o600)  # it holds the operator's key and the stack's passwords
@@ -220,15 +232,21 @@ async def up() -> dict:
     applied = await migrate(settings.database_url)
     _say(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
     await ensure_topics(settings)
+    _say(
+        f"topics: {settings.kafka_partitions} partitions, replication "
+        f"{settings.kafka_replication_factor}, min.insync.replicas "
+        f"{settings.kafka_min_insync_replicas}, on {settings.kafka_bootstrap}"
+    )
     if stack.config.scram:
         acls = acl_plan(settings.topic_prefix, "leadwire-")
         await apply_acls(settings.kafka_bootstrap, stack.config.kafka_passwords()[ADMIN], acls)
         _say(f"kafka: SCRAM, a user per service, {len(acls)} ACLs (docs/security.md)")
-    urls, ops = _service_urls(settings), _ops_urls(settings)
-    for name in SERVICES:
+    urls, procs = _service_urls(settings), _processes(env, settings)
+    ops = {p.name: p.ops_url for p in procs}
+    for proc in procs:
         # With SCRAM each service logs in as its own user (stack.env keeps the admin's).
-        own = {**env, **stack.config.service_env(name)}
-        stack.start_process(name, [sys.executable, "-m", f"services.{name}"], own)
+        own = {**env, **stack.config.service_env(proc.service), **proc.env()}
+        stack.start_process(proc.name, [sys.executable, "-m", f"services.{proc.service}"], own)
     await _wait_ready(stack, ops)
     webhook = _demo_webhook(env)
     path = _write_stack_env(
@@ -267,7 +285,7 @@ def down() -> None:
     _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
-def _up_or_down() -> None:
+def _up_or_down() -> dict:
     """``up``, and the welcome; whatever it started is stopped again if it fails."""
     try:
         info = asyncio.run(up())
@@ -275,10 +293,11 @@ def _up_or_down() -> None:
         down()
         raise
     _print_welcome(info)
+    return info
 
 
 def run_foreground() -> None:
-    _up_or_down()
+    names = list(_up_or_down()["ops"])
     print("Ctrl-C stops everything.", flush=True)
     stop = False
 
@@ -292,7 +311,7 @@ def run_foreground() -> None:
     try:
         while not stop:
             time.sleep(0.5)
-            dead = [n for n in SERVICES if n not in {p.name for p in stack.services()}]
+            dead = [n for n in names if n not in {p.name for p in stack.services()}]
             if dead:
                 _say(f"{', '.join(dead)} stopped unexpectedly; see .leadwire/{STACK}/logs/")
                 break
@@ -300,13 +319,27 @@ def run_foreground() -> None:
         down()
 
 
+def _read_stack_env() -> dict[str, str]:
+    """The running stack's settings as make up wrote them (empty if it did not)."""
+    env: dict[str, str] = {}
+    try:
+        text = _stack_env_path().read_text()
+    except OSError:
+        return env
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("LEADWIRE_"):
+            parts = shlex.split(value)
+            env[key] = parts[0] if parts else ""
+    return env
+
+
 def status() -> None:
+    """Every process as a table: each Kafka node, Postgres, S3, every service process
+    with its consumer groups' partitions (infra/status.py)."""
     stack = Stack.for_name(STACK, ROOT)
-    procs = {p.name: p.pid for p in stack.services()}
-    for name in SERVICES:
-        print(f"{name:10} {'running pid ' + str(procs[name]) if name in procs else 'stopped'}")
-    for component in asyncio.run(stack.status()):
-        print(component)
+    env = {**stack.settings_env(), **_read_stack_env()}
+    print(render_status(asyncio.run(status_rows(stack, env)), status_header(stack)))
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 from infra.component import Component, ComponentStatus
 from infra.config import INFRA_COMPONENTS, StackConfig
 from infra.errors import InfraError
-from infra.kafka import Kafka
+from infra.kafka_cluster import Kafka
 from infra.postgres import Postgres
 from infra.processes import (
     PidInfo,
@@ -43,6 +43,7 @@ from infra.progress import progress
 from infra.s3 import S3
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_KAFKA_NODE = re.compile(r"^kafka-[0-9]+$")
 
 
 class Stack:
@@ -157,11 +158,13 @@ class Stack:
         await comp.start(timeout_s)
 
     async def status(self) -> list[ComponentStatus]:
-        return list(await asyncio.gather(*(c.status() for c in self.components)))
+        """One status per infra process (each Kafka node its own)."""
+        found = await asyncio.gather(*(c.statuses() for c in self.components))
+        return [status for statuses in found for status in statuses]
 
     def services(self) -> list[PidInfo]:
         """Live service processes tracked for this stack."""
-        return [p for p in list_pidfiles(self.config.run_dir) if p.name not in INFRA_COMPONENTS]
+        return [p for p in list_pidfiles(self.config.run_dir) if _is_service(p)]
 
     async def destroy(self) -> None:
         """Stop everything and delete the stack's state (data, logs, pidfiles)."""
@@ -178,6 +181,11 @@ class Stack:
 
     def log_path(self, name: str) -> Path:
         return self.config.logs_dir / f"{name}.log"
+
+
+def _is_service(info: PidInfo) -> bool:
+    """A service process, not one of the infra's (Kafka's nodes: kafka, kafka-2, ...)."""
+    return info.name not in INFRA_COMPONENTS and info.kind != "infra"
 
 
 def _lease_alive(path: Path) -> bool:
@@ -233,7 +241,7 @@ def start_process(
     used alone). If ``name`` is already running it is left alone and its pid returned, unless
     ``restart=True``. ``cwd`` defaults to the project root.
     """
-    if not _SERVICE_NAME.match(name) or name in INFRA_COMPONENTS:
+    if not _SERVICE_NAME.match(name) or name in INFRA_COMPONENTS or _KAFKA_NODE.match(name):
         raise InfraError(
             f"invalid process name {name!r} (letters, digits, '._-'; not {', '.join(INFRA_COMPONENTS)})"
         )
@@ -285,7 +293,7 @@ def stop_services(
 ) -> list[str]:
     """Stop every tracked non-infra process of ``stack`` concurrently; returns their names."""
     config = _config_of(stack, project_root)
-    names = [p.name for p in list_pidfiles(config.run_dir) if p.name not in INFRA_COMPONENTS]
+    names = [p.name for p in list_pidfiles(config.run_dir) if _is_service(p)]
     if names:
         with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
             list(pool.map(lambda n: stop_tracked(config.run_dir, n, timeout_s=timeout_s), names))

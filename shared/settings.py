@@ -50,6 +50,13 @@ class CommonSettings(BaseSettings):
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: str | None = None
+    # Topics made by leadwire (shared/kafka/admin.py): partitions, and replicas of each
+    # partition with how many must hold a write before acks=all acknowledges it. One broker:
+    # 1 and 1; a cluster (docs/deploy.md): 3 and 2, so an acknowledged lead is on two
+    # brokers' disks, and with a single broker left the gateway answers 503, never 202.
+    kafka_partitions: int = Field(default=4, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_min_insync_replicas: int = Field(default=1, ge=1)
     # Prepended to every topic name; tests use it to get topics of their own.
     topic_prefix: str = "leadwire."
     # Bound on every await that talks to Kafka (send, flush, commit, start, stop).

@@ -125,7 +125,7 @@ def _deps(settings: IngestSettings, *, workers: int, clock: Callable[[], float])
         webhook_buckets=TokenBuckets(),
         client_address=ClientAddress(settings.trusted_proxies),
         labels=WebhookLabels(settings.metrics_max_webhooks),
-        workers=max(1, workers),
+        workers=max(1, workers) * settings.ingest_hosts,  # limits shared out (docs/ingest.md)
         indeterminate=Indeterminate(settings.indeterminate_ttl_s),
     )
 

@@ -34,6 +34,8 @@ class IngestSettings(CommonSettings):
     webhook_rate_per_minute: int = Field(default=0, ge=0)
     ip_rate_per_minute: int = Field(default=6_000, ge=0)
     ip_burst: int = Field(default=300, gt=0)
+    # Gateway hosts behind the load balancer: every limit is shared out among hosts x workers.
+    ingest_hosts: int = Field(default=1, ge=1)
     # Comma-separated CIDRs of proxies whose X-Forwarded-For is believed (empty: none).
     trusted_proxies: str = ""
 

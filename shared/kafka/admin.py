@@ -1,4 +1,10 @@
-"""Topics: created if missing, with every partition's leader elected before returning."""
+"""Topics: created if missing, with every partition's leader elected before returning.
+
+Each topic is made with the cluster's replication (``kafka_replication_factor``) and
+``min.insync.replicas`` (``kafka_min_insync_replicas``): on a three-broker cluster 3 and 2,
+so with the producer's ``acks=all`` an acknowledged message is on two brokers, and a write
+with only one broker left is refused (NOT_ENOUGH_REPLICAS), never acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,14 @@ from shared.settings import CommonSettings
 
 
 async def ensure_topics(
-    settings: CommonSettings, names: Iterable[str] = topics.ALL, *, partitions: int = 4
+    settings: CommonSettings, names: Iterable[str] = topics.ALL, *, partitions: int | None = None
 ) -> None:
-    """Create the topics (prefixed) if missing and wait until every partition has a leader;
-    existing topics are left as they are."""
+    """Create the topics (prefixed) if missing, with ``partitions`` (default
+    ``kafka_partitions``) and the cluster's replication, and wait until every partition has
+    a leader; existing topics are left as they are."""
     names = list(names)
+    count = partitions or settings.kafka_partitions
+    configs = {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
     admin = AIOKafkaAdminClient(
         **client_config(settings),
         request_timeout_ms=int(settings.kafka_timeout_s * 1000),
@@ -28,7 +37,12 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(settings.topic(n), num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                settings.topic(n),
+                num_partitions=count,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=configs,
+            )
             for n in names
             if settings.topic(n) not in existing
         ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -157,7 +158,9 @@ class ConsumerRunner(Generic[E]):
         self._consumer = AIOKafkaConsumer(
             **client_config(settings),
             group_id=group_id,
-            client_id=group_id,
+            # The pid tells the group's members apart (make status: which process holds
+            # which partitions, read from the group's description in Kafka).
+            client_id=f"{group_id}-{os.getpid()}",
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,
             max_poll_interval_ms=300_000,

@@ -74,6 +74,8 @@ async def test_settings_env_points_at_the_stack(stack: Stack) -> None:
     assert stack.settings_env() == {
         "LEADWIRE_DATABASE_URL": "postgresql://postgres@127.0.0.1:27432/leadwire",
         "LEADWIRE_KAFKA_BOOTSTRAP": "127.0.0.1:28092",
+        "LEADWIRE_KAFKA_REPLICATION_FACTOR": "1",
+        "LEADWIRE_KAFKA_MIN_INSYNC_REPLICAS": "1",
         "LEADWIRE_S3_ENDPOINT": "http://127.0.0.1:7270",
         "LEADWIRE_S3_BUCKET": "leadwire-archive",
         "LEADWIRE_S3_ACCESS_KEY": "leadwire",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import StackConfig
-from infra.kafka import Kafka
+from infra.kafka import KafkaNode as Kafka
 from infra.kafka_auth import ADMIN, SERVICES, acl_plan, user_of
 from shared import topics
 
