@@ -58,6 +58,16 @@ class Event(BaseModel):
 # --- shared parts -------------------------------------------------------------------
 
 
+class Consent(Event):
+    """The consent evidence a lead came with (``shared.mapping.consent`` validates it)."""
+
+    trustedform_cert_url: str | None = None
+    leadid_token: str | None = None
+    tcpa_consent: bool | None = None
+    tcpa_consent_text: str | None = None
+    tcpa_consent_at: datetime | None = None
+
+
 class MappedLead(Event):
     """A lead after field mapping and normalization (phones E.164, emails lowercased)."""
 
@@ -70,6 +80,8 @@ class MappedLead(Event):
     lead_status: str | None = None
     # Unmapped fields and mapped fields without a contact column; never dropped.
     custom: dict[str, Any] = Field(default_factory=dict)
+    # Consent evidence, when the vendor sent any (stored with the lead: leads.consent).
+    consent: Consent | None = None
 
     def field(self, name: str) -> Any:
         """A mapped field by name, falling back to custom fields (for rules)."""
@@ -139,7 +151,8 @@ class LeadReceived(Event):
     request: RawRequest
     lead: MappedLead
     # Gateway steps in ms (receive, authentication, field_mapping, validation); the
-    # processor adds its own (dedupe, contact_write, lead, rules) to the stored result.
+    # processor adds its own (contact_processing, board_assignment, lead_creation: this
+    # lead's time, a batched statement's divided among its leads) to the stored result.
     steps: dict[str, float] = Field(default_factory=dict)
     # Set when this request re-submits an archived one (``leadwire replay``).
     replay_of: uuid.UUID | None = None
@@ -183,6 +196,9 @@ class LeadProcessed(_Outcome):
     rule_applied: bool
     # Other contacts holding one of this lead's identity keys (a possible duplicate pair).
     possible_duplicates: list[uuid.UUID] = Field(default_factory=list)
+    # What a person should know about the lead: FLAG_SUPPRESSED when its phone or email
+    # is on the workspace's suppression list in flag mode (it is never sent an SMS).
+    flags: list[str] = Field(default_factory=list)
 
 
 class LeadFailed(_Outcome):
@@ -194,8 +210,17 @@ class LeadFailed(_Outcome):
     error: ErrorInfo
 
 
+#: A processed lead whose phone or email is suppressed (the workspace flags them).
+FLAG_SUPPRESSED = "suppressed"
+#: The processor's own rejection reasons (``LeadRejected.reason``): a lead the same webhook
+#: already sent inside its duplicate-lead window, and a lead on the suppression list.
+REASON_DUPLICATE_LEAD = "duplicate_lead"
+REASON_SUPPRESSED = "suppressed"
+
+
 class LeadRejected(_Outcome):
-    """The gateway refused the request (validation, idempotency conflict, ...)."""
+    """The request was refused: by the gateway (validation, ...) or by the processor
+    (an idempotency conflict, :data:`REASON_DUPLICATE_LEAD`, :data:`REASON_SUPPRESSED`)."""
 
     type: Literal["lead.rejected"] = "lead.rejected"
     status: Literal["rejected"] = "rejected"

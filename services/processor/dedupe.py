@@ -9,6 +9,12 @@ A key is never moved between contacts: when one of the lead's keys already belon
 *another* contact, that contact keeps it, the lead's contact keeps its own value, and the
 pair is reported as a possible duplicate for a person to merge.
 
+A CRM id is never replaced: a contact with another CRM id than the lead's is another
+record in the CRM, so a phone or email match to it does not take the lead (the lead goes
+to the next key's contact, or a new one, with the CRM id it was sent with) and the shared
+phone or email is reported as a possible duplicate. A contact without a CRM id takes the
+lead's.
+
 :class:`IdentityIndex` holds the contacts a batch can touch, indexed by key, and is updated
 as each lead applies, so the leads of one batch see each other (the second of two leads
 with the same phone finds the contact the first one created).
@@ -118,6 +124,12 @@ class Decision:
     duplicates: tuple[Duplicate, ...]
 
 
+def _other_crm_record(contact: ContactState, crm_id: str | None) -> bool:
+    """The contact stands for another CRM record than the lead's: a phone or email match
+    never replaces a CRM id (the lead keeps its own; the shared key makes a pair)."""
+    return crm_id is not None and contact.crm_id is not None and contact.crm_id != crm_id
+
+
 class IdentityIndex:
     """The batch's contacts by (workspace, key type, value), kept current as leads apply."""
 
@@ -149,10 +161,11 @@ class IdentityIndex:
         keys = identity_keys(lead)
         target: ContactState | None = None
         match_type: MatchType = "new"
+        crm_id = keys.get("crm_id")
         for kind, value in keys.items():
-            target = self.owner(workspace_id, kind, value)
-            if target is not None:
-                match_type = kind
+            owner = self.owner(workspace_id, kind, value)
+            if owner is not None and not _other_crm_record(owner, crm_id):
+                target, match_type = owner, kind
                 break
         is_new_contact = target is None
         if target is None:

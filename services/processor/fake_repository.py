@@ -32,13 +32,16 @@ from services.processor.repository import (
     BatchView,
     ContactDetail,
     DuplicatePair,
+    LeadKeyRow,
     LeadRow,
     RequestRow,
     StoredRequest,
     Transaction,
 )
 from services.processor.rules import BoardRule
+from services.processor.screening import Screening
 from shared.events import utcnow
+from shared.suppression import digest
 
 
 @dataclass
@@ -53,6 +56,10 @@ class Tables:
         default_factory=dict
     )
     requests: dict[uuid.UUID, RequestRow] = field(default_factory=dict)
+    # Webhooks' duplicate-lead windows and workspaces' suppressed modes, as one setting.
+    screening: dict[uuid.UUID, Screening] = field(default_factory=dict)
+    suppressions: dict[tuple[uuid.UUID, str, bytes], None] = field(default_factory=dict)
+    lead_keys: dict[tuple[uuid.UUID, str, bytes], LeadKeyRow] = field(default_factory=dict)
     # When each row was written (contacts, leads, pairs by their key).
     created: dict[object, datetime] = field(default_factory=dict)
 
@@ -73,6 +80,15 @@ class FakeRepository:
         webhook_id = uuid.uuid4()
         self.tables.webhooks[webhook_id] = workspace_id
         return webhook_id
+
+    def screen(self, webhook_id: uuid.UUID, screening: Screening) -> None:
+        """Set a webhook's duplicate-lead window and key and its workspace's suppressed
+        mode."""
+        self.tables.screening[webhook_id] = screening
+
+    def suppress(self, workspace_id: uuid.UUID, kind: str, value: str) -> None:
+        """Put a normalized phone or email on the workspace's suppression list."""
+        self.tables.suppressions[(workspace_id, kind, digest(value))] = None
 
     def add_rule(self, workspace_id: uuid.UUID, rule: BoardRule) -> None:
         """A board rule, after the workspace's others in evaluation order."""
@@ -211,6 +227,15 @@ class FakeTransaction:
             idempotency_holders={p: holders[p] for p in query.idempotency if p in holders},
             contacts=[_snapshot(c) for c in sorted(found, key=lambda c: c.id)],
             rules={w: list(t.rules[w]) for w in query.workspace_ids if w in t.rules},
+            screening={w: t.screening[w] for w in query.webhook_ids if w in t.screening},
+            suppressed={
+                (ws, k, d) for ws, _, k, d in query.digests if (ws, k, d) in t.suppressions
+            },
+            accepted={
+                (w, k, d): t.lead_keys[(w, k, d)].accepted_at
+                for _, w, k, d in query.digests
+                if (w, k, d) in t.lead_keys and t.screening.get(w, Screening()).window_s
+            },
         )
 
     async def write_contacts(self, contacts: Sequence[ContactState]) -> None:
@@ -229,9 +254,17 @@ class FakeTransaction:
             )
 
     async def write_leads(
-        self, leads: Sequence[LeadRow], pairs: Sequence[DuplicatePair] = ()
+        self,
+        leads: Sequence[LeadRow],
+        pairs: Sequence[DuplicatePair] = (),
+        keys: Sequence[LeadKeyRow] = (),
     ) -> None:
         self._repo.check_fault("write_leads")
+        _unique(((k.webhook_id, k.key_type, k.value_sha256) for k in keys), "one statement")
+        for k in keys:
+            slot = (k.webhook_id, k.key_type, k.value_sha256)
+            if slot not in self._t.lead_keys or self._t.lead_keys[slot].accepted_at < k.accepted_at:
+                self._t.lead_keys[slot] = k
         now = utcnow()
         for lead in leads:
             _refuse_nul(*dataclasses.astuple(lead))

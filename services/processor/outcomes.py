@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -72,7 +72,10 @@ class Decided:
     is_new_contact: bool
     rule_applied: bool
     duplicates: list[uuid.UUID]
+    # This lead's own time: dedupe and screening, and its board rules.
     decide_s: float
+    rules_s: float = 0.0
+    flags: list[str] = field(default_factory=list)
 
 
 def dlq_reason(error: ErrorInfo) -> str:
@@ -206,8 +209,11 @@ def rejected(
     reason: str,
     errors: list[FieldError],
     now: datetime,
+    code: int = 409,
+    steps: dict[str, float] | None = None,
 ) -> LeadRejected:
-    """A received lead the processor refuses (its idempotency key is taken: a 409)."""
+    """A received lead the processor refuses: its idempotency key is taken (a 409), it
+    repeats a lead of its webhook's duplicate-lead window (409) or it is suppressed (422)."""
     return LeadRejected(
         event_id=outcome_event_id(request_id),
         request_id=request_id,
@@ -216,9 +222,9 @@ def rejected(
         occurred_at=now,
         received_at=ev.received_at,
         request=ev.request,
-        processing=_processing(ev.received_at, now, dict(ev.steps)),
+        processing=_processing(ev.received_at, now, {**ev.steps, **(steps or {})}),
         replay_of=ev.replay_of,
-        status_code=409,
+        status_code=code,
         reason=reason,
         errors=errors,
     )
@@ -252,6 +258,7 @@ def processed(item: Decided, steps: dict[str, float], end: datetime) -> LeadProc
         is_new_contact=item.is_new_contact,
         rule_applied=item.rule_applied,
         possible_duplicates=item.duplicates,
+        flags=item.flags,
     )
 
 

@@ -25,6 +25,13 @@ import orjson
 from services.processor import sql
 from services.processor.dedupe import KEY_TYPES, ContactState
 from services.processor.rules import BoardRule, parse_conditions
+from services.processor.screening import (
+    DEFAULT_KEY,
+    REJECT,
+    Accepted,
+    Screening,
+    Suppressed,
+)
 
 Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
@@ -58,6 +65,9 @@ class BatchQuery:
     # (workspace id, key type, value) of every identity key.
     keys: Sequence[tuple[uuid.UUID, str, str]] = ()
     workspace_ids: Sequence[uuid.UUID] = ()
+    # (workspace id, webhook id, key type, sha256 of the value) of every identity key:
+    # for the suppression list and the duplicate-lead window.
+    digests: Sequence[tuple[uuid.UUID, uuid.UUID, str, bytes]] = ()
 
 
 @dataclass
@@ -73,6 +83,12 @@ class BatchView:
     contacts: list[ContactState]
     # Each workspace's board rules in evaluation order.
     rules: dict[uuid.UUID, list[BoardRule]]
+    # Each webhook's duplicate-lead window and key, with its workspace's suppressed mode.
+    screening: dict[uuid.UUID, Screening] = field(default_factory=dict)
+    # The suppression entries the batch's phones and emails reach.
+    suppressed: Suppressed = field(default_factory=set)
+    # The keys the batch's webhooks accepted before (kept current as the batch accepts).
+    accepted: Accepted = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,17 @@ class DuplicatePair:
     contact_id: uuid.UUID
     other_contact_id: uuid.UUID
     key_type: str
+    request_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class LeadKeyRow:
+    """An accepted lead's key for its webhook's duplicate-lead window."""
+
+    webhook_id: uuid.UUID
+    key_type: str
+    value_sha256: bytes
+    accepted_at: datetime
     request_id: uuid.UUID
 
 
@@ -141,9 +168,14 @@ class Transaction(Protocol):
         """Persist the batch's dirty contacts (updates and inserts)."""
 
     async def write_leads(
-        self, leads: Sequence[LeadRow], pairs: Sequence[DuplicatePair] = ()
+        self,
+        leads: Sequence[LeadRow],
+        pairs: Sequence[DuplicatePair] = (),
+        keys: Sequence[LeadKeyRow] = (),
     ) -> None:
-        """Insert leads and possible duplicate pairs (a pair already known is kept)."""
+        """Insert leads and possible duplicate pairs (a pair already known is kept), and
+        store the accepted leads' keys (one per webhook, key type and value; the later
+        acceptance wins)."""
 
     async def record(self, requests: Sequence[RequestRow]) -> None:
         """Store finished requests; a finished one is never overwritten."""
@@ -252,6 +284,17 @@ class PostgresTransaction:
             },
             contacts=[_contact_state(c) for c in row["contacts"] or ()],
             rules=_board_rules(row["rules"] or ()),
+            screening={uuid.UUID(h["id"]): _screening(h) for h in row["hooks"] or ()},
+            suppressed={
+                (uuid.UUID(x["workspace_id"]), x["kind"], bytes.fromhex(x["h"]))
+                for x in row["supp"] or ()
+            },
+            accepted={
+                (uuid.UUID(x["webhook_id"]), x["key_type"], bytes.fromhex(x["h"])): (
+                    datetime.fromisoformat(x["accepted_at"])
+                )
+                for x in row["seen"] or ()
+            },
         )
 
     async def write_contacts(self, contacts: Sequence[ContactState]) -> None:
@@ -284,10 +327,14 @@ class PostgresTransaction:
         )
 
     async def write_leads(
-        self, leads: Sequence[LeadRow], pairs: Sequence[DuplicatePair] = ()
+        self,
+        leads: Sequence[LeadRow],
+        pairs: Sequence[DuplicatePair] = (),
+        keys: Sequence[LeadKeyRow] = (),
     ) -> None:
-        """Insert the batch's leads and possible duplicate pairs (one statement)."""
-        if not (leads or pairs):
+        """Insert the batch's leads, possible duplicate pairs and accepted keys (one
+        statement; ``keys`` hold one row per webhook, key type and value)."""
+        if not (leads or pairs or keys):
             return
         await self._conn.execute(
             sql.WRITE_LEADS,
@@ -306,6 +353,11 @@ class PostgresTransaction:
             [p.other_contact_id for p in pairs],
             [p.key_type for p in pairs],
             [p.request_id for p in pairs],
+            [k.webhook_id for k in keys],
+            [k.key_type for k in keys],
+            [k.value_sha256 for k in keys],
+            [k.accepted_at for k in keys],
+            [k.request_id for k in keys],
         )
 
     async def record(self, requests: Sequence[RequestRow]) -> None:
@@ -352,7 +404,21 @@ def _load_args(query: BatchQuery) -> list[Any]:
         *by_kind["phone"],
         *by_kind["email"],
         list(set(query.workspace_ids)),
+        [d[0] for d in query.digests if d[2] != "crm_id"],
+        [d[2] for d in query.digests if d[2] != "crm_id"],
+        [d[3] for d in query.digests if d[2] != "crm_id"],
+        [d[1] for d in query.digests],
+        [d[2] for d in query.digests],
+        [d[3] for d in query.digests],
     ]
+
+
+def _screening(hook: dict[str, Any]) -> Screening:
+    return Screening(
+        window_s=hook["duplicate_window_s"],
+        key=tuple(hook["duplicate_key"] or DEFAULT_KEY),
+        suppressed_mode=hook["suppressed_mode"] or REJECT,
+    )
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

@@ -12,7 +12,9 @@ WITH stored AS (
       FROM webhook_requests
      WHERE request_id = ANY($1::uuid[]) AND result IS NOT NULL),
 hooks AS (
-    SELECT id, workspace_id FROM webhooks WHERE id = ANY($2::uuid[])),
+    SELECT w.id, w.workspace_id, w.duplicate_window_s, w.duplicate_key, ws.suppressed_mode
+      FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id
+     WHERE w.id = ANY($2::uuid[])),
 idem AS (
     SELECT l.webhook_id, l.idempotency_key, l.request_id
       FROM leads l JOIN unnest($3::uuid[], $4::text[]) AS k(webhook_id, idem)
@@ -37,7 +39,17 @@ rules AS (
     SELECT r.id, r.workspace_id, r.board_id, b.name AS board_name, r.webhook_id, r.conditions,
            r.priority, r.created_at
       FROM board_rules r JOIN boards b ON b.id = r.board_id
-     WHERE r.workspace_id = ANY($11::uuid[]))
+     WHERE r.workspace_id = ANY($11::uuid[])),
+supp AS (
+    SELECT s.workspace_id, s.kind, encode(s.value_sha256, 'hex') AS h
+      FROM suppressions s JOIN unnest($12::uuid[], $13::text[], $14::bytea[]) AS k(ws, kind, h)
+        ON s.workspace_id = k.ws AND s.kind = k.kind AND s.value_sha256 = k.h),
+seen AS (
+    SELECT l.webhook_id, l.key_type, encode(l.value_sha256, 'hex') AS h, l.accepted_at
+      FROM webhook_lead_keys l
+      JOIN unnest($15::uuid[], $16::text[], $17::bytea[]) AS k(hook, kind, h)
+        ON l.webhook_id = k.hook AND l.key_type = k.kind AND l.value_sha256 = k.h
+      JOIN webhooks w ON w.id = l.webhook_id AND w.duplicate_window_s IS NOT NULL)
 SELECT (SELECT json_agg(s) FROM stored s) AS stored,
        (SELECT json_agg(h) FROM hooks h) AS hooks,
        (SELECT json_agg(i) FROM idem i) AS idem,
@@ -49,7 +61,9 @@ SELECT (SELECT json_agg(s) FROM stored s) AS stored,
                    'board_id', c.board_id, 'board_name', b.name))
           FROM locked c LEFT JOIN boards b ON b.id = c.board_id) AS contacts,
        (SELECT json_agg(r ORDER BY r.workspace_id, r.priority, r.created_at, r.id)
-          FROM rules r) AS rules
+          FROM rules r) AS rules,
+       (SELECT json_agg(x) FROM supp x) AS supp,
+       (SELECT json_agg(x) FROM seen x) AS seen
 """
 
 CLEAR_KEYS = """
@@ -99,8 +113,17 @@ pairs AS (
     INSERT INTO possible_duplicates (workspace_id, contact_id, other_contact_id, key_type, request_id)
     SELECT * FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::uuid[])
     ON CONFLICT (workspace_id, contact_id, other_contact_id, key_type) DO NOTHING
+    RETURNING 1),
+lead_keys AS (
+    INSERT INTO webhook_lead_keys (webhook_id, key_type, value_sha256, accepted_at, request_id)
+    SELECT * FROM unnest($16::uuid[], $17::text[], $18::bytea[], $19::timestamptz[],
+                         $20::uuid[])
+    ON CONFLICT (webhook_id, key_type, value_sha256) DO UPDATE
+       SET accepted_at = EXCLUDED.accepted_at, request_id = EXCLUDED.request_id
+     WHERE webhook_lead_keys.accepted_at < EXCLUDED.accepted_at
     RETURNING 1)
-SELECT (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs)
+SELECT (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs),
+       (SELECT count(*) FROM lead_keys)
 """
 
 # Completes a row the gateway left without a result; never overwrites a finished one.

@@ -22,109 +22,39 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from pydantic import ValidationError
 
-from services.processor import metrics, outcomes
+from services.processor import metrics, outcomes, screening
+from services.processor.batch import Batch
 from services.processor.decode import Incoming, Undecodable, parse_uuid
 from services.processor.dedupe import IdentityIndex, identity_keys
 from services.processor.outcomes import Decided, Finished
 from services.processor.repository import (
     BatchQuery,
-    BatchView,
     DuplicatePair,
+    LeadKeyRow,
     LeadRow,
-    RequestRow,
     StoredRequest,
     Transaction,
     lock_key,
 )
 from services.processor.rules import first_match
 from shared.events import (
+    FLAG_SUPPRESSED,
+    REASON_DUPLICATE_LEAD,
+    REASON_SUPPRESSED,
     ErrorInfo,
     FieldError,
-    LeadFailed,
-    LeadProcessed,
     LeadReceived,
-    LeadRejected,
     MappedLead,
     RawRequest,
     request_id_for,
     utcnow,
 )
 from shared.kafka import Message
-
-# --- the batch's working state -------------------------------------------------------
-
-
-@dataclass
-class Batch:
-    """The working state of one transaction."""
-
-    view: BatchView
-    index: IdentityIndex
-    rows: list[RequestRow] = field(default_factory=list)
-    leads: list[LeadRow] = field(default_factory=list)
-    pairs: list[DuplicatePair] = field(default_factory=list)
-    rules_s: float = 0.0
-
-    @property
-    def stored(self) -> dict[uuid.UUID, StoredRequest]:
-        return self.view.stored
-
-    def store(
-        self,
-        message: Message[Incoming],
-        event: LeadProcessed | LeadFailed | LeadRejected,
-        *,
-        status: str,
-        idempotency_key: str | None,
-        body_sha256: str | None,
-        poison: str | None = None,
-        match_type: str | None = None,
-        possible_duplicates: int = 0,
-    ) -> Finished:
-        """Stage the request's row with its outcome; later copies in the batch see it."""
-        text = outcomes.outcome_json(event)
-        error = event.error.model_dump() if isinstance(event, LeadFailed) else None
-        if isinstance(event, LeadRejected):
-            error = {"type": event.reason, "message": f"status {event.status_code}"}
-        self.rows.append(
-            RequestRow(
-                request_id=event.request_id,
-                workspace_id=event.workspace_id,
-                webhook_id=event.webhook_id,
-                status=status,
-                received_at=event.received_at,
-                processed_at=event.processing.end,
-                idempotency_key=idempotency_key,
-                body_sha256=body_sha256,
-                replay_of=event.replay_of,
-                result=text,
-                steps=event.processing.steps,
-                error=error,
-            )
-        )
-        payload = text.encode()
-        self.stored[event.request_id] = StoredRequest(
-            event.request_id, status, body_sha256, payload, error
-        )
-        return Finished(
-            message=message,
-            event_id=event.event_id,
-            workspace_id=event.workspace_id,
-            status=status,
-            payload=payload,
-            fresh=True,
-            poison=poison,
-            match_type=match_type,
-            possible_duplicates=possible_duplicates,
-            received_at=event.received_at,
-        )
-
 
 # --- what a batch locks and reads ----------------------------------------------------
 
@@ -178,6 +108,13 @@ def batch_query(messages: Sequence[Message[Incoming]]) -> BatchQuery:
             )
         ),
         workspace_ids=[e.workspace_id for e in events],
+        digests=list(
+            dict.fromkeys(
+                (e.workspace_id, e.webhook_id, kind, value)
+                for e in events
+                for kind, value in screening.lead_digests(e.lead).items()
+            )
+        ),
     )
 
 
@@ -205,18 +142,20 @@ async def process_batch(
     await tx.write_contacts(batch.index.contacts)
     t_contacts = time.perf_counter() - t2
     t3 = time.perf_counter()
-    await tx.write_leads(batch.leads, batch.pairs)
+    await tx.write_leads(batch.leads, batch.pairs, list(batch.lead_keys.values()))
     t_leads = time.perf_counter() - t3
 
     end = clock()
+    # A batched statement's time is divided among the leads it wrote: no lead is given
+    # the whole batch's (the lookup also served the leads the batch rejected).
+    share = 1 / max(len(batch.leads), 1)
     out: list[Finished] = []
     for item in decided:
         if isinstance(item, Decided):
             steps = {
-                "dedupe": outcomes.ms(t_lookup + item.decide_s),
-                "contact_write": outcomes.ms(t_contacts),
-                "lead": outcomes.ms(t_leads),
-                "rules": outcomes.ms(batch.rules_s),
+                "contact_processing": outcomes.ms(item.decide_s + (t_lookup + t_contacts) * share),
+                "board_assignment": outcomes.ms(item.rules_s),
+                "lead_creation": outcomes.ms(t_leads * share),
             }
             item = _processed(batch, item, steps, end)
         out.append(item)
@@ -264,10 +203,61 @@ def decide(batch: Batch, m: Message[Incoming], now: datetime) -> Finished | Deci
     )
     if holder is not None and holder != ev.request_id:
         return _duplicate_key(batch, m, ev, holder, now)
-    return apply_lead(batch, m, ev)
+    return screen(batch, m, ev, now)
 
 
-def apply_lead(batch: Batch, m: Message[Incoming], ev: LeadReceived) -> Decided:
+def screen(
+    batch: Batch, m: Message[Incoming], ev: LeadReceived, now: datetime
+) -> Finished | Decided:
+    """The buyer's refusals (:mod:`~services.processor.screening`), then the lead."""
+    t0 = time.perf_counter()
+    digests = screening.lead_digests(ev.lead)
+    config = batch.view.screening.get(ev.webhook_id, screening.Screening())
+    flags: list[str] = []
+    listed = screening.suppressed_kinds(ev.workspace_id, digests, batch.view.suppressed)
+    if listed and config.suppressed_mode != screening.FLAG:
+        why = f"the lead's {' and '.join(listed)} is on the workspace's suppression list"
+        errors = [FieldError(field=k, code=REASON_SUPPRESSED, message=why) for k in listed]
+        return _refuse(batch, m, ev, REASON_SUPPRESSED, 422, errors, now, t0)
+    if listed:
+        flags.append(FLAG_SUPPRESSED)
+    accepted = batch.view.accepted
+    kind = screening.duplicate_key(ev.webhook_id, ev.received_at, digests, config, accepted)
+    if kind is not None:
+        why = f"a lead with this {kind} came from this webhook within {config.window_s} s"
+        error = FieldError(field=kind, code=REASON_DUPLICATE_LEAD, message=why)
+        return _refuse(batch, m, ev, REASON_DUPLICATE_LEAD, 409, [error], now, t0)
+    for key_type, value in screening.accept(
+        ev.webhook_id, ev.received_at, digests, config, accepted
+    ):
+        row = LeadKeyRow(ev.webhook_id, key_type, value, ev.received_at, ev.request_id)
+        batch.lead_keys[(ev.webhook_id, key_type, value)] = row
+    return apply_lead(batch, m, ev, flags, time.perf_counter() - t0)
+
+
+def _refuse(
+    batch: Batch,
+    m: Message[Incoming],
+    ev: LeadReceived,
+    reason: str,
+    code: int,
+    errors: list[FieldError],
+    now: datetime,
+    t0: float,
+) -> Finished:
+    """A lead the buyer refuses: nothing recorded but its rejected request."""
+    steps = {"contact_processing": outcomes.ms(time.perf_counter() - t0)}
+    event = outcomes.rejected(
+        ev, request_id=ev.request_id, reason=reason, errors=errors, now=now, code=code, steps=steps
+    )
+    return batch.store(
+        m, event, status="rejected", idempotency_key=ev.idempotency_key, body_sha256=ev.body_sha256
+    )
+
+
+def apply_lead(
+    batch: Batch, m: Message[Incoming], ev: LeadReceived, flags: list[str], screen_s: float
+) -> Decided:
     """Dedupe the lead into a contact, apply the board rules, stage its lead row and its
     possible duplicate pairs."""
     td = time.perf_counter()
@@ -275,7 +265,8 @@ def apply_lead(batch: Batch, m: Message[Incoming], ev: LeadReceived) -> Decided:
     contact = decision.contact
     tr = time.perf_counter()
     rule = first_match(batch.view.rules.get(ev.workspace_id, ()), ev.webhook_id, ev.lead)
-    batch.rules_s += time.perf_counter() - tr
+    rules_s = time.perf_counter() - tr
+    batch.rules_s += rules_s
     if rule is not None and (
         contact.board_id != rule.board_id or contact.board_name != rule.board_name
     ):
@@ -318,7 +309,9 @@ def apply_lead(batch: Batch, m: Message[Incoming], ev: LeadReceived) -> Decided:
         is_new_contact=decision.is_new_contact,
         rule_applied=rule is not None,
         duplicates=list(dict.fromkeys(d.other_contact_id for d in decision.duplicates)),
-        decide_s=time.perf_counter() - td,
+        decide_s=screen_s + time.perf_counter() - td - rules_s,
+        rules_s=rules_s,
+        flags=flags,
     )
 
 

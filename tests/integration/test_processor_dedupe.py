@@ -108,9 +108,13 @@ async def test_dedupe_priority_never_blank_and_possible_duplicates(
         assert o.action == ("created" if is_new else "updated")
         assert o.event_id == outcome_event_id(ev.request_id)
         assert o.request == ev.request and o.lead == ev.lead
-        assert {"authentication", "enqueue", "dedupe", "contact_write", "lead", "rules"} <= set(
-            o.processing.steps
-        )
+        assert {
+            "authentication",
+            "enqueue",
+            "contact_processing",
+            "board_assignment",
+            "lead_creation",
+        } <= set(o.processing.steps)
         assert o.processing.start == ev.received_at and o.processing.duration_ms >= 0
 
     rows = {
