@@ -106,7 +106,7 @@ def test_env_vars_are_the_ones_the_code_reads(compose: dict) -> None:
         "LEADWIRE_S3_SECRET_KEY",
     ):
         assert required in env
-    assert env["LEADWIRE_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["LEADWIRE_KAFKA_BOOTSTRAP"] == "${LEADWIRE_KAFKA_BOOTSTRAP:-kafka:9092}"
     assert (
         env["LEADWIRE_DATABASE_URL"].startswith("postgresql://")
         and "@postgres:5432/" in env["LEADWIRE_DATABASE_URL"]
