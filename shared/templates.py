@@ -48,6 +48,24 @@ def _mapping(*groups: list[MappingEntry] | MappingEntry) -> Mapping:
     return Mapping(entries=tuple(entries))
 
 
+# Consent evidence under the names vendors and form scripts use: TrustedForm's script
+# posts xxTrustedFormCertUrl, Jornaya's universal_leadid; LeadConduit's standard fields
+# are trustedform_cert_url, leadid_token and tcpa_consent. Typed targets
+# (shared.mapping.consent): a value that is not valid evidence is a field error.
+_CONSENT = [
+    *_aliases(
+        "trustedform_cert_url",
+        "trim",
+        "trustedform_cert_url",
+        "xxTrustedFormCertUrl",
+        "trusted_form_cert_url",
+    ),
+    *_aliases("leadid_token", "trim", "leadid_token", "universal_leadid", "jornaya_leadid"),
+    *_aliases("tcpa_consent", "direct", "tcpa_consent", "tcpa_opt_in"),
+    *_aliases("tcpa_consent_text", "direct", "tcpa_consent_text", "tcpa_language"),
+    *_aliases("tcpa_consent_at", "direct", "tcpa_consent_at", "tcpa_consent_timestamp"),
+]
+
 _GENERIC = _mapping(
     _aliases("crm_id", "trim", "crm_id", "external_crm_id", "external_id"),
     _aliases("phone", "e164", "phone", "phone_number", "mobile", "mobile_phone", "telephone"),
@@ -57,6 +75,7 @@ _GENERIC = _mapping(
     _aliases("name", "split_name", "name", "full_name", "fullName"),
     _aliases("product", "trim", "product", "product_interest", "service"),
     _aliases("lead_status", "trim", "lead_status", "status"),
+    _CONSENT,
 )
 
 GENERIC = Template(
@@ -86,6 +105,7 @@ LEADCONDUIT = Template(
         _e("first_name", "first_name", "trim"),
         _e("last_name", "last_name", "trim"),
         _aliases("product", "trim", "product", "product_interest"),
+        _CONSENT,
         _e(None, "custom.lead_source", "constant", value="leadconduit"),
     ),
     auth_mode="api-key",
@@ -103,6 +123,8 @@ LEADCONDUIT = Template(
         "postal_code": "91101",
         "product": "Bath Remodel",
         "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
+        "leadid_token": "0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D",
+        "tcpa_consent": True,
     },
     reference="https://support.activeprospect.com/hc/en-us/articles/38134183226132-Fields",
 )
@@ -125,6 +147,7 @@ QUINSTREET = Template(
         _aliases("first_name", "trim", "firstName", "first_name"),
         _aliases("last_name", "trim", "lastName", "last_name"),
         _aliases("product", "trim", "service", "product"),
+        _CONSENT,
         _e(None, "custom.lead_source", "constant", value="quinstreet"),
     ),
     auth_mode="basic",
@@ -164,6 +187,7 @@ BUYERLINK = Template(
         _aliases("last_name", "trim", "last_name", "lastName"),
         _aliases("name", "split_name", "full_name", "name"),
         _aliases("product", "trim", "service", "product", "category"),
+        _CONSENT,
         _e(None, "custom.lead_source", "constant", value="buyerlink"),
     ),
     auth_mode="basic",

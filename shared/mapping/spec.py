@@ -17,12 +17,15 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from shared.mapping.consent import CONSENT_FIELDS
 from shared.mapping.limits import MAX_ENTRIES
 from shared.mapping.normalize import REGIONS
 from shared.mapping.paths import CompiledPath, compile_path
 from shared.mapping.transforms import TRANSFORMS
 
 LEAD_FIELDS = ("crm_id", "phone", "email", "first_name", "last_name", "product", "lead_status")
+# What an entry may write: the lead's fields and its consent evidence (mapping.consent).
+TARGETS = LEAD_FIELDS + CONSENT_FIELDS
 CUSTOM_PREFIX = "custom."
 
 _CUSTOM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-.]{0,99}$")
@@ -100,8 +103,8 @@ def _target_problems(entry: MappingEntry) -> list[str]:
                 f"bad custom target {target!r}: use custom.<name> with letters, digits, "
                 "'_', '-' or '.' (at most 100 characters)"
             ]
-    elif target not in LEAD_FIELDS:
-        return [f"unknown target {target!r} (valid: {', '.join(LEAD_FIELDS)} or custom.<name>)"]
+    elif target not in TARGETS:
+        return [f"unknown target {target!r} (valid: {', '.join(TARGETS)} or custom.<name>)"]
     return []
 
 

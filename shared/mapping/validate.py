@@ -1,8 +1,8 @@
 """Validation of a mapped lead: each check drops the field it finds at fault and says why.
 
-Phone or email is required; phones become E.164, emails are normalized; text fields are
-collapsed and bounded; custom fields are bounded in count, size and depth. Messages never
-echo a value (no PII).
+Phone or email is required; phones become E.164, emails are normalized; consent evidence
+is typed (:mod:`shared.mapping.consent`); text fields are collapsed and bounded; custom
+fields are bounded in count, size and depth. Messages never echo a value (no PII).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from shared.events import FieldError
+from shared.mapping.consent import check_consent
 from shared.mapping.limits import (
     MAX_CUSTOM_DEPTH,
     MAX_CUSTOM_FIELDS,
@@ -49,6 +50,7 @@ def validate(
     lead: dict[str, Any], custom: dict[str, Any], region: str, errors: list[FieldError]
 ) -> None:
     """Normalize ``lead`` and ``custom`` in place; append what is wrong to ``errors``."""
+    check_consent(lead, errors)
     check_text_fields(lead, errors)
     has_phone = check_phone(lead, custom, region, errors)
     has_email = check_email(lead, errors)

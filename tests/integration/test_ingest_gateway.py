@@ -595,6 +595,7 @@ BENJIE = {
     "last_name": "Malinao",
     "product": None,
     "lead_status": None,
+    "consent": None,
 }
 PASADENA = {"address": "100 N Lake Ave", "city": "Pasadena", "state": "CA"}
 EXPECTED_LEADS: dict[str, dict[str, Any]] = {
@@ -614,8 +615,14 @@ EXPECTED_LEADS: dict[str, dict[str, Any]] = {
             "city": "Pasadena",
             "state": "CA",
             "postal_code": "91101",
-            "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
             "lead_source": "leadconduit",
+        },
+        "consent": {
+            "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
+            "leadid_token": "0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D",
+            "tcpa_consent": True,
+            "tcpa_consent_text": None,
+            "tcpa_consent_at": None,
         },
     },
     "quinstreet": {
