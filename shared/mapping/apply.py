@@ -11,6 +11,7 @@ field (phone, email, CRM id), removed from every other field and from custom fie
 from __future__ import annotations
 
 from collections.abc import Mapping as AbcMapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.events import FieldError, MappedLead
@@ -42,6 +43,31 @@ def map_and_validate(
     Fields with errors are left out of the returned lead. Never raises on bad input.
     ``controls=False`` says the body is known to hold no control character (the gateway
     scans the raw bytes once), which spares looking for them here."""
+    return validate_mapped(
+        map_fields(payload, compiled, default_region=default_region, controls=controls)
+    )
+
+
+@dataclass(slots=True)
+class Mapped:
+    """A body mapped onto lead fields, not yet validated (:func:`validate_mapped`)."""
+
+    lead: dict[str, Any]
+    custom: dict[str, Any]
+    # The region national phone numbers are read in.
+    region: str
+    errors: list[FieldError]
+
+
+def map_fields(
+    payload: AbcMapping[str, Any] | Any,
+    compiled: CompiledMapping,
+    *,
+    default_region: str,
+    controls: bool = True,
+) -> Mapped:
+    """The first half of :func:`map_and_validate`: the entries applied, the fields no
+    entry consumed kept in ``custom`` (the gateway times the halves apart)."""
     errors: list[FieldError] = []
     if not isinstance(payload, OBJECT):
         errors.append(
@@ -66,8 +92,13 @@ def map_and_validate(
             custom[target[len(CUSTOM_PREFIX) :]] = value
         else:
             lead[target] = value
+    return Mapped(lead, custom, phone_region or default_region, errors)
 
-    validate(lead, custom, phone_region or default_region, errors)
+
+def validate_mapped(mapped: Mapped) -> tuple[MappedLead, list[FieldError]]:
+    """The second half of :func:`map_and_validate`: the checks of the mapped lead."""
+    lead, custom, errors = mapped.lead, mapped.custom, mapped.errors
+    validate(lead, custom, mapped.region, errors)
     return MappedLead(**lead, custom=custom), errors
 
 
@@ -84,11 +115,21 @@ def _apply_entries(
     consumed: list[CompiledPath] = []
     phone_region: str | None = None
     for entry in compiled.entries:
-        if entry.targets[0] in values and (len(entry.targets) == 1 or entry.targets[1] in values):
+        targets = entry.targets
+        if targets[0] in values and (len(targets) == 1 or targets[1] in values):
             continue  # first entry with a value wins
-        raw = resolve(payload, entry.path) if entry.path is not None else MISSING
-        if controls and raw is not MISSING:
-            raw = _without_controls(entry.targets[0], raw, errors)
+        path = entry.path
+        if path is None:
+            raw = MISSING
+        elif path.key is not None and type(payload) is dict:
+            raw = payload.get(path.key, MISSING)  # (resolve's answer, without the call)
+        else:
+            raw = resolve(payload, path)
+        if raw is MISSING:
+            if entry.transform not in _WITHOUT_SOURCE:
+                continue  # (what _apply would say: nothing to write)
+        elif controls:
+            raw = _without_controls(targets[0], raw, errors)
         written = _apply(entry, raw, default_region, errors)
         if not written:
             continue
@@ -102,6 +143,10 @@ def _apply_entries(
         if wrote and entry.path is not None:
             consumed.append(entry.path)
     return values, consumed, phone_region
+
+
+# The transforms that write a value when the source is missing.
+_WITHOUT_SOURCE = frozenset({"constant", "default"})
 
 
 def _without_controls(target: str, raw: Any, errors: list[FieldError]) -> Any:
@@ -136,8 +181,10 @@ def _apply(
             return {target: entry.value}
         if transform == "default":
             return {target: entry.value if _is_blank(raw) or raw is MISSING else raw}
-        if raw is MISSING or _is_blank(raw):
-            return None
+        if raw is MISSING or raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None  # (_is_blank, inline: this runs for every mapped field)
+        if transform == "trim" and type(raw) is str:
+            return {target: " ".join(raw.split())}
         if transform == "direct":
             return {target: raw}
         if transform == "lowercase":

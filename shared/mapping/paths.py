@@ -51,6 +51,8 @@ class CompiledPath:
     segments: tuple[Segment, ...]
     # When the body has this key verbatim, it wins over the parsed path.
     flat_key: str | None
+    # The one key of a one-segment path (most paths): read with a single dict lookup.
+    key: str | None = None
 
     @property
     def is_simple(self) -> bool:
@@ -145,8 +147,9 @@ def compile_path(source: str) -> CompiledPath:
     segments: list[Segment] = []
     for part in _split_path(source):
         segments.extend(_parse_part(part))
-    flat = None if len(segments) == 1 and isinstance(segments[0], Key) else source
-    return CompiledPath(source, tuple(segments), flat)
+    head = segments[0] if len(segments) == 1 else None
+    key = head.name if isinstance(head, Key) else None
+    return CompiledPath(source, tuple(segments), None if key is not None else source, key)
 
 
 def _walk(value: Any, segments: tuple[Segment, ...]) -> Any:
@@ -194,6 +197,8 @@ def _matches(found: Any, wanted: str) -> bool:
 
 def resolve(payload: Any, path: CompiledPath) -> Any:
     """The value at ``path`` in ``payload``, or the sentinel ``MISSING``."""
+    if path.key is not None:
+        return payload.get(path.key, MISSING) if isinstance(payload, OBJECT) else MISSING
     if path.flat_key is not None and isinstance(payload, OBJECT) and path.flat_key in payload:
         return payload[path.flat_key]
     return _walk(payload, path.segments)

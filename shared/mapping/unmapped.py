@@ -25,10 +25,10 @@ def unmapped(payload: AbcMapping[str, Any], consumed: list[CompiledPath]) -> dic
     flat: set[str] = set()
     nested: _Paths = []
     for path in consumed:
-        if path.flat_key is not None and path.flat_key in payload:
+        if path.key is not None:  # one key (most paths)
+            flat.add(path.key)
+        elif path.flat_key is not None and path.flat_key in payload:
             flat.add(path.flat_key)
-        elif path.is_simple:
-            flat.add(cast(Key, path.segments[0]).name)
         else:
             nested.append(path.segments)
     if not nested:
