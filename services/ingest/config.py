@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from services.ingest import auth
+from services.ingest.acceptance import NO_CRITERIA, Acceptance, from_stored
 from shared.logs import get_logger
 from shared.mapping import CompiledMapping, MappingError, compile_mapping, compile_stored
 from shared.templates import TEMPLATES
@@ -52,6 +53,9 @@ class WebhookConfig:
     mapping: CompiledMapping | None
     # Why the webhook cannot take leads although it exists (a bad stored mapping/secret).
     problem: str | None = None
+    # What the buyer ordered (acceptance.py), and the Facebook page token (facebook.py).
+    acceptance: Acceptance = NO_CRITERIA
+    facebook_page_token: str | None = None
 
     @property
     def active(self) -> bool:
@@ -91,6 +95,7 @@ def build_config(row: dict[str, Any]) -> WebhookConfig:
             mapping = compile_stored(stored)
     except (MappingError, ValueError, TypeError):
         problem = problem or "mapping_invalid"
+    accepts, unusable = from_stored(row.get("acceptance"))
     return WebhookConfig(
         id=row["id"],
         workspace_id=row["workspace_id"],
@@ -107,7 +112,9 @@ def build_config(row: dict[str, Any]) -> WebhookConfig:
         idempotency_field=row["idempotency_field"],
         verify_token=row["verify_token"],
         mapping=mapping,
-        problem=problem,
+        problem=problem or unusable,
+        acceptance=accepts,
+        facebook_page_token=row.get("facebook_page_token"),
     )
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 from aiohttp import web
 
-from services.ingest import policy, steps
+from services.ingest import buyer, policy, steps
 from services.ingest.bodies import RequestStatus
 from services.ingest.config import WebhookConfig
 from services.ingest.deps import Deps
@@ -89,6 +89,7 @@ async def _deliver(
     request_id = await steps.idempotency(intake, payload, deps)
     timings.checked = time.perf_counter()
     lead = steps.map_and_validate(intake, payload, deps)
+    buyer.accept(intake, payload, lead, deps)
     # Waiting for the outcome starts before the publish, so its notification is not missed.
     waiter = deps.waiters.register(request_id) if intake.wait_s else None
     try:

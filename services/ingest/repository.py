@@ -24,7 +24,8 @@ _CONFIG = """
 SELECT w.id, w.workspace_id, w.name, w.template, w.auth_mode, w.secret, w.secret_previous,
        w.secret_previous_expires_at, w.basic_username, w.api_key_header, w.status,
        w.rate_limit_per_minute, w.max_body_bytes, w.idempotency_field, w.mapping,
-       w.verify_token, ws.status AS workspace_status, ws.default_region
+       w.verify_token, w.acceptance, w.facebook_page_token,
+       ws.status AS workspace_status, ws.default_region
 FROM webhooks w JOIN workspaces ws ON ws.id = w.workspace_id
 WHERE w.id = $1
 """
