@@ -31,7 +31,7 @@ from bench.cpu import load_average
 from bench.options import ROOT, Options
 
 # Order matters little; each section starts what it needs and stops it again.
-SECTIONS = ("gateway", "processor", "pipeline", "memory", "latency", "cost")
+SECTIONS = ("gateway", "processor", "pipeline", "memory", "latency", "cost", "scaling")
 
 
 def _machine() -> str:
