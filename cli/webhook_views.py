@@ -42,6 +42,7 @@ def describe(w: dict[str, Any]) -> str:
     lines.append(
         f"  mapping:      {w['mapping_entries']} entries (`leadwire mapping show {w['id']}`)"
     )
+    lines.extend(admin.webhook_options.describe_lines(w))
     return "\n".join(lines)
 
 
@@ -85,6 +86,10 @@ def created_doc(data: dict[str, Any]) -> dict[str, Any]:
         "max_body_bytes",
         "idempotency_field",
         "mapping_entries",
+        "acceptance",
+        "duplicate_window_s",
+        "duplicate_key",
+        "has_page_token",
         "created_at",
     )
     return {k: data.get(k) for k in keys}

@@ -18,9 +18,17 @@ from cli.context import load_settings, run_admin
 from cli.options import WebhookWorkspace, Workspace, WorkspaceFilter
 from cli.output import JsonFlag, attempt, emit, table
 from cli.webhook_fields import (
+    Allow,
+    ClearCriteria,
+    DuplicateKey,
+    DuplicateWindow,
+    PageToken,
+    Require,
+    RequireConsent,
     check_idempotency_field,
     check_rate_limit,
     check_secret,
+    lead_buying,
     parse_duration,
     parse_size,
     read_mapping,
@@ -81,12 +89,39 @@ def create(
             "--secret", help="Use this secret instead of generating one (e.g. an app secret)."
         ),
     ] = None,
+    app_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--app-secret",
+            help="Facebook app secret: verifies X-Hub-Signature-256 (--auth github --secret S).",
+        ),
+    ] = None,
+    page_token: PageToken = None,
+    require: Require = None,
+    allow: Allow = None,
+    require_consent: RequireConsent = None,
+    duplicate_window: DuplicateWindow = None,
+    duplicate_key: DuplicateKey = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a webhook; prints its URL and, for secret modes, the secret (once)."""
-
+    # size: a typer command declares each of its 17 options in its signature.
     custom_mapping = attempt(
         lambda: read_mapping(mapping_file) if mapping_file else None, as_json=as_json
+    )
+    if app_secret is not None:
+        auth, secret = auth or "github", app_secret
+    options = attempt(
+        lambda: lead_buying(
+            None,
+            require=require,
+            allow=allow,
+            require_consent=require_consent,
+            duplicate_window=duplicate_window,
+            duplicate_key=duplicate_key,
+            page_token=page_token,
+        ),
+        as_json=as_json,
     )
 
     async def work(repo: admin.Repository) -> dict[str, Any]:
@@ -105,6 +140,7 @@ def create(
             ),
             api_key_header=api_key_header,
             mapping=custom_mapping,
+            options=options,
         )
         mode = admin.checks.check_auth_mode(auth or admin.checks.template_named(template).auth_mode)
         check_secret(mode, secret)
@@ -179,13 +215,30 @@ def update(
     api_key_header: Annotated[
         str | None, typer.Option("--api-key-header", help="Header of the api key.")
     ] = None,
+    require: Require = None,
+    allow: Allow = None,
+    require_consent: RequireConsent = None,
+    clear_criteria: ClearCriteria = False,
+    duplicate_window: DuplicateWindow = None,
+    duplicate_key: DuplicateKey = None,
+    page_token: PageToken = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change a webhook's name or limits (auth mode and mapping have their own commands)."""
+    """Change a webhook's name, limits, acceptance criteria, duplicate-lead window or
+    Facebook page token (auth mode and mapping have their own commands)."""
 
     async def work(repo: admin.Repository) -> dict[str, Any]:
         row = await admin.find_webhook(repo, webhook, workspace)
-        changes: dict[str, Any] = {}
+        changes = lead_buying(
+            row,
+            require=require,
+            allow=allow,
+            require_consent=require_consent,
+            clear=clear_criteria,
+            duplicate_window=duplicate_window,
+            duplicate_key=duplicate_key,
+            page_token=page_token,
+        )
         if rename is not None:
             changes["name"] = rename
         if rate_limit is not None:

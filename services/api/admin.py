@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from services.api import checks, deadletters
+from services.api import checks, deadletters, webhook_options
 from services.api.checks import (
     MAX_GRACE,
     basic_username,
@@ -62,6 +62,7 @@ __all__ = [
     "get_api_key",
     "list_api_keys",
     "revoke_api_key",
+    "webhook_options",
 ]
 
 
@@ -157,6 +158,7 @@ def webhook_view(row: Row, public_url: str) -> Row:
         "max_body_bytes": row["max_body_bytes"],
         "idempotency_field": row["idempotency_field"],
         "mapping_entries": _entry_count(row["mapping"]),
+        **webhook_options.view(row),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
@@ -176,6 +178,8 @@ class WebhookSpec:
     idempotency_field: str | None = None
     api_key_header: str = "X-API-Key"
     mapping: Mapping | None = None
+    # Lead buying (webhook_options): column values already checked.
+    options: Row | None = None
 
 
 def _idempotency_field(given: str | None, template: Template) -> str | None:
@@ -211,6 +215,7 @@ async def create_webhook(
         "idempotency_field": _idempotency_field(spec.idempotency_field, tpl),
         "mapping": (spec.mapping or tpl.mapping).to_stored(),
         "verify_token": generate_verify_token() if tpl.name == "facebook" else None,
+        **(spec.options or {}),
     }
     out = webhook_view(await repo.insert_webhook(values), public_url)
     out["secret"] = plain or None
@@ -267,7 +272,8 @@ async def update_webhook(repo: Repository, row: Row, changes: Row) -> Row:
     if not changes:
         raise Invalid(
             "nothing to change",
-            hint="pass --rename, --rate-limit, --max-body, --idempotency-field or --api-key-header",
+            hint="pass --rename, --rate-limit, --max-body, --idempotency-field, "
+            "--api-key-header or a lead-buying option (--require, --allow, ...)",
         )
     if "name" in changes:
         changes = {**changes, "name": check_name("webhook", changes["name"])}

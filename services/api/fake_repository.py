@@ -25,6 +25,10 @@ _WEBHOOK_DEFAULTS: Row = {
     "mapping": [],
     "verify_token": None,
     "status": "active",
+    "acceptance": {},
+    "duplicate_window_s": None,
+    "duplicate_key": ["phone", "email"],
+    "facebook_page_token": None,
 }
 
 
@@ -100,7 +104,8 @@ class FakeRepository:
             "id": w["id"],
             "workspace_id": w["workspace_id"],
             "workspace": ws["name"],
-            **{k: w[k] for k in _WEBHOOK_DEFAULTS if k != "secret"},
+            **{k: w[k] for k in _WEBHOOK_DEFAULTS if k not in ("secret", "facebook_page_token")},
+            "has_page_token": w["facebook_page_token"] is not None,
             "name": w["name"],
             "has_secret": w["secret"] is not None,
             "previous_secret_valid_until": expires,

@@ -38,6 +38,10 @@ CREATED_KEYS = {
     "max_body_bytes",
     "idempotency_field",
     "mapping_entries",
+    "acceptance",
+    "duplicate_window_s",
+    "duplicate_key",
+    "has_page_token",
     "created_at",
 }
 
