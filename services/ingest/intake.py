@@ -39,21 +39,30 @@ class Timings:
     read: float = 0.0
     authenticated: float = 0.0
     parsed: float = 0.0
-    checked: float = 0.0  # idempotency
+    checked: float = 0.0  # the duplicate check (idempotency)
     mapped: float = 0.0
+    validated: float = 0.0
 
     def steps(self) -> dict[str, float]:
-        """Milliseconds per step, as the events carry them. ``field_mapping`` is parsing
-        and mapping; ``validation`` the idempotency checks; both once mapping is done."""
+        """Milliseconds per step done, as the events carry them, each the time of what it
+        names: ``receive`` reading the body, ``authentication``, ``parse`` the body (with
+        the input policy and the webhook's rate limit), ``duplicate_check`` the idempotency
+        key's lookup, ``field_mapping`` the entries applied, ``validation`` the checks of
+        the mapped lead (phones, emails, lengths). A step that did not end is left out."""
         steps = {
             "receive": ms(self.read - self.started),
             "authentication": ms(self.authenticated - self.read),
         }
-        if self.mapped:
-            steps["field_mapping"] = ms(
-                (self.parsed - self.authenticated) + (self.mapped - self.checked)
-            )
-            steps["validation"] = ms(self.checked - self.parsed)
+        marks = (
+            ("parse", self.authenticated, self.parsed),
+            ("duplicate_check", self.parsed, self.checked),
+            ("field_mapping", self.checked, self.mapped),
+            ("validation", self.mapped, self.validated),
+        )
+        for name, begun, ended in marks:
+            if not ended:
+                break
+            steps[name] = ms(ended - begun)
         return steps
 
 

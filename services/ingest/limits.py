@@ -78,12 +78,19 @@ async def read_body(request: web.BaseRequest, *, limit: int, timeout_s: float) -
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (most webhooks): nothing to wait for.
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise BodyTooLarge
+        return body
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout_s):
             while True:
-                chunk = await request.content.readany()
+                chunk = await content.readany()
                 if not chunk:
                     break
                 size += len(chunk)

@@ -38,7 +38,7 @@ import orjson
 from aiohttp import web
 
 from services.ingest import auth, limits, policy
-from services.ingest.bodies import Accepted, Duplicate
+from services.ingest.bodies import Accepted
 from services.ingest.config import ConfigUnavailable, WebhookConfig
 from services.ingest.deps import Deps
 from services.ingest.enqueue import KafkaDown
@@ -46,13 +46,14 @@ from services.ingest.intake import Answered, Intake, Timings
 from services.ingest.metrics import REJECTIONS
 from services.ingest.recent import AcceptedRequest
 from services.ingest.rejections import reject
-from services.ingest.responses import json_response, outcome_body, refusal, status_url
+from services.ingest.responses import accepted_response, refusal, status_url
 from services.ingest.settings import IngestSettings
-from services.ingest.waiting import FINAL_STATUSES, wait_for_outcome, wait_preference
+from services.ingest.waiting import answer_duplicate, wait_for_outcome, wait_preference
 from shared import mapping, topics
 from shared.events import FieldError, LeadReceived, MappedLead, RawRequest, encode, request_id_for
 from shared.kafka import KafkaUnavailable
 from shared.logs import get_logger
+from shared.mapping.apply import map_fields, validate_mapped
 from shared.redact import strip_secret_headers
 
 log = get_logger(__name__)
@@ -308,7 +309,7 @@ async def idempotency(intake: Intake, payload: dict[str, Any], deps: Deps) -> uu
     body differs); an unkeyed byte-identical retry of an indeterminate 503 gets that
     request's id (indeterminate.py)."""
     config = intake.config
-    key = intake.request.headers.get("webhook-id") or _body_key(payload, config.idempotency_field)
+    key = auth.message_id(intake.request.headers) or _body_key(payload, config.idempotency_field)
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         error = FieldError(
             field="idempotency_key",
@@ -361,39 +362,7 @@ async def _answer_retry(
         )
         raise Answered(reject(intake, deps, 409, "idempotency_conflict", [error], payload))
     REJECTIONS.labels("duplicate").inc()
-    raise Answered(await _duplicate(intake, request_id, row, deps))
-
-
-async def _duplicate(
-    intake: Intake, request_id: uuid.UUID, row: dict[str, Any] | None, deps: Deps
-) -> web.Response:
-    """200 when the first request is stored as finished (its outcome with ``Prefer:
-    wait``), else 202 (or wait for its outcome)."""
-    webhook_id = intake.config.id
-    body = Duplicate(
-        success=True,
-        request_id=request_id,
-        webhook_id=webhook_id,
-        status="duplicate",
-        original_status=row["status"] if row is not None else "accepted",
-        status_url=status_url(deps.settings, webhook_id, request_id),
-    )
-    if row is not None and row["status"] in FINAL_STATUSES:
-        if intake.wait_s:
-            status, outcome = outcome_body(
-                row, webhook_id=webhook_id, request_id=request_id, duplicate=True
-            )
-            return json_response(outcome, status)
-        return json_response(body, 200)
-    if not intake.wait_s:
-        return json_response(body, 202)
-    waiter = deps.waiters.register(request_id)
-    try:
-        return await wait_for_outcome(
-            deps, webhook_id, request_id, waiter, intake.wait_s, body, duplicate=True
-        )
-    finally:
-        deps.waiters.release(request_id, waiter)
+    raise Answered(await answer_duplicate(intake, request_id, row, deps))
 
 
 def map_and_validate(intake: Intake, payload: dict[str, Any], deps: Deps) -> MappedLead:
@@ -402,11 +371,13 @@ def map_and_validate(intake: Intake, payload: dict[str, Any], deps: Deps) -> Map
     # Values with control characters: mapped as sent, refused in identity fields (policy.py).
     raw = intake.raw_payload
     source, controls = (payload, False) if raw is None else (raw, True)
-    lead, errors = mapping.map_and_validate(
+    mapped = map_fields(
         source, config.mapping, default_region=config.default_region, controls=controls
     )
-    # Timed before a rejection, which carries the step timings.
+    # Each half timed before a rejection, which carries the step timings.
     intake.timings.mapped = time.perf_counter()
+    lead, errors = validate_mapped(mapped)
+    intake.timings.validated = time.perf_counter()
     if errors:
         raise Answered(reject(intake, deps, 400, "validation", errors, payload))
     return lead
@@ -486,6 +457,8 @@ async def answer(
 ) -> web.Response:
     """202 accepted; with ``Prefer: wait`` (``waiter``), the outcome if it comes in time."""
     webhook_id = intake.config.id
+    if waiter is None:
+        return accepted_response(deps.settings, webhook_id, request_id)
     accepted = Accepted(
         success=True,
         request_id=request_id,
@@ -493,8 +466,6 @@ async def answer(
         status="accepted",
         status_url=status_url(deps.settings, webhook_id, request_id),
     )
-    if waiter is None:
-        return json_response(accepted, 202)
     return await wait_for_outcome(
         deps, webhook_id, request_id, waiter, intake.wait_s, accepted, duplicate=False
     )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from services.ingest.bodies import Accepted, Duplicate
 from services.ingest.deps import Deps
-from services.ingest.responses import json_response, outcome_body
+from services.ingest.intake import Intake
+from services.ingest.responses import json_response, outcome_body, status_url
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -55,14 +57,19 @@ async def wait_for_outcome(
     *,
     duplicate: bool,
 ) -> web.Response:
-    """200 with the outcome once the processor stored it, or 202 when ``wait_s`` runs out."""
+    """200 with the outcome once the processor stored it, or 202 when ``wait_s`` runs out.
+
+    A lead just enqueued (not ``duplicate``) cannot have been stored before its waiter was
+    registered: the first read waits for the processor's notification (or the recheck)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     applied = {"Preference-Applied": f"wait={wait_s:g}"}
+    read = duplicate
     while True:
-        waiter.clear()
         row = None
-        if deps.repo is not None:
+        if read:
+            waiter.clear()
+        if read and deps.repo is not None:
             try:
                 row = await deps.repo.request(request_id)
             except Exception as exc:
@@ -79,3 +86,36 @@ async def wait_for_outcome(
             await asyncio.wait_for(waiter.wait(), min(remaining, WAIT_RECHECK_S))
         except TimeoutError:
             pass
+        read = True
+
+
+async def answer_duplicate(
+    intake: Intake, request_id: uuid.UUID, row: dict[str, Any] | None, deps: Deps
+) -> web.Response:
+    """A keyed retry of an accepted request: 200 when the first request is stored as
+    finished (its outcome with ``Prefer: wait``), else 202 (or wait for its outcome)."""
+    webhook_id = intake.config.id
+    body = Duplicate(
+        success=True,
+        request_id=request_id,
+        webhook_id=webhook_id,
+        status="duplicate",
+        original_status=row["status"] if row is not None else "accepted",
+        status_url=status_url(deps.settings, webhook_id, request_id),
+    )
+    if row is not None and row["status"] in FINAL_STATUSES:
+        if intake.wait_s:
+            status, outcome = outcome_body(
+                row, webhook_id=webhook_id, request_id=request_id, duplicate=True
+            )
+            return json_response(outcome, status)
+        return json_response(body, 200)
+    if not intake.wait_s:
+        return json_response(body, 202)
+    waiter = deps.waiters.register(request_id)
+    try:
+        return await wait_for_outcome(
+            deps, webhook_id, request_id, waiter, intake.wait_s, body, duplicate=True
+        )
+    finally:
+        deps.waiters.release(request_id, waiter)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from services.ingest import handlers
+from services.ingest import handlers, steps
 from services.ingest.bodies import Accepted, Duplicate, Error, Rejected, RequestStatus
 from services.ingest.config import ConfigCache
 from services.ingest.deps import Deps
@@ -103,6 +104,9 @@ class _Body:
     def __init__(self, data: bytes) -> None:
         self._data = data
 
+    def is_eof(self) -> bool:
+        return False  # (the gateway then reads it chunk by chunk, as a slow sender's)
+
     async def readany(self) -> bytes:
         data, self._data = self._data, b""
         return data
@@ -123,7 +127,7 @@ async def test_an_accepted_lead_is_enqueued_with_its_step_timings() -> None:
     assert accepted.status_url == f"http://gw/webhooks/{hook}/requests/{accepted.request_id}"
     [raw] = [decode_raw(m) for m in gw.publisher.on(topics.RAW)]
     assert raw.request_id == accepted.request_id and raw.lead.phone == "+16266633444"
-    assert set(raw.steps) == {"receive", "authentication", "field_mapping", "validation"}
+    assert set(raw.steps) == set(GATEWAY_STEPS)
     # The status endpoint knows it from this process's memory until the processor stores it.
     status, body = await gw.status(hook, accepted.request_id)
     assert status == 200 and RequestStatus.model_validate_json(body).status == "accepted"
@@ -139,12 +143,7 @@ async def test_an_invalid_lead_is_answered_400_and_recorded_in_both_places() -> 
     await gw.deps.background.drain(5)
     [event] = [decode_outcome(m) for m in gw.publisher.on(topics.OUTCOMES)]
     assert isinstance(event, LeadRejected) and event.request_id == rejected.request_id
-    assert set(event.processing.steps) == {
-        "receive",
-        "authentication",
-        "field_mapping",
-        "validation",
-    }
+    assert set(event.processing.steps) == set(GATEWAY_STEPS)
     assert gw.repo.rows[rejected.request_id]["status"] == "rejected"
     status, body = await gw.status(hook, rejected.request_id)
     summary = RequestStatus.model_validate_json(body).result
@@ -158,8 +157,57 @@ async def test_a_body_that_is_not_a_json_object_is_refused_before_mapping() -> N
     assert status == 400 and Rejected.model_validate_json(body).errors[0].code == "invalid_type"
     await gw.deps.background.drain(5)
     [event] = [decode_outcome(m) for m in gw.publisher.on(topics.OUTCOMES)]
-    # Rejected while parsing: only the steps done so far carry a time.
+    # Rejected while parsing: only the steps done carry a time.
     assert set(event.processing.steps) == {"receive", "authentication"}
+
+
+GATEWAY_STEPS = {
+    "receive": "read_body",
+    "authentication": "authenticate",
+    "parse": "parse",
+    "duplicate_check": "idempotency",
+    "field_mapping": "map_fields",
+    "validation": "validate_mapped",
+}
+
+
+@pytest.mark.parametrize("outcome", ["accepted", "rejected"])
+async def test_each_step_times_what_it_names(outcome: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each gateway step takes its own (distinct) time on a fake clock; each name in the
+    event carries exactly the time of the function it names."""
+    now = [1000.0]
+    fake_time = SimpleNamespace(perf_counter=lambda: now[0])
+    monkeypatch.setattr(handlers, "time", fake_time)
+    monkeypatch.setattr(steps, "time", fake_time)
+    costs = dict(
+        zip(GATEWAY_STEPS.values(), (0.001, 0.002, 0.004, 0.008, 0.016, 0.032), strict=True)
+    )
+
+    def timed(name: str) -> Any:
+        original = getattr(steps, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            now[0] += costs[name]
+            return original(*args, **kwargs)
+
+        return run
+
+    for name in costs:
+        monkeypatch.setattr(steps, name, timed(name))
+    gw = Gateway()
+    hook = gw.webhook()
+    lead = LEAD if outcome == "accepted" else {"firstname": "no phone, no email"}
+    status, _ = await gw.post(hook, orjson.dumps(lead))
+    if outcome == "accepted":
+        assert status == 202
+        [raw] = [decode_raw(m) for m in gw.publisher.on(topics.RAW)]
+        timed_steps = raw.steps
+    else:
+        assert status == 400
+        await gw.deps.background.drain(5)
+        [event] = [decode_outcome(m) for m in gw.publisher.on(topics.OUTCOMES)]
+        timed_steps = event.processing.steps
+    assert timed_steps == pytest.approx({s: costs[fn] * 1000 for s, fn in GATEWAY_STEPS.items()})
 
 
 async def test_a_keyed_retry_is_a_duplicate_and_another_body_a_conflict() -> None:
