@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.analytics.sketch import Bins, LatencySketch
+from services.analytics.vendors import Accepted, VendorCounts
 from shared.events import LeadFailed, LeadProcessed, LeadRejected, Outcome
 from shared.logs import scrub
 
@@ -86,6 +87,9 @@ class WebhookDelta:
     # (dimension, name) -> [count, sum_ms]
     breakdowns: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     errors: list[RecentError] = field(default_factory=list)
+    # The vendor scorecard's increments per minute, and the accepted leads.
+    vendor: dict[datetime, VendorCounts] = field(default_factory=dict)
+    accepted: list[Accepted] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.counts = Counts(self.accuracy)
@@ -109,10 +113,12 @@ class WebhookDelta:
         if bucket is None:
             bucket = self.minutes[minute] = Counts(self.accuracy)
         bucket.add(event)
+        self.vendor.setdefault(minute, VendorCounts()).add(event)
         for step, ms in event.processing.steps.items():
             self._bump("step", step, max(float(ms), 0.0))
         if isinstance(event, LeadProcessed):
             self._bump("match_type", event.match_type)
+            self.accepted.append(Accepted(event.event_id, received))
         else:
             error = recent_error(event)
             self._bump("error_type", error.error_type)

@@ -34,6 +34,7 @@ from services.analytics.repository import AnalyticsRepository
 from services.analytics.schemas import (
     SeriesRange,
     Timeseries,
+    VendorScorecards,
     WebhookAnalytics,
     WorkspaceAnalytics,
     WorkspaceList,
@@ -122,6 +123,15 @@ async def get_workspace(
     if not sees(principal, workspace_id):
         return None
     return await queries.workspace_analytics(api.repo, workspace_id, cfg=api.read, now=api.clock())
+
+
+async def get_vendors(
+    workspace_id: uuid.UUID, *, api: Api, principal: Principal
+) -> VendorScorecards | None:
+    """Vendor scorecards: each webhook's leads over 24 h, 7 d and 30 d"""
+    if not sees(principal, workspace_id):
+        return None
+    return await queries.vendor_scorecards(api.repo, workspace_id, now=api.clock())
 
 
 # --- pages and streams --------------------------------------------------------------
@@ -234,6 +244,15 @@ ROUTES: tuple[Route, ...] = (
         "getWorkspaceAnalytics",
         get_workspace,
         description="The workspace's metrics",
+        other_answers=_UNAVAILABLE,
+    ),
+    Route(
+        "/analytics/workspaces/{workspace_id}/vendors",
+        "getVendorScorecards",
+        get_vendors,
+        description="Per webhook: received, accepted, rejected by reason, failed, acceptance "
+        "and new-contact rates, speed-to-lead (received -> first email or SMS sent), over "
+        "the last 24 h, 7 d and 30 d (whole minutes, as `last_24h`), all read in one snapshot",
         other_answers=_UNAVAILABLE,
     ),
     Route(

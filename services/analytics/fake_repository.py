@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from services.analytics import fake_vendor_repository as vendors
 from services.analytics.aggregate import Counts, WebhookDelta
 from services.analytics.alerts import (
     METRICS,
@@ -77,13 +78,8 @@ class Aggregate:
         self.duration_sum += other.duration_sum
 
     def totals(self) -> TotalsRow:
-        return TotalsRow(
-            total=self.total,
-            processed=self.processed,
-            failed=self.failed,
-            rejected=self.rejected,
-            duration_sum=self.duration_sum,
-        )
+        t, p, f, r = self.total, self.processed, self.failed, self.rejected
+        return TotalsRow(total=t, processed=p, failed=f, rejected=r, duration_sum=self.duration_sum)
 
 
 @dataclass
@@ -124,6 +120,7 @@ class Tables:
     configured_workspaces: dict[uuid.UUID, str] = field(default_factory=dict)
     # analytics_deadletters: (topic, partition, offset) -> row
     deadletters: dict[tuple[str, int, int], DeadLetterRow] = field(default_factory=dict)
+    vendors: vendors.VendorTables = field(default_factory=vendors.VendorTables)  # migration 088
 
 
 def _now() -> datetime:
@@ -150,6 +147,7 @@ class FakeTransaction:
         return new
 
     async def apply_deltas(self, deltas: Mapping[uuid.UUID, WebhookDelta]) -> None:
+        vendors.add_vendor_deltas(self.t.vendors, deltas.values())
         for d in deltas.values():
             row = self.t.webhooks.setdefault(d.webhook_id, Aggregate(d.workspace_id))
             row.add(d.counts)
@@ -230,7 +228,7 @@ class FakeTransaction:
             self.t.outbox[event_id].published_at = _now()
 
 
-class FakeAnalytics:
+class FakeAnalytics(vendors.FakeVendorReads):
     """:class:`~services.analytics.repository.AnalyticsRepository` in memory."""
 
     def __init__(self, tables: Tables | None = None) -> None:
@@ -239,6 +237,7 @@ class FakeAnalytics:
         self.notified: list[uuid.UUID] = []
         self.up = True  # ping() answers this
         self._lock = asyncio.Lock()
+        self._in_snapshot = False
 
     # --- configuration (what the CLI writes to webhooks / workspaces) --------------
 
@@ -269,6 +268,19 @@ class FakeAnalytics:
             self.notified.extend(tx.notified)
 
     # --- reads -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AnalyticsRepository]:
+        """No transaction runs while a read-out reads (as one REPEATABLE READ snapshot)."""
+        if self._in_snapshot:
+            yield self
+            return
+        async with self._lock:
+            self._in_snapshot = True
+            try:
+                yield self
+            finally:
+                self._in_snapshot = False
 
     async def ping(self) -> bool:
         return self.up
@@ -432,7 +444,12 @@ class FakeAnalytics:
         return top, RestRow(webhooks=len(ordered[limit:]), **rest.totals()), firing
 
     async def prune(
-        self, *, counted_before: datetime, minutes_before: datetime, errors_per_webhook: int
+        self,
+        *,
+        counted_before: datetime,
+        minutes_before: datetime,
+        errors_per_webhook: int,
+        vendors_before: datetime,
     ) -> dict[str, int]:
         t = self.tables
         counted = [k for k, at in t.counted.items() if at < counted_before]
@@ -444,15 +461,11 @@ class FakeAnalytics:
         ]
         week_ago = _now() - timedelta(days=7)
         outbox = [k for k, q in t.outbox.items() if q.published_at and q.published_at < week_ago]
-        for event_id in counted:
-            del t.counted[event_id]
-        for key in minutes:
-            del t.minutes[key]
-        for event_id in errors:
-            del t.errors[event_id]
-        for event_id in outbox:
-            del t.outbox[event_id]
-        return {
+        t.counted = {k: v for k, v in t.counted.items() if k not in set(counted)}
+        t.minutes = {k: v for k, v in t.minutes.items() if k not in set(minutes)}
+        t.errors = {k: v for k, v in t.errors.items() if k not in set(errors)}
+        t.outbox = {k: v for k, v in t.outbox.items() if k not in set(outbox)}
+        return vendors.prune_vendors(t.vendors, vendors_before) | {
             "counted_events": len(counted),
             "minutes": len(minutes),
             "recent_errors": len(errors),

@@ -40,6 +40,7 @@ from services.analytics.repository import (
     AnalyticsTransaction,
     DeadLetterStore,
 )
+from services.analytics.vendors import RETENTION_DAYS
 from shared.events import Outcome, PerformanceAlert, SystemHealthAlert
 from shared.kafka import KafkaUnavailable, Message
 from shared.kafka.failures import classify
@@ -223,6 +224,7 @@ async def prune(
         counted_before=now - timedelta(days=dedupe_days),
         minutes_before=now - timedelta(days=minute_retention_days),
         errors_per_webhook=errors_per_webhook,
+        vendors_before=now - timedelta(days=RETENTION_DAYS),
     )
     log.info("analytics_pruned", **removed)
     return removed

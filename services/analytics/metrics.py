@@ -10,6 +10,7 @@ Figures come from Postgres, so every replica reports the same (whole-system) num
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,7 @@ from prometheus_client.samples import Sample
 
 from services.analytics.repository import AnalyticsRepository
 from services.analytics.sketch import LatencySketch
+from services.analytics.vendors import REASONS
 
 EVENTS = Counter(
     "leadwire_analytics_events_total",
@@ -60,15 +62,35 @@ class Row:
 
 
 @dataclass(frozen=True)
+class VendorRow:
+    """A webhook's scorecard over the last 24 h (summed columns of
+    analytics_vendor_minutes; speed-to-lead quantiles in seconds, labelled webhooks only)."""
+
+    workspace: str
+    webhook: str
+    counts: dict[str, int]
+    speed: dict[float, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     rows: list[Row]
     firing: list[tuple[str, str, str]]
     webhooks: int
     # (workspace, webhook, count): the labelled webhooks' dead letters, the rest as "other".
     deadletters: list[tuple[str, str, int]] = field(default_factory=list)
+    vendors: list[VendorRow] = field(default_factory=list)
 
 
 async def read_snapshot(
+    repo: AnalyticsRepository, *, max_webhooks: int, accuracy: float, since: datetime
+) -> Snapshot:
+    """Every figure of a scrape, read in one snapshot of the repository."""
+    async with repo.snapshot() as snap:
+        return await _read(snap, max_webhooks=max_webhooks, accuracy=accuracy, since=since)
+
+
+async def _read(
     repo: AnalyticsRepository, *, max_webhooks: int, accuracy: float, since: datetime
 ) -> Snapshot:
     top, rest, alerts = await repo.metrics_rows(max_webhooks, since)
@@ -115,7 +137,36 @@ async def read_snapshot(
     unlabelled = total - sum(n for *_, n in dead)
     if unlabelled:
         deadletters.append((OTHER, OTHER, unlabelled))
-    return Snapshot(rows=rows, firing=firing, webhooks=len(top) + others, deadletters=deadletters)
+    return Snapshot(
+        rows=rows,
+        firing=firing,
+        webhooks=len(top) + others,
+        deadletters=deadletters,
+        vendors=await _vendor_rows(repo, {r["webhook_id"]: r["workspace_id"] for r in top}, since),
+    )
+
+
+async def _vendor_rows(
+    repo: AnalyticsRepository, labelled: dict[uuid.UUID, uuid.UUID], since: datetime
+) -> list[VendorRow]:
+    """The scorecards since ``since`` of the labelled webhooks (workspace of each), every
+    other webhook summed under "other"."""
+    sums, speeds = await repo.vendor_metrics(list(labelled), since)
+    out: list[VendorRow] = []
+    for webhook, counts in sums.items():
+        if webhook is None:
+            out.append(VendorRow(OTHER, OTHER, counts))
+            continue
+        speed = speeds.get(webhook, {})
+        out.append(
+            VendorRow(
+                str(labelled[webhook]),
+                str(webhook),
+                counts,
+                {q: float(speed[k]) for q, k in ((0.5, "p50"), (0.95, "p95")) if k in speed},
+            )
+        )
+    return out
 
 
 class AnalyticsCollector(Collector):
@@ -196,3 +247,39 @@ class AnalyticsCollector(Collector):
         for ws, wh, n in snap.deadletters:
             dead.add_metric([ws, wh], n)
         yield from (requests, timing, success, errors, day, day_success, firing, tracked, dead)
+        yield from vendor_families(snap.vendors)
+
+
+def vendor_families(rows: list[VendorRow]) -> Iterator[Metric]:
+    """The vendor scorecards' last 24 h: leads by outcome, rejections by reason (the fixed
+    set of :data:`~services.analytics.vendors.REASONS`), new contacts, speed-to-lead."""
+    labels = ["workspace", "webhook"]
+    prefix = "leadwire_analytics_vendor_last_24h_"
+    simple = {
+        column: GaugeMetricFamily(prefix + column, help_text, labels=labels)
+        for column, help_text in (
+            ("received", "Leads received per webhook (accepted + failed + rejected), last 24 h"),
+            ("accepted", "Leads accepted (processed) per webhook, last 24 h"),
+            ("failed", "Leads accepted by the gateway that could not be processed, last 24 h"),
+            ("new_contacts", "Accepted leads that created a contact, last 24 h"),
+        )
+    }
+    rejected = GaugeMetricFamily(
+        prefix + "rejected",
+        "Leads rejected per webhook by reason, last 24 h",
+        labels=[*labels, "reason"],
+    )
+    speed = GaugeMetricFamily(
+        prefix + "speed_to_lead_seconds",
+        "Lead received -> first email or SMS sent (exact quantile), last 24 h",
+        labels=[*labels, "quantile"],
+    )
+    for row in rows:
+        lv = [row.workspace, row.webhook]
+        for column, family in simple.items():
+            family.add_metric(lv, row.counts.get(column, 0))
+        for reason in REASONS:
+            rejected.add_metric([*lv, reason], row.counts.get(f"rejected_{reason}", 0))
+        for q, seconds in row.speed.items():
+            speed.add_metric([*lv, str(q)], seconds)
+    yield from (*simple.values(), rejected, speed)

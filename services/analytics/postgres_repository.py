@@ -30,6 +30,7 @@ from services.analytics.deadletter_repository import DeadLetterReads
 from services.analytics.repository import (
     NOTIFY_CHANNEL,
     AlertRow,
+    AnalyticsRepository,
     AnalyticsTransaction,
     BreakdownRow,
     FiringRow,
@@ -41,7 +42,9 @@ from services.analytics.repository import (
     WebhookRow,
     WorkspaceRow,
 )
+from services.analytics.retention_repository import Retention
 from services.analytics.schemas import RecentError
+from services.analytics.vendor_repository import VendorReads, add_vendor_counts
 from shared.events import Outcome, PerformanceAlert
 
 # --- the write side --------------------------------------------------------------
@@ -73,6 +76,7 @@ class PostgresTransaction:
         await self._add_minutes(ordered)
         await self._add_breakdowns(ordered)
         await self._keep_errors(ordered)
+        await add_vendor_counts(self.conn, ordered)
 
     async def _add_webhook_totals(self, ordered: Sequence[WebhookDelta]) -> None:
         await self.conn.executemany(
@@ -277,12 +281,26 @@ def _webhook(r: Mapping[str, Any]) -> WebhookRow:
     )
 
 
-class PostgresAnalytics(DeadLetterReads):
-    """:class:`AnalyticsRepository` on an asyncpg pool (the dead-letter counts' reads from
-    :class:`~services.analytics.deadletter_repository.DeadLetterReads`)."""
+class PostgresAnalytics(DeadLetterReads, VendorReads, Retention):
+    """:class:`AnalyticsRepository` on an asyncpg pool (the dead letters' and the vendor
+    scorecards' reads, and the pruning, from their modules' bases). In a :meth:`snapshot`, ``pool`` is the
+    snapshot's connection."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+    def __init__(self, pool: asyncpg.Pool, *, pinned: bool = False) -> None:
+        self.pool, self.pinned = pool, pinned
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AnalyticsRepository]:
+        """Reads on one connection in one REPEATABLE READ transaction: every figure of a
+        read-out from the same committed state (a batch counted meanwhile is in none)."""
+        if self.pinned:
+            yield self
+            return
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield PostgresAnalytics(conn, pinned=True)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AnalyticsTransaction]:
@@ -468,32 +486,3 @@ class PostgresAnalytics(DeadLetterReads):
             RestRow(webhooks=int(rest["webhooks"]), **_totals(rest)),
             [cast(FiringRow, dict(r)) for r in firing],
         )
-
-    async def prune(
-        self, *, counted_before: datetime, minutes_before: datetime, errors_per_webhook: int
-    ) -> dict[str, int]:
-        statements: dict[str, tuple[str, Sequence[object]]] = {
-            "counted_events": (
-                "DELETE FROM analytics_counted_events WHERE occurred_at < $1",
-                (counted_before,),
-            ),
-            "minutes": ("DELETE FROM analytics_minutes WHERE minute < $1", (minutes_before,)),
-            "recent_errors": (
-                """DELETE FROM analytics_recent_errors e USING (
-                       SELECT event_id, row_number() OVER (
-                           PARTITION BY webhook_id ORDER BY occurred_at DESC, event_id) AS rn
-                       FROM analytics_recent_errors) AS r
-                   WHERE e.event_id = r.event_id AND r.rn > $1""",
-                (errors_per_webhook,),
-            ),
-            "alert_outbox": (
-                """DELETE FROM analytics_alert_outbox
-                   WHERE published_at IS NOT NULL AND published_at < now() - interval '7 days'""",
-                (),
-            ),
-        }
-        out: dict[str, int] = {}
-        for name, (sql, args) in statements.items():
-            status = await self.pool.execute(sql, *args)
-            out[name] = int(status.rsplit(" ", 1)[-1])
-        return out

@@ -1,4 +1,11 @@
-"""Read models: the API's and the dashboard's figures, composed from repository reads."""
+"""Read models: the API's and the dashboard's figures, composed from repository reads.
+
+Each read-out reads inside one :meth:`~services.analytics.repository.AnalyticsRepository.snapshot`
+(Postgres: one REPEATABLE READ transaction), so its figures come from one committed
+state: the all-time totals, the last 24 h, the breakdowns and each webhook's figures
+agree with each other even while batches are being counted (a batch counted meanwhile is
+in none of them, or, read after it, in all).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,14 @@ from services.analytics.schemas import (
     AlertStatus,
     RecentError,
     Timeseries,
+    VendorScorecard,
+    VendorScorecards,
     WebhookAnalytics,
     WorkspaceAnalytics,
     WorkspaceList,
     WorkspaceListItem,
 )
+from services.analytics.vendors import WINDOWS, vendor_windows
 
 DAY_MINUTES = 24 * 60
 # Longest time series one request may ask for (one week of minutes).
@@ -88,14 +98,22 @@ async def _webhooks(
 async def webhook_analytics(
     repo: AnalyticsRepository, webhook_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
 ) -> WebhookAnalytics | None:
-    row = await repo.webhook_row(webhook_id)
-    if row is None:
-        return None
-    webhooks, *_ = await _webhooks(repo, [row], cfg=cfg, now=now)
+    async with repo.snapshot() as snap:
+        row = await snap.webhook_row(webhook_id)
+        if row is None:
+            return None
+        webhooks, *_ = await _webhooks(snap, [row], cfg=cfg, now=now)
     return webhooks[0]
 
 
 async def workspace_analytics(
+    repo: AnalyticsRepository, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
+) -> WorkspaceAnalytics | None:
+    async with repo.snapshot() as snap:
+        return await _workspace(snap, workspace_id, cfg=cfg, now=now)
+
+
+async def _workspace(
     repo: AnalyticsRepository, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
 ) -> WorkspaceAnalytics | None:
     known, name = await repo.workspace_name(workspace_id)
@@ -158,16 +176,18 @@ async def dashboard_snapshot(
     repo: AnalyticsRepository, workspace_id: uuid.UUID, *, cfg: ReadConfig, now: datetime
 ) -> dict[str, Any] | None:
     """The workspace's figures plus each webhook's last hour per minute (for charts)."""
-    ws = await workspace_analytics(repo, workspace_id, cfg=cfg, now=now)
-    if ws is None:
-        return None
     start = window_start(now, DASHBOARD_MINUTES)
+    async with repo.snapshot() as snap:
+        ws = await _workspace(snap, workspace_id, cfg=cfg, now=now)
+        if ws is None:
+            return None
+        minutes = await snap.workspace_minutes(workspace_id, start)
     series: dict[str, dict[str, list[int]]] = {}
     for w in ws.webhooks:
         series[str(w.webhook_id)] = {
             k: [0] * DASHBOARD_MINUTES for k in ("processed", "failed", "rejected")
         }
-    for r in await repo.workspace_minutes(workspace_id, start):
+    for r in minutes:
         s = series.get(str(r["webhook_id"]))
         i = int((r["minute"] - start) / timedelta(minutes=1))
         if s is None or not 0 <= i < DASHBOARD_MINUTES:
@@ -182,3 +202,26 @@ async def dashboard_snapshot(
         "workspace": ws.model_dump(mode="json"),
         "series": series,
     }
+
+
+async def vendor_scorecards(
+    repo: AnalyticsRepository, workspace_id: uuid.UUID, *, now: datetime
+) -> VendorScorecards | None:
+    """Every webhook of the workspace with its figures over 24 h, 7 d and 30 d (most
+    received in 30 days first); None for a workspace neither configured nor counted."""
+    starts = {name: window_start(now, minutes) for name, minutes in WINDOWS}
+    async with repo.snapshot() as snap:
+        known, _ = await snap.workspace_name(workspace_id)
+        if not known:
+            return None
+        rows = await snap.vendor_rows(workspace_id, starts)
+    cards = [
+        VendorScorecard(
+            webhook_id=w,
+            name=rows.names.get(w),
+            windows=vendor_windows(rows.sums.get(w, {}), rows.speeds.get(w, {})),
+        )
+        for w in {*rows.names, *rows.sums}
+    ]
+    cards.sort(key=lambda c: (-c.windows.last_30d.received, c.name or "", str(c.webhook_id)))
+    return VendorScorecards(workspace_id=workspace_id, generated_at=now, vendors=cards)

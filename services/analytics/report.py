@@ -74,7 +74,7 @@ class Breakdown:
         return out
 
 
-def _pct(part: int, whole: int) -> float | None:
+def percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 2) if whole else None
 
 
@@ -91,8 +91,8 @@ def build_metrics(
         successful_requests=totals.processed,
         failed_requests=totals.failed,
         rejected_requests=totals.rejected,
-        success_rate=_pct(totals.processed, totals.total),
-        error_rate=_pct(totals.failed + totals.rejected, totals.total),
+        success_rate=percent(totals.processed, totals.total),
+        error_rate=percent(totals.failed + totals.rejected, totals.total),
         average_processing_time=_ms(totals.duration_sum / totals.total if totals.total else None),
         p50_processing_time=_ms(sketch.quantile(0.50)),
         p95_processing_time=_ms(sketch.quantile(0.95)),
@@ -103,7 +103,7 @@ def build_metrics(
             successful_requests=last_24h.processed,
             failed_requests=last_24h.failed,
             rejected_requests=last_24h.rejected,
-            success_rate=_pct(last_24h.processed, last_24h.total),
+            success_rate=percent(last_24h.processed, last_24h.total),
             avg_processing_time=_ms(
                 last_24h.duration_sum / last_24h.total if last_24h.total else None
             ),
@@ -140,7 +140,7 @@ def buckets(
                 successful_requests=t.processed,
                 failed_requests=t.failed,
                 rejected_requests=t.rejected,
-                success_rate=_pct(t.processed, t.total),
+                success_rate=percent(t.processed, t.total),
                 avg_processing_time=_ms(t.duration_sum / t.total if t.total else None),
                 p95_processing_time=_ms(p95),
             )

@@ -16,13 +16,14 @@ import contextlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from services.analytics.aggregate import WebhookDelta
 from services.analytics.alerts import AlertState, Thresholds, Transition, WindowStats
 from services.analytics.deadletters import DeadLetterRow, DecideGrowth, GrowthState
 from services.analytics.schemas import RecentError
 from services.analytics.sketch import Bins
+from services.analytics.vendors import VendorRows
 from shared.events import Outcome, PerformanceAlert
 
 NOTIFY_CHANNEL = "leadwire_analytics"
@@ -162,6 +163,11 @@ class AnalyticsTransaction(Protocol):
 class AnalyticsRepository(Protocol):
     def transaction(self) -> contextlib.AbstractAsyncContextManager[AnalyticsTransaction]: ...
 
+    def snapshot(self) -> contextlib.AbstractAsyncContextManager[AnalyticsRepository]:
+        """The reads of one read-out, all from one committed state (Postgres: one
+        REPEATABLE READ transaction); inside one, ``snapshot()`` is itself."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def webhook_row(self, webhook_id: uuid.UUID) -> WebhookRow | None:
@@ -213,9 +219,29 @@ class AnalyticsRepository(Protocol):
         ...
 
     async def prune(
-        self, *, counted_before: datetime, minutes_before: datetime, errors_per_webhook: int
+        self,
+        *,
+        counted_before: datetime,
+        minutes_before: datetime,
+        errors_per_webhook: int,
+        vendors_before: datetime,
     ) -> dict[str, int]:
-        """Drop counted ids and minutes past retention, and all but the newest errors."""
+        """Drop counted ids and minutes past retention, all but the newest errors, and the
+        vendor scorecards' rows before ``vendors_before``."""
+        ...
+
+    async def vendor_rows(
+        self, workspace_id: uuid.UUID, starts: Mapping[str, datetime]
+    ) -> VendorRows:
+        """The workspace's webhooks, and per webhook and window (name -> first minute)
+        the scorecard's sums and speed-to-lead."""
+        ...
+
+    async def vendor_metrics(
+        self, webhook_ids: Sequence[uuid.UUID], since: datetime
+    ) -> tuple[dict[uuid.UUID | None, dict[str, int]], dict[uuid.UUID, dict[str, Any]]]:
+        """Since ``since``: the scorecard's sums of each of ``webhook_ids`` and of all
+        others (under None), and the speed-to-lead of each of ``webhook_ids``."""
         ...
 
     async def deadletter_counts(self, webhook_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -128,6 +128,54 @@ class Timeseries(_Out):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
 
+class RejectedByReason(_Out):
+    validation: int = Field(description="the gateway could not use the request as sent")
+    not_accepted: int = Field(description="refused by the webhook's acceptance criteria")
+    duplicate_lead: int = Field(description="the same lead inside the duplicate-lead window")
+    suppressed: int = Field(description="its phone or email is on the do-not-contact list")
+    other: int = Field(description="any other reason (e.g. an idempotency conflict)")
+
+
+class SpeedToLead(_Out):
+    notified: int = Field(
+        description="accepted leads of the window with an email or SMS notification sent"
+    )
+    p50_seconds: float | None = Field(description="received -> first email or SMS sent, exact")
+    p95_seconds: float | None
+
+
+class VendorWindow(_Out):
+    received: int = Field(description="accepted + failed + rejected")
+    accepted: int = Field(description="processed: recorded as a lead")
+    failed: int = Field(description="accepted by the gateway, could not be processed")
+    rejected: int = Field(description="the sum of rejected_by_reason")
+    rejected_by_reason: RejectedByReason
+    new_contacts: int = Field(description="accepted leads that created a contact")
+    acceptance_rate: float | None = Field(description="accepted / received, percent")
+    new_contact_rate: float | None = Field(description="new_contacts / accepted, percent")
+    speed_to_lead: SpeedToLead
+
+
+class VendorWindows(_Out):
+    last_24h: VendorWindow
+    last_7d: VendorWindow
+    last_30d: VendorWindow
+
+
+class VendorScorecard(_Out):
+    webhook_id: uuid.UUID
+    name: str | None
+    windows: VendorWindows
+
+
+class VendorScorecards(_Out):
+    workspace_id: uuid.UUID
+    generated_at: datetime
+    vendors: list[VendorScorecard] = Field(
+        description="every webhook of the workspace, most received in 30 days first"
+    )
+
+
 class Problem(_Out):
     error: str
     detail: str | None = None

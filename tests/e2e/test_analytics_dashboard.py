@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium: asks for a key once (the sign-in form), keeps a
 session in an HttpOnly, SameSite=Strict cookie that holds no key, shows a webhook's
-numbers, updates live without a reload when a new outcome arrives, signs out, and leaves
-a screenshot in test-output/."""
+numbers, updates live without a reload when a new outcome arrives, shows the vendor
+scorecards in one table sorted by the column clicked, signs out, and leaves a screenshot
+in test-output/."""
 
 from __future__ import annotations
 
@@ -45,6 +46,57 @@ def _metric(webhook_id: uuid.UUID, key: str) -> str:
     return (
         f'(document.querySelector(\'[data-webhook-id="{webhook_id}"] [data-metric="{key}"]\')'
         " || {}).textContent || null"
+    )
+
+
+def _vendor_cell(webhook_id: uuid.UUID, column: str) -> str:
+    return (
+        f'(document.querySelector(\'#vendors tr[data-webhook-id="{webhook_id}"] '
+        f"td[data-col={column}]') || {{}}).textContent || null"
+    )
+
+
+_VENDOR_ORDER = (
+    "Array.from(document.querySelectorAll('#vendors tr[data-webhook-id]'))"
+    ".map((r) => r.dataset.webhookId)"
+)
+
+
+async def _click(browser: Chromium, selector: str) -> None:
+    await browser.evaluate(f"document.querySelector({selector!r}).click()")
+
+
+async def _vendor_table_sorts(browser: Chromium, a: uuid.UUID, b: uuid.UUID) -> None:
+    """The vendor table: a's 13 leads (10 accepted, 2 failed, 1 rejected as other) and b's
+    5, most received first; a click on a header sorts by it, a second click reverses."""
+    await eventually(
+        lambda: browser.evaluate(_vendor_cell(a, "received")),
+        until=lambda t: t == "13",
+        deadline_s=30,
+        what="vendor table: a received 13",
+    )
+    assert await browser.evaluate(_vendor_cell(a, "accepted")) == "10"
+    assert await browser.evaluate(_vendor_cell(a, "acceptance_rate")) == "76.92 %"
+    assert await browser.evaluate(_vendor_cell(a, "failed")) == "2"
+    assert await browser.evaluate(_vendor_cell(a, "other")) == "1"
+    assert await browser.evaluate(_vendor_cell(a, "validation")) == "0"
+    assert await browser.evaluate(_vendor_cell(b, "received")) == "5"
+    assert await browser.evaluate(_VENDOR_ORDER) == [str(a), str(b)]
+    await _click(browser, "#vendors th[data-sort=received]")  # was the sort: now ascending
+    assert await browser.evaluate(_VENDOR_ORDER) == [str(b), str(a)]
+    await _click(browser, "#vendors th[data-sort=name]")  # names ascending
+    assert await browser.evaluate(_VENDOR_ORDER) == [str(b), str(a)]  # Facebook, LeadConduit
+    await _click(browser, "#vendors th[data-sort=name]")
+    assert await browser.evaluate(_VENDOR_ORDER) == [str(a), str(b)]
+    await _click(browser, "#vendors th[data-sort=new_contact_rate]")  # highest first
+    # a: 6 of 10 accepted made a contact (match "new"); b: none of 5 (matched by email).
+    assert await browser.evaluate(_vendor_cell(a, "new_contact_rate")) == "60.00 %"
+    assert await browser.evaluate(_VENDOR_ORDER) == [str(a), str(b)]
+    await _click(browser, "#vendors button[data-window=last_30d]")
+    assert await browser.evaluate(_vendor_cell(a, "received")) == "13"
+    assert (
+        await browser.evaluate("document.querySelector('#vendors button.on').dataset.window")
+        == "last_30d"
     )
 
 
@@ -125,6 +177,7 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
                     what="live update to 13",
                 )
                 assert await browser.evaluate("window.__noReload") == 1
+                await _vendor_table_sorts(browser, a, b)
                 shot = OUTPUT / "analytics-dashboard.png"
                 await browser.screenshot(str(shot))
 

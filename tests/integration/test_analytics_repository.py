@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(second=30, microsecond=0)
 WS, OTHER_WS = uuid.uuid4(), uuid.uuid4()
 BUSY, IDLE, SLOW, UNNAMED = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+VENDOR_WINDOWS = {"short": NOW - timedelta(minutes=1), "long": NOW - timedelta(days=30)}
 CONFIG = handlers.Config(accuracy=0.01, dedupe_days=30, thresholds=Thresholds(10.0, 1000.0, 20, 5))
 
 
@@ -45,6 +46,17 @@ def batches() -> list[list[Outcome]]:
         for i in range(4)
     ]
     first += [rejected(WS, BUSY, received_at=at(0, 40 + i)) for i in range(2)]
+    first += [
+        rejected(WS, BUSY, received_at=at(0, 50 + i), reason=reason, status_code=code)
+        for i, (reason, code) in enumerate(
+            [
+                ("validation", 400),
+                ("duplicate_lead", 409),
+                ("suppressed", 409),
+                ("invalid_body", 400),
+            ]
+        )
+    ]
     second: list[Outcome] = [
         processed(WS, SLOW, received_at=at(0, i), duration_ms=800.0) for i in range(5)
     ]
@@ -88,11 +100,15 @@ async def reads(repo: AnalyticsRepository) -> dict[str, Any]:
         ),
         "workspaces": await repo.workspaces(),
         "metrics_rows": (top, rest, sorted(firing, key=lambda r: (r["webhook_id"], r["metric"]))),
+        "vendor_rows": await repo.vendor_rows(WS, VENDOR_WINDOWS),
+        "vendor_metrics": await repo.vendor_metrics([BUSY, IDLE], NOW - timedelta(hours=24)),
         "prune": await repo.prune(
             counted_before=NOW - timedelta(days=1),
             minutes_before=NOW - timedelta(days=1),
             errors_per_webhook=2,
+            vendors_before=NOW - timedelta(minutes=2),
         ),
+        "vendor_rows_after_prune": await repo.vendor_rows(WS, VENDOR_WINDOWS),
         "after_prune": await repo.recent_errors(ids, 10),
         "deadletter_counts": await repo.deadletter_counts(ids),
         "workspace_deadletters": [await repo.workspace_deadletters(w) for w in (WS, OTHER_WS)],
@@ -109,6 +125,34 @@ def dead_letters() -> list[DeadLetterRow]:
         for offset, (ws, hook) in enumerate(owners)
     ]
     return [*rows, rows[0]]
+
+
+def deliveries(batch: list[Outcome]) -> list[tuple[uuid.UUID, datetime, float]]:
+    """The notifier's first email or SMS for eight of BUSY's processed leads, 1 to 8 s
+    after each arrived (event id, received_at, seconds)."""
+    leads = [e for e in batch if e.type == "lead.processed"][:8]
+    return [(e.event_id, e.received_at, float(i + 1)) for i, e in enumerate(leads)]
+
+
+async def notify(pool: asyncpg.Pool, event_id: uuid.UUID, received: datetime, after: float) -> None:
+    """Rows as the notifier's ledger holds them: an email sent ``after`` seconds after the
+    lead arrived, an SMS sent later, a real-time push at once (not counted) and a pending
+    email (not sent yet)."""
+    rows = [
+        ("email", "sent", received + timedelta(seconds=after)),
+        ("sms", "sent", received + timedelta(seconds=after + 30)),
+        ("realtime", "sent", received),
+        ("email", "pending", None),
+    ]
+    await pool.executemany(
+        """INSERT INTO notification_sends (id, event_id, workspace_id, channel, recipient,
+               kinds, summary, event_at, status, sent_at)
+           VALUES ($1, $2, $3, $4, $5, 'lead_created', '{}', $6, $7, $8)""",
+        [
+            (uuid.uuid4(), event_id, WS, channel, f"{channel}-{i}", received, status, sent)
+            for i, (channel, status, sent) in enumerate(rows)
+        ],
+    )
 
 
 async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> None:
@@ -138,6 +182,9 @@ async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> No
             ("resolved", True, "error_rate"),
         ]
         assert await fill(fake, events) == sent
+        for event_id, received, seconds in deliveries(events[0]):
+            await notify(pool, event_id, received, seconds)
+            fake.deliver(event_id, received + timedelta(seconds=seconds))
         store = PostgresDeadLetters(pool)
         for row in dead_letters():
             await store.record([row])

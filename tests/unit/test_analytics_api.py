@@ -114,6 +114,7 @@ def body_validator(status: int, path: str, media_type: str = "application/json")
         ),
         ("/analytics/workspaces", "/analytics/workspaces", {}),
         (f"/analytics/workspaces/{WS}", "/analytics/workspaces/{workspace_id}", {}),
+        (f"/analytics/workspaces/{WS}/vendors", "/analytics/workspaces/{workspace_id}/vendors", {}),
     ],
 )
 async def test_answers_match_the_document(

@@ -165,6 +165,13 @@ async def test_prune_keeps_the_newest_errors_and_recent_minutes() -> None:
         minute_retention_days=14,
         errors_per_webhook=2,
     )
-    assert removed == {"counted_events": 3, "minutes": 1, "recent_errors": 4, "alert_outbox": 0}
+    assert removed == {
+        "counted_events": 3,
+        "minutes": 1,
+        "recent_errors": 4,
+        "alert_outbox": 0,
+        "vendor_minutes": 0,  # 20 days old: inside the scorecards' 31 days
+        "vendor_accepted": 0,
+    }
     errors = await repo.recent_errors([wh], 10)
     assert len(errors) == 2 and all(e.occurred_at > old for e in errors)

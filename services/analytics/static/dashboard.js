@@ -36,6 +36,7 @@
     pct: (v) => (v === null || v === undefined ? "–" : v.toFixed(2) + " %"),
     ms: (v) => (v === null || v === undefined ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " ms"),
     time: (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–"),
+    s: (v) => (v === null || v === undefined ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " s"),
   };
 
   function stat(label, value, key, tone) {
@@ -147,6 +148,82 @@
     ]);
   }
 
+  // Vendor scorecards: one table, one window at a time, sorted by any column (click a
+  // header; again to reverse). Loaded from /vendors after each live snapshot.
+  const WINDOWS = [["last_24h", "24 h"], ["last_7d", "7 d"], ["last_30d", "30 d"]];
+  const REASONS = [["validation", "Validation"], ["not_accepted", "Not accepted"],
+    ["duplicate_lead", "Duplicate"], ["suppressed", "Suppressed"], ["other", "Other"]];
+  const VENDOR_COLUMNS = [
+    ["name", "Vendor", (v) => v.name || v.webhook_id, "text"],
+    ["received", "Received", (v, w) => w.received, "int"],
+    ["accepted", "Accepted", (v, w) => w.accepted, "int"],
+    ["acceptance_rate", "Acceptance", (v, w) => w.acceptance_rate, "pct"],
+    ...REASONS.map(([k, label]) => [k, label, (v, w) => w.rejected_by_reason[k], "int"]),
+    ["failed", "Failed", (v, w) => w.failed, "int"],
+    ["new_contact_rate", "New contacts", (v, w) => w.new_contact_rate, "pct"],
+    ["speed_p50", "Speed p50", (v, w) => w.speed_to_lead.p50_seconds, "s"],
+    ["speed_p95", "Speed p95", (v, w) => w.speed_to_lead.p95_seconds, "s"],
+  ];
+  const vendors = { data: null, window: "last_24h", sort: "received", desc: true,
+    section: el("section", { class: "card vendors", id: "vendors" }), busy: false, again: false };
+
+  function sortedVendors() {
+    const col = VENDOR_COLUMNS.find((c) => c[0] === vendors.sort);
+    const value = (v) => col[2](v, v.windows[vendors.window]);
+    const rows = vendors.data.vendors.slice();
+    rows.sort((a, b) => {
+      const x = value(a), y = value(b);
+      if (x === null || x === undefined) return y === null || y === undefined ? 0 : 1;  // empty last
+      if (y === null || y === undefined) return -1;
+      const order = col[3] === "text" ? String(x).localeCompare(String(y)) : x - y;
+      return vendors.desc ? -order : order;
+    });
+    return rows;
+  }
+
+  function drawVendors() {
+    if (!vendors.data) return;
+    const buttons = WINDOWS.map(([key, label]) => {
+      const b = el("button", { type: "button", "data-window": key, text: label,
+        class: key === vendors.window ? "on" : "" });
+      b.addEventListener("click", () => { vendors.window = key; drawVendors(); });
+      return b;
+    });
+    const head = el("tr", {}, VENDOR_COLUMNS.map(([key, label]) => {
+      const th = el("th", { "data-sort": key, text: label, role: "button",
+        "aria-sort": key === vendors.sort ? (vendors.desc ? "descending" : "ascending") : "none" });
+      th.addEventListener("click", () => {
+        vendors.desc = key === vendors.sort ? !vendors.desc : key !== "name";
+        vendors.sort = key;
+        drawVendors();
+      });
+      return th;
+    }));
+    const rows = sortedVendors().map((v) =>
+      el("tr", { "data-webhook-id": v.webhook_id }, VENDOR_COLUMNS.map(([key, , get, kind]) => {
+        const x = get(v, v.windows[vendors.window]);
+        return el("td", { "data-col": key, class: kind === "text" ? "" : "num", text: kind === "text" ? x : fmt[kind](x) });
+      }))
+    );
+    vendors.section.replaceChildren(
+      el("h2", { text: "Vendors" }),
+      el("div", { class: "windows" }, buttons),
+      rows.length ? el("table", { class: "vendors" }, [head, ...rows]) : el("p", { class: "empty", text: "No webhooks yet." })
+    );
+  }
+
+  function loadVendors(id) {
+    if (vendors.busy) { vendors.again = true; return; }
+    vendors.busy = true;
+    fetch("/analytics/workspaces/" + encodeURIComponent(id) + "/vendors").then((r) => {
+      if (r.status === 401) return signIn();
+      if (r.ok) return r.json().then((data) => { vendors.data = data; drawVendors(); });
+    }).catch(() => {}).finally(() => {
+      vendors.busy = false;
+      if (vendors.again) { vendors.again = false; setTimeout(() => loadVendors(id), 1000); }
+    });
+  }
+
   function render(snap) {
     const ws = snap.workspace;
     title.textContent = "· " + (ws.name || ws.workspace_id);
@@ -159,6 +236,7 @@
         statsRow(ws.metrics),
       ])
     );
+    frag.appendChild(vendors.section);
     if (!ws.webhooks.length) frag.appendChild(el("p", { class: "empty", text: "No webhooks yet." }));
     for (const w of ws.webhooks) frag.appendChild(webhookCard(w, snap));
     app.replaceChildren(frag);
@@ -171,6 +249,7 @@
     source.addEventListener("snapshot", (ev) => {
       live.className = "dot on";
       render(JSON.parse(ev.data));
+      loadVendors(id);
     });
     source.onopen = () => { live.className = "dot on"; };
     source.onerror = () => {
