@@ -31,13 +31,15 @@ SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver", "api")
 
 # Logical topic names (shared/topics.py), kept here as data: infra imports no service code.
 RAW, OUTCOMES, ALERTS = "webhooks.raw", "outcomes", "alerts"
+FETCH = "webhooks.fetch"
 DEADLETTER, NOTIFY_DEADLETTER = "deadletter", "notifications.deadletter"
 
 # What each service does with each topic; READ services also read as a consumer group.
 # Writing a topic lets the producer be idempotent (KIP-679) and describe the topic.
 SERVICE_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
-    # The gateway: accepted leads, and the outcomes of the requests it rejects itself.
-    "ingest": {"write": (RAW, OUTCOMES)},
+    # The gateway: accepted leads, and the outcomes of the requests it rejects itself;
+    # Facebook leads to fetch, which its fetcher reads (and dead-letters those it cannot).
+    "ingest": {"read": (FETCH,), "write": (RAW, FETCH, OUTCOMES, DEADLETTER)},
     "processor": {"read": (RAW,), "write": (OUTCOMES, DEADLETTER, ALERTS)},
     "notifier": {
         "read": (OUTCOMES, ALERTS),
@@ -48,11 +50,11 @@ SERVICE_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
     # The management API: replays (raw), dead letters read and sent back to their topics.
     "api": {
         "read": (DEADLETTER, NOTIFY_DEADLETTER),
-        "write": (RAW, OUTCOMES, ALERTS),
+        "write": (RAW, FETCH, OUTCOMES, ALERTS),
     },
 }
 # Services that consume as a group: the group ids they use start with <prefix><service>.
-GROUP_SERVICES = ("processor", "notifier", "analytics", "archiver")
+GROUP_SERVICES = ("ingest", "processor", "notifier", "analytics", "archiver")
 
 # Kafka's ACL codes (org.apache.kafka.common.acl / resource).
 _TOPIC, _GROUP = 2, 3

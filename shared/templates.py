@@ -217,7 +217,7 @@ def _field_data(name: str) -> str:
 
 FACEBOOK = Template(
     name="facebook",
-    description="Facebook Lead Ads: the lead object (field_data) as Zapier/Make or a relay send it",
+    description="Facebook Lead Ads: Facebook's own webhook (leads fetched), or the lead object",
     mapping=_mapping(
         _aliases(
             "custom.leadgen_id", "direct", "id", "leadgen_id", "entry.0.changes.0.value.leadgen_id"
@@ -253,10 +253,13 @@ FACEBOOK = Template(
     },
     reference="https://developers.facebook.com/docs/marketing-api/guides/lead-ads/retrieving",
     notes=(
-        "Meta's own Graph webhook (object=page, entry[].changes[].value) carries only ids "
-        "(leadgen_id, form_id, page_id); the contact fields must be fetched from the Graph "
-        "API, which leadwire does not do. Such a body maps to a lead without phone or email "
-        "and is rejected; deliver the lead object through Zapier, Make or your own relay.",
+        "Point Facebook at the webhook itself: create it with --app-secret (Facebook's "
+        "X-Hub-Signature-256, auth github) and --page-token, and subscribe with its "
+        "verify_token. A Graph webhook body (object=page, entry[].changes[].value) carries "
+        "ids only: the gateway answers at once and fetches each lead's field_data from the "
+        "Graph API (LEADWIRE_FACEBOOK_GRAPH_URL), then maps the lead object with this "
+        "mapping; leadgen_id is the idempotency key. A lead object sent by Zapier, Make or "
+        "a relay is mapped as it comes.",
     ),
 )
 

@@ -40,7 +40,7 @@ from shared.settings import CommonSettings
 
 TOPICS = (topics.DEADLETTER, topics.NOTIFY_DEADLETTER)
 # Where a consumers' dead letter may be sent back to (an entry names its source topic).
-SOURCES = (topics.RAW, topics.OUTCOMES, topics.ALERTS)
+SOURCES = (topics.RAW, topics.FETCH, topics.OUTCOMES, topics.ALERTS)
 NOTIFICATION_SENDS = "notification_sends"
 
 

@@ -109,7 +109,7 @@ class KafkaLink:
             await publisher.start()
             # The first send to a topic Kafka has to auto-create can outlast the
             # enqueue bound; create them before calling ourselves ready.
-            await ensure_topics(self._settings, (topics.RAW, topics.OUTCOMES))
+            await ensure_topics(self._settings, (topics.RAW, topics.FETCH, topics.OUTCOMES))
         except BaseException:
             await publisher.stop()
             raise

@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 from aiohttp import web
 
-from services.ingest import buyer, policy, steps
+from services.ingest import buyer, facebook, policy, steps
 from services.ingest.bodies import RequestStatus
 from services.ingest.config import WebhookConfig
 from services.ingest.deps import Deps
@@ -86,6 +86,8 @@ async def _deliver(
     )
     payload = steps.parse(intake, deps)
     timings.parsed = time.perf_counter()
+    if facebook.is_notification(config.template, payload):
+        return await facebook.accept(intake, payload, deps)  # its leads are fetched later
     request_id = await steps.idempotency(intake, payload, deps)
     timings.checked = time.perf_counter()
     lead = steps.map_and_validate(intake, payload, deps)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from shared.events import LeadRejected, encode
+from shared.events import LeadFailed, LeadRejected, encode
 
 #: Postgres notification channel: a gateway answered an indeterminate 503.
 INDETERMINATE_CHANNEL = "leadwire_ingest_indeterminate"
@@ -48,6 +48,18 @@ INSERT INTO webhook_requests
      idempotency_key, body_sha256, result, steps, error)
 VALUES ($1, $2, $3, 'rejected', $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (request_id) DO NOTHING
+"""
+
+# A lead the gateway could not fetch (facebook fetcher): failed, with no result, so the
+# processor still takes it when a retry of the fetch succeeds (it overwrites the row).
+_INSERT_FAILED = """
+INSERT INTO webhook_requests
+    (request_id, workspace_id, webhook_id, status, received_at, processed_at,
+     idempotency_key, body_sha256, steps, error)
+VALUES ($1, $2, $3, 'failed', $4, $5, $6, $7, $8, $9)
+ON CONFLICT (request_id) DO UPDATE
+    SET status = 'failed', processed_at = EXCLUDED.processed_at, error = EXCLUDED.error
+    WHERE webhook_requests.result IS NULL
 """
 
 _RECORD_INDETERMINATE = """
@@ -86,6 +98,21 @@ def _rejected_row(
     }
 
 
+def _failed_row(event: LeadFailed, idempotency_key: str | None) -> dict[str, Any]:
+    """The columns of a fetch failure's ``webhook_requests`` row (``_INSERT_FAILED``'s order)."""
+    return {
+        "request_id": event.request_id,
+        "workspace_id": event.workspace_id,
+        "webhook_id": event.webhook_id,
+        "received_at": event.received_at,
+        "processed_at": event.occurred_at,
+        "idempotency_key": idempotency_key,
+        "body_sha256": None,
+        "steps": event.processing.steps,
+        "error": event.error.model_dump(),
+    }
+
+
 class Repository(Protocol):
     async def webhook_config(self, webhook_id: uuid.UUID) -> dict[str, Any] | None:
         """The joined webhooks/workspaces row of a webhook (see config.build_config)."""
@@ -101,6 +128,10 @@ class Repository(Protocol):
     ) -> None:
         """Store a rejection's status row (idempotent: a repeat does nothing); its result
         is the event as published."""
+
+    async def insert_failed(self, event: LeadFailed, *, idempotency_key: str | None) -> None:
+        """Store a lead the gateway could not fetch as ``failed`` (its error, no result);
+        a row with a result (finished) is left alone."""
 
     async def record_indeterminate(
         self, webhook_id: uuid.UUID, body_sha: str, request_id: uuid.UUID, *, ttl_s: float
@@ -144,6 +175,11 @@ class PgRepository:
             _INSERT_REJECTED,
             *_rejected_row(event, idempotency_key, body_sha256).values(),
             timeout=self._timeout,
+        )
+
+    async def insert_failed(self, event: LeadFailed, *, idempotency_key: str | None) -> None:
+        await self._pool.execute(
+            _INSERT_FAILED, *_failed_row(event, idempotency_key).values(), timeout=self._timeout
         )
 
     async def record_indeterminate(
@@ -202,6 +238,13 @@ class FakeRepository:
         self._check()
         row = _rejected_row(event, idempotency_key, body_sha256)
         self.rows.setdefault(event.request_id, {**row, "status": "rejected"})
+
+    async def insert_failed(self, event: LeadFailed, *, idempotency_key: str | None) -> None:
+        self._check()
+        known = self.rows.get(event.request_id)
+        if known is None or known.get("result") is None:
+            row = _failed_row(event, idempotency_key)
+            self.rows[event.request_id] = {**row, "status": "failed", "result": None}
 
     async def record_indeterminate(
         self, webhook_id: uuid.UUID, body_sha: str, request_id: uuid.UUID, *, ttl_s: float

@@ -19,16 +19,19 @@ listener stops and the producer is flushed (phase 1); then the pool closes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 
+from services.ingest import fetcher
 from services.ingest.app import create_app, serve, tune_gc
 from services.ingest.config import ConfigCache
 from services.ingest.deps import Deps
 from services.ingest.enqueue import KafkaLink
+from services.ingest.graph import GraphClient
 from services.ingest.indeterminate import Indeterminate
 from services.ingest.limits import ClientAddress, TokenBuckets
 from services.ingest.listener import Listener, Waiters
@@ -36,6 +39,9 @@ from services.ingest.metrics import WebhookLabels
 from services.ingest.recent import RecentRequests
 from services.ingest.repository import PgRepository
 from services.ingest.settings import IngestSettings
+from shared import topics
+from shared.events import LeadReceived, decode_raw
+from shared.kafka import ConsumerRunner
 from shared.logs import get_logger
 from shared.retry import Stopped
 from shared.service import Service
@@ -92,6 +98,8 @@ async def start_gateway(
         checks={"kafka": deps.kafka.ready, "config_db": lambda: deps.repo is not None},
         reuse_port=workers > 1,
     )
+    fetching = asyncio.Event()
+    svc.task("facebook", _fetch_leads(svc, deps, fetching), on_stop=fetching.set, phase=0)
     app = create_app(deps)
     runner = await serve(
         app,
@@ -149,6 +157,41 @@ async def _connect_database(svc: Service, deps: Deps) -> None:
     await deps.indeterminate.catch_up(repo)
     deps.connected(repo)
     log.info("database_connected")
+
+
+async def _fetch_leads(svc: Service, deps: Deps, stopping: asyncio.Event) -> None:
+    """Consume the fetch topic: Facebook leads fetched from the Graph API (fetcher.py),
+    until ``stopping`` (the batch in hand finishes and is committed first)."""
+    settings = deps.settings
+    graph = GraphClient(
+        settings.facebook_graph_url,
+        timeout_s=settings.facebook_fetch_timeout_s,
+        retry_s=settings.facebook_fetch_retry_s,
+    )
+    svc.cleanup(graph.close)
+    try:
+        publisher = await svc.publisher(settings, client_id="leadwire-ingest-facebook")
+    except Stopped:
+        return
+    runner: ConsumerRunner[LeadReceived] = ConsumerRunner(
+        settings,
+        topics=[topics.FETCH],
+        group_id=settings.facebook_fetch_group,
+        decode=decode_raw,
+        handler=functools.partial(fetcher.handle_batch, deps=deps, graph=graph),
+        publisher=publisher,
+        max_batch=100,
+    )
+
+    async def stop_when_asked() -> None:
+        await stopping.wait()
+        runner.stop()
+
+    watcher = asyncio.create_task(stop_when_asked())
+    try:
+        await runner.run()
+    finally:
+        watcher.cancel()
 
 
 async def _serve_http(runner: web.AppRunner, deps: Deps, stopping: asyncio.Event) -> None:

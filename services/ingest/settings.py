@@ -65,5 +65,14 @@ class IngestSettings(CommonSettings):
     # Distinct webhook label values in /metrics before the rest count as "other".
     metrics_max_webhooks: int = Field(default=1_000, gt=0)
 
+    # Facebook Lead Ads (facebook.py): where the lead's fields are fetched, each answer's
+    # bound, how long a lead's fetch is retried (5xx, rate limits, timeouts) before it
+    # fails, and how many fetches run at once per worker.
+    facebook_graph_url: str = "https://graph.facebook.com/v21.0"
+    facebook_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    facebook_fetch_retry_s: float = Field(default=300.0, ge=0)
+    facebook_fetch_concurrency: int = Field(default=16, gt=0)
+    facebook_fetch_group: str = "leadwire-ingest-facebook"
+
     def workers(self) -> int:
         return self.ingest_workers or os.cpu_count() or 1

@@ -197,6 +197,8 @@ async def running_gateway(
     overrides.setdefault("ingest_port", port)
     overrides.setdefault("ingest_ops_port", free_port())
     overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
+    # The Facebook fetcher's consumer group, the test's own (its topics are too).
+    overrides.setdefault("facebook_fetch_group", f"{settings.topic_prefix}ingest-facebook")
     cfg = ingest_settings(settings, **overrides)
     if create_topics:
         await ensure_topics(cfg)

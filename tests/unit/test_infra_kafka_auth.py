@@ -26,10 +26,15 @@ def test_the_plan_uses_the_real_topic_names() -> None:
     assert named <= set(topics.ALL)
 
 
-def test_the_gateway_only_writes_leads_and_its_own_rejections() -> None:
+def test_the_gateway_writes_leads_its_rejections_and_facebook_leads_to_fetch() -> None:
     assert _grants("ingest") == {
         "User:leadwire-ingest WRITE topic leadwire.webhooks.raw",
         "User:leadwire-ingest WRITE topic leadwire.outcomes",
+        # Facebook notifications' leads, fetched by the gateway's own consumer group.
+        "User:leadwire-ingest WRITE topic leadwire.webhooks.fetch",
+        "User:leadwire-ingest READ topic leadwire.webhooks.fetch",
+        "User:leadwire-ingest READ group leadwire-ingest*",
+        "User:leadwire-ingest WRITE topic leadwire.deadletter",
     }
 
 
