@@ -29,6 +29,7 @@ _GROUPS = (
     "cli.notify",
     "cli.archive",
     "cli.deadletter",
+    "cli.suppress",
 )
 
 
@@ -50,6 +51,7 @@ _NAMES = {
     "archive": "cli.archive",
     "replay": "cli.archive",
     "deadletter": "cli.deadletter",
+    "suppress": "cli.suppress",
 }
 _registered: set[str] = set()
 

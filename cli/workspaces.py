@@ -26,6 +26,7 @@ def _describe(ws: dict[str, Any]) -> str:
         f"workspace {ws['name']} ({ws['id']})",
         f"  status:         {ws['status']}",
         f"  default region: {ws['default_region']}",
+        f"  suppressed:     {ws.get('suppressed_mode', 'reject')} (what a suppressed lead becomes)",
     ]
     for key in ("webhooks", "boards", "rules"):
         if key in ws:
@@ -102,3 +103,32 @@ def enable(
 ) -> None:
     """Accept leads for a workspace again."""
     _set_status(workspace, "active", as_json)
+
+
+@workspace_app.command("update")
+def update(
+    workspace: Annotated[str, typer.Argument(help="Workspace name or id.")],
+    suppressed: Annotated[
+        str,
+        typer.Option(
+            "--suppressed",
+            help="What a lead whose phone or email is on the suppression list becomes: "
+            "reject (rejected as suppressed) or flag (processed, flagged, never sent an SMS).",
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a workspace's settings."""
+    import asyncpg
+
+    from cli import repository
+    from cli.context import run_db
+    from services.processor import admin as processor  # the suppression list's owner
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        ws = await repository.get_workspace(conn, workspace)
+        mode = await processor.set_suppressed_mode(conn, ws["id"], suppressed)
+        return {**ws, "suppressed_mode": mode}
+
+    ws = run_db(work, as_json=as_json)
+    emit(ws, as_json=as_json, text=lambda w: f"updated {_describe(w)}")

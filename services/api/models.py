@@ -72,6 +72,7 @@ class Workspace(Answer):
     name: str
     default_region: str
     status: Status
+    suppressed_mode: Literal["reject", "flag"] = "reject"
     created_at: datetime
     updated_at: datetime
     webhooks: int | None = None

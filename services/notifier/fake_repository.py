@@ -21,7 +21,7 @@ from services.notifier.ledger import (
     interrupted_entries,
     token_hash,
 )
-from services.notifier.repository import PublishEntry, RealtimeAccess
+from services.notifier.repository import PublishEntry, RealtimeAccess, Suppression
 from shared.events import utcnow
 
 
@@ -85,6 +85,8 @@ class FakeRepository:
     def __init__(self, *, now: Callable[[], datetime] = utcnow) -> None:
         self.now = now
         self.workspaces: dict[uuid.UUID, WorkspaceConfig] = {}
+        # The suppression list (workspace, kind, sha256), as the suppressions table.
+        self.suppressions: set[Suppression] = set()
         self.token_hashes: dict[uuid.UUID, str] = {}
         self.disabled: set[uuid.UUID] = set()  # workspaces whose status is not active
         self.rows: dict[tuple[uuid.UUID, str, str], _Row] = {}
@@ -113,6 +115,9 @@ class FakeRepository:
 
     async def workspace_configs(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WorkspaceConfig]:
         return {i: self.workspaces[i] for i in ids if i in self.workspaces}
+
+    async def suppressed(self, entries: Sequence[Suppression]) -> set[Suppression]:
+        return {e for e in entries if e in self.suppressions}
 
     async def workspaces_with_rule(self, event: str) -> dict[uuid.UUID, WorkspaceConfig]:
         return {

@@ -25,7 +25,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from services.notifier import metrics
 from services.notifier.ledger import NewSend, WorkspaceConfig, realtime_notice
 from services.notifier.render import event_time, realtime_message, summarize
-from services.notifier.repository import Repository
+from services.notifier.repository import Repository, Suppression
 from services.notifier.rules import (
     Channel,
     EventKind,
@@ -35,9 +35,10 @@ from services.notifier.rules import (
     plan,
     workspace_of,
 )
-from shared.events import SystemHealthAlert, decode_with, utcnow
+from shared.events import FLAG_SUPPRESSED, SystemHealthAlert, decode_with, utcnow
 from shared.kafka import Message
 from shared.logs import get_logger
+from shared.suppression import Kind, recipient_hash
 
 log = get_logger(__name__)
 
@@ -99,6 +100,7 @@ async def handle_events(
         for workspace_id, config in targets.items():
             planned += _plan_sends(event, workspace_id, config, sends=sends, notices=notices)
         metrics.EVENTS.labels("planned" if planned else "no_rule").inc()
+    sends = await _not_suppressed(repo, sends)
     new = await repo.record(sends, notices)
     log.debug("events_recorded", count=len(events), sends=len(sends), new_queued=new)
     if new:
@@ -122,6 +124,8 @@ def _plan_sends(
         event, workspace_name=config.name if config else None, workspace_id=workspace_id
     )
     for p in planned:
+        if p.channel is Channel.SMS and FLAG_SUPPRESSED in getattr(event, "flags", ()):
+            continue  # a flagged lead's phone or email is suppressed: never an SMS about it
         send = NewSend(
             event_id=event.event_id,
             workspace_id=workspace_id,
@@ -136,3 +140,23 @@ def _plan_sends(
             name, data = realtime_message(summary, p.kinds)
             notices[(event.event_id, p.recipient)] = realtime_notice(send, event=name, data=data)
     return len(planned)
+
+
+async def _not_suppressed(repo: Repository, sends: list[NewSend]) -> list[NewSend]:
+    """The sends whose recipient is not on its workspace's suppression list: no email or
+    SMS ever goes to a suppressed address or number."""
+    keys: dict[int, Suppression] = {}
+    for i, s in enumerate(sends):
+        if s.channel in (Channel.EMAIL.value, Channel.SMS.value):
+            kind: Kind = "email" if s.channel == Channel.EMAIL.value else "phone"
+            digest = recipient_hash(kind, s.recipient)
+            if digest is not None:
+                keys[i] = (s.workspace_id, kind, digest)
+    if not keys:
+        return sends
+    listed = await repo.suppressed(list(dict.fromkeys(keys.values())))
+    if not listed:
+        return sends
+    kept = [s for i, s in enumerate(sends) if keys.get(i) not in listed]
+    metrics.EVENTS.labels("recipient_suppressed").inc(len(sends) - len(kept))
+    return kept

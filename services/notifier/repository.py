@@ -45,6 +45,10 @@ class RealtimeAccess(NamedTuple):
     active: bool
 
 
+#: A suppression-list entry: (workspace id, "phone" | "email", sha256 of the value).
+Suppression = tuple[uuid.UUID, str, bytes]
+
+
 class Repository(Protocol):
     """What the notifier's handler, dispatcher and real-time hub need from storage."""
 
@@ -56,6 +60,11 @@ class Repository(Protocol):
 
     async def workspaces_with_rule(self, event: str) -> dict[uuid.UUID, WorkspaceConfig]:
         """Every workspace whose stored rules name ``event`` (e.g. ``system_health``)."""
+        ...
+
+    async def suppressed(self, entries: Sequence[Suppression]) -> set[Suppression]:
+        """Which (workspace, kind, sha256) entries are on their workspace's suppression
+        list (shared.suppression)."""
         ...
 
     async def realtime_access(
@@ -132,6 +141,17 @@ class PgRepository:
             list(ids),
         )
         return {r["id"]: WorkspaceConfig(r["id"], r["name"], r["settings"]) for r in rows}
+
+    async def suppressed(self, entries: Sequence[Suppression]) -> set[Suppression]:
+        if not entries:
+            return set()
+        rows = await self._pool.fetch(
+            """SELECT s.workspace_id, s.kind, s.value_sha256 FROM suppressions s
+                 JOIN unnest($1::uuid[], $2::text[], $3::bytea[]) AS q(ws, kind, h)
+                   ON s.workspace_id = q.ws AND s.kind = q.kind AND s.value_sha256 = q.h""",
+            *(list(column) for column in zip(*entries, strict=True)),
+        )
+        return {(r["workspace_id"], r["kind"], bytes(r["value_sha256"])) for r in rows}
 
     async def workspaces_with_rule(self, event: str) -> dict[uuid.UUID, WorkspaceConfig]:
         rows = await self._pool.fetch(

@@ -1,5 +1,6 @@
 """What a person asks of the processor's domain: the one module of the processor that the
-CLI imports (``leadwire duplicates list``, ``leadwire contacts show``).
+CLI imports (``leadwire duplicates list``, ``leadwire contacts show``, ``leadwire
+suppress``) and the management API calls.
 
 A possible duplicate is a pair of contacts that share a person's keys: a lead's CRM id,
 phone or email already belonged to another contact than the one the lead went to. The
@@ -11,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from services.processor import suppressions
 from services.processor.repository import Connection, PostgresRepository
 from shared.mapping import LEAD_FIELDS
 
@@ -69,3 +71,12 @@ async def contact(conn: Connection, contact_id: uuid.UUID) -> dict[str, Any] | N
         "leads": detail.leads,
         "possible_duplicates": detail.possible_duplicates,
     }
+
+
+# --- the suppression list (services/processor/suppressions.py) -----------------------
+
+ImportResult = suppressions.ImportResult
+suppress = suppressions.add
+unsuppress = suppressions.remove
+list_suppressions = suppressions.listing
+set_suppressed_mode = suppressions.set_mode

@@ -181,41 +181,22 @@ async def test_a_suppressed_lead_is_rejected_or_flagged() -> None:
 # --- each lead's own step times --------------------------------------------------------
 
 
-class SlowLeadWrites(FakeRepository):
-    """A repository whose batched lead statement takes ``seconds``."""
+async def test_a_batched_statement_is_split_among_its_leads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_leads = FakeTransaction.write_leads
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
+    async def slow(
+        self: FakeTransaction,
+        leads: Sequence[LeadRow],
+        pairs: Sequence[DuplicatePair] = (),
+        keys: Sequence[LeadKeyRow] = (),
+    ) -> None:
+        await asyncio.sleep(0.2)  # the statement's cost (not a wait for something)
+        await write_leads(self, leads, pairs, keys)
 
-    def transaction(self):  # type: ignore[no-untyped-def]
-        outer = super().transaction()
-        seconds = self.seconds
-
-        class Slow:
-            async def __aenter__(self) -> FakeTransaction:
-                tx = await outer.__aenter__()
-                original = tx.write_leads
-
-                async def write_leads(
-                    leads: Sequence[LeadRow],
-                    pairs: Sequence[DuplicatePair] = (),
-                    keys: Sequence[LeadKeyRow] = (),
-                ) -> None:
-                    await asyncio.sleep(seconds)  # the statement's cost, not a wait
-                    await original(leads, pairs, keys)
-
-                tx.write_leads = write_leads  # type: ignore[method-assign]
-                return tx  # type: ignore[return-value]
-
-            async def __aexit__(self, *exc: object) -> bool | None:
-                return await outer.__aexit__(*exc)
-
-        return Slow()
-
-
-async def test_a_batched_statement_is_split_among_its_leads() -> None:
-    repo = SlowLeadWrites(0.2)
+    monkeypatch.setattr(FakeTransaction, "write_leads", slow)
+    repo = FakeRepository()
     hook = repo.add_webhook(WS)
     out = await handle(repo, [received(WS, hook, phone=f"+1555000040{i}") for i in range(10)])
     steps = [o.processing.steps for o in out if isinstance(o, LeadProcessed)]
