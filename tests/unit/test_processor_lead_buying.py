@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.processor.decode import Undecodable
 from services.processor.dedupe import ContactState, IdentityIndex
 from services.processor.fake_repository import FakeRepository, FakeTransaction
 from services.processor.handlers import handle_batch
@@ -20,6 +21,7 @@ from services.processor.repository import DuplicatePair, LeadKeyRow, LeadRow
 from services.processor.screening import Screening
 from services.processor.settings import ProcessorSettings
 from shared.events import LeadProcessed, LeadReceived, LeadRejected, MappedLead, decode_outcome
+from shared.kafka import PoisonMessage
 from tests.support.events import as_messages, received
 
 pytestmark = pytest.mark.unit
@@ -210,3 +212,39 @@ async def test_a_batched_statement_is_split_among_its_leads(
         # Each lead is given a tenth of the 200 ms statement, never the whole of it.
         assert 15 <= s["lead_creation"] < 100
     assert 195 <= sum(s["lead_creation"] for s in steps) < 400
+
+
+# --- hostile input -------------------------------------------------------------------
+
+
+async def test_hostile_leads_on_a_screened_webhook_fail_alone() -> None:
+    """A value Postgres refuses (a NUL) and an undecodable message on a webhook with a
+    window and a suppression list: each is recorded as failed and dead-lettered, the
+    rest of the batch is screened and processed."""
+    repo = FakeRepository()
+    hook = repo.add_webhook(WS)
+    repo.screen(hook, Screening(window_s=DAY))
+    repo.suppress(WS, "email", "no@x.io")
+    good = received(WS, hook, phone="+15550000500")
+    nul = received(WS, hook, phone="+1555\x000000501", email="x" * 5000 + "@x.io")
+    suppressed = received(WS, hook, phone="+15550000502", email="no@x.io")
+    garbage = Undecodable(error="schema: lead: missing", fields={"request_id": str(uuid.uuid4())})
+    got: list[Finished] = []
+
+    async def publish(finished: Sequence[Finished]) -> None:
+        got.extend(finished)
+
+    with pytest.raises(PoisonMessage):
+        await handle_batch(
+            as_messages([good, nul, garbage, suppressed], topic="raw"),
+            repo=repo,
+            publish=publish,
+            settings=ProcessorSettings(),
+        )
+    statuses = {decode_outcome(f.payload).request_id: f.status for f in got if f.payload}
+    assert statuses == {
+        good.request_id: "processed",
+        nul.request_id: "failed",
+        suppressed.request_id: "rejected",
+    }
+    assert [f.poison is not None for f in got] == [False, True, True, False]
