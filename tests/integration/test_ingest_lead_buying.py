@@ -14,7 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from shared import topics
-from shared.events import decode_outcome, decode_raw
+from shared.events import decode_outcome, decode_raw, request_id_for
 from shared.settings import CommonSettings
 from tests.support.ingest import create_webhook, running_gateway
 from tests.support.polling import eventually
@@ -63,6 +63,10 @@ async def test_both_header_sets_verify_with_the_official_signer(
         status, data = await post(http, gw.hook_url(hook), body, headers)
         assert status == 202, data
         data_id = data["request_id"]
+        # The sender's message id is the idempotency key under either name.
+        assert data_id == str(request_id_for(hook.id, "msg_2sXb"))
+        status, again = await post(http, gw.hook_url(hook), body, headers)
+        assert status in (200, 202) and again["status"] == "duplicate"
 
         forged = {
             **headers,
