@@ -5,6 +5,7 @@
 #   make down    stop everything `make up` started
 #   make test    every test tier against real Kafka, Postgres and S3
 #   make bench   benchmarks (figures printed, not asserted)
+#   make soak    the system under load and faults (KAFKA_BROKERS=3: on a three-broker cluster)
 #   make lint    ruff + mypy;   make fmt   format
 
 SHELL := /bin/bash
@@ -69,7 +70,7 @@ bench: infra wrk
 	$(PY) -m bench
 
 soak: infra
-	$(PY) -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS),)
+	$(PY) -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS),) $(if $(KAFKA_BROKERS),--brokers $(KAFKA_BROKERS),)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -99,9 +99,11 @@ class LaunchedStack:
         port_base: int,
         extra_env: dict[str, str] | None = None,
         pg_fsync: bool = True,
+        kafka_brokers: int = 1,
     ) -> None:
         self.name = name
         self.pg_fsync = pg_fsync
+        self.kafka_brokers = kafka_brokers
         names = [*SERVICES, EXTRA_PROCESSOR]
         ports = free_ports(2 * len(names), port_base)
         self.ports = dict(zip(names, ports[: len(names)], strict=True))
@@ -115,7 +117,7 @@ class LaunchedStack:
             **{f"LEADWIRE_{svc.upper()}_OPS_PORT": str(self.ops_ports[svc]) for svc in SERVICES},
             **(extra_env or {}),
         }
-        self.stack = Stack.for_name(name, ROOT, pg_fsync=pg_fsync)
+        self.stack = Stack.for_name(name, ROOT, pg_fsync=pg_fsync, kafka_brokers=kafka_brokers)
         self.env: dict[str, str] = {}  # the LEADWIRE_* settings of the running stack
         self.settings: CommonSettings | None = None
         self.dir = self.stack.state_dir / "soak"
@@ -167,7 +169,9 @@ class LaunchedStack:
         if code != 0:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"`python -m infra.launch up` failed ({code}):\n{tail}")
-        self.stack = Stack.for_name(self.name, ROOT, pg_fsync=self.pg_fsync)
+        self.stack = Stack.for_name(
+            self.name, ROOT, pg_fsync=self.pg_fsync, kafka_brokers=self.kafka_brokers
+        )
         self.env = _read_env_file(self.stack.state_dir / "stack.env")
         self.settings = settings_from_env(self.env)
         say(

@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-seconds", type=float, default=300.0)
     parser.add_argument("--short", action="store_true", help="the short fault schedule (tests)")
     parser.add_argument("--port-base", type=int, default=18400)
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=int(
+            os.environ.get("KAFKA_BROKERS") or os.environ.get("LEADWIRE_KAFKA_BROKERS") or 1
+        ),
+        help="Kafka brokers (3: the cluster faults of bench.soak.cluster; env KAFKA_BROKERS)",
+    )
     args = parser.parse_args(argv)
 
     async def _main() -> SoakResult:
@@ -39,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             short=args.short,
             drain_s=args.drain_seconds,
             port_base=args.port_base,
+            brokers=args.brokers,
         )
 
     try:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bench.sinks import SmsSink, SmtpSink
+from bench.soak.cluster import ClusterFaults
 from bench.stack import EXTRA_PROCESSOR, LaunchedStack, say
 
 
@@ -40,6 +41,7 @@ class Faults:
         self.sms = sms
         self.down_s = down_s
         self.records: list[FaultRecord] = []
+        self.cluster: ClusterFaults | None = None
 
     def kill(self, *names: str) -> Callable[[], Awaitable[str]]:
         async def action() -> str:
@@ -105,7 +107,18 @@ class Faults:
     def sms_outage(self, seconds: float) -> Callable[[], Awaitable[str]]:
         return self.outage("SMS provider", self.sms.stop, self.sms.start, seconds)
 
-    def schedule(self, seconds: float, *, short: bool) -> list[Fault]:
+    def schedule(
+        self, seconds: float, *, short: bool, clock: Callable[[], float] = time.monotonic
+    ) -> list[Fault]:
+        if self.stack.stack.config.kafka_brokers >= 3:
+            # A cluster: the broker faults of bench.soak.cluster, and SMTP away (short: not).
+            self.cluster = ClusterFaults(self.stack, clock, stop_s=10.0 if short else 30.0)
+            plan = self.cluster.plan(short=short)
+            if not short:
+                plan.append(("stop the SMTP server", self.smtp_outage(min(0.06 * seconds, 40))))
+            start, end = (0.1, 0.55) if short else (0.08, 0.6)
+            step = (end - start) * seconds / max(len(plan) - 1, 1)
+            return [Fault(n, start * seconds + i * step, a) for i, (n, a) in enumerate(plan)]
         if short:
             plan = [
                 ("kill -9 both processors", self.kill("processor", EXTRA_PROCESSOR)),

@@ -118,7 +118,7 @@ def _fault_line(f: dict[str, Any]) -> str:
 def render(acc: Account, meta: dict[str, Any]) -> str:
     out = [
         f"\nleadwire soak: {meta['seconds']:.0f} s of load at {meta['rate']:g} leads/s, "
-        f"stack {meta['stack']}, {meta['faults']} faults; lag drained: "
+        f"stack {meta['stack']} ({meta.get('brokers', 1)} Kafka brokers), {meta['faults']} faults; lag drained: "
         f"{meta['drain'].get('drained')} after {meta['drain'].get('seconds')} s\n",
         "Delivery (leads with a unique id; acked = answered 2xx)",
         _table(
@@ -130,6 +130,11 @@ def render(acc: Account, meta: dict[str, Any]) -> str:
         "\nFaults",
         *(_fault_line(f) for f in meta["fault_records"]),
     ]
+    if meta.get("gateway_windows"):
+        out += [
+            "\nThe gateway during the broker faults",
+            *(f"  {w}" for w in meta["gateway_windows"]),
+        ]
     if acc.broken:
         out.append("\nPROMISES BROKEN:")
         out += [f"  - {b}" for b in acc.broken]

@@ -14,6 +14,7 @@ from bench.loadgen import LoadGenerator, Mix
 from bench.ports import free_ports
 from bench.sinks import SmsSink, SmtpSink, sms_env, smtp_env
 from bench.soak.account import Account, account
+from bench.soak.cluster import judge
 from bench.soak.faults import Fault, Faults
 from bench.soak.readings import drain, service_health
 from bench.soak.render import render
@@ -66,11 +67,13 @@ async def run_soak(
     port_base: int = 18400,
     destroy_after: bool = False,
     seed: int = 7,
+    brokers: int = 1,
 ) -> SoakResult:
     options = _Options(uuid.uuid4().hex[:6], seconds, rate, short, drain_s, seed)
     smtp_port, sms_port = free_ports(2, port_base + 50)
     smtp, sms = SmtpSink(smtp_port), SmsSink(sms_port)
-    stack = LaunchedStack(stack_name, port_base=port_base, extra_env=_stack_env(smtp, sms))
+    env = {**_stack_env(smtp, sms), "LEADWIRE_KAFKA_BROKERS": str(brokers)}
+    stack = LaunchedStack(stack_name, port_base=port_base, extra_env=env, kafka_brokers=brokers)
     smtp.start()
     await sms.start()
     try:
@@ -93,18 +96,23 @@ async def _soak(stack: LaunchedStack, smtp: SmtpSink, sms: SmsSink, opt: _Option
         f"configured {len(targets)} webhooks in {len(plans)} workspaces; "
         f"load: {opt.rate:g} leads/s for {opt.seconds:.0f} s"
     )
+    # On a cluster the load lasts until the last broker fault is over (its restarts take
+    # longer than the schedule on a loaded machine), so every fault is judged under load.
+    until_faults = stack.stack.config.kafka_brokers >= 3
+    seconds = opt.seconds * (5 if until_faults else 1)
     gen = LoadGenerator(
         targets,
         rate=opt.rate,
-        total=int(opt.rate * opt.seconds) + 1,
-        seconds=opt.seconds,
+        total=int(opt.rate * seconds) + 1,
+        seconds=seconds,
         mix=Mix(),
         seed=opt.seed,
         run_id=opt.run_id,
         record_path=stack.dir / "requests.jsonl",
     )
     faults = Faults(stack, smtp, sms)
-    await _load_under_faults(gen, faults, faults.schedule(opt.seconds, short=opt.short), opt)
+    schedule = faults.schedule(opt.seconds, short=opt.short, clock=gen.elapsed)
+    await _load_under_faults(gen, faults, schedule, opt, until_faults=until_faults)
     say(
         f"load done ({len(gen.items)} leads, {len(gen.extras)} retries/conflicts); draining "
         f"(at most {opt.drain_s:.0f} s)"
@@ -117,18 +125,22 @@ async def _soak(stack: LaunchedStack, smtp: SmtpSink, sms: SmsSink, opt: _Option
         acc.broken.append(
             f"lag or notifier queue did not drain within {opt.drain_s:.0f} s: {drained}"
         )
+    windows, wrong = judge(gen, faults.cluster.windows) if faults.cluster else ([], [])
+    acc.broken += wrong
     down = [n for n, ok in health.items() if not ok]
     if down:
         acc.broken.append(f"not ready at the end: {', '.join(down)}")
     meta = {
         "stack": stack.name,
         "run_id": opt.run_id,
-        "seconds": opt.seconds,
+        "seconds": (gen.scheduled_until or opt.seconds) if until_faults else opt.seconds,
         "rate": opt.rate,
         "faults": len(faults.records),
         "drain": drained,
         "health": health,
         "fault_records": [vars(r) for r in faults.records],
+        "brokers": stack.stack.config.kafka_brokers,
+        "gateway_windows": windows,
         "loadgen": gen.summary(),
         "details": acc.details,
     }
@@ -136,12 +148,24 @@ async def _soak(stack: LaunchedStack, smtp: SmtpSink, sms: SmsSink, opt: _Option
 
 
 async def _load_under_faults(
-    gen: LoadGenerator, faults: Faults, schedule: list[Fault], opt: _Options
+    gen: LoadGenerator,
+    faults: Faults,
+    schedule: list[Fault],
+    opt: _Options,
+    *,
+    until_faults: bool = False,
 ) -> None:
-    load = asyncio.create_task(gen.run())
+    """The load and the faults at once; ``until_faults``: the load stops a few seconds after
+    the last fault (not before ``opt.seconds``)."""
+    stop = asyncio.Event()
+    load = asyncio.create_task(gen.run(stop))
     fault_task = asyncio.create_task(faults.run(schedule, gen.elapsed))
     progress = asyncio.create_task(_progress(gen, opt.seconds))
     try:
+        if until_faults:
+            await fault_task
+            await asyncio.sleep(max(5.0, opt.seconds - gen.elapsed()))
+            stop.set()
         await load
         await fault_task
     finally:

@@ -140,3 +140,33 @@ def test_status_is_a_readable_table_not_reprs() -> None:
     col = lines[1].index("ADDRESS")
     assert all(line[col:].startswith(("127", "http")) for line in lines[2:])
     assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+def test_the_gateway_windows_are_judged_on_new_acknowledgements() -> None:
+    from bench.loadgen.generator import Attempt
+    from bench.soak.cluster import Window, judge
+
+    def attempt(at: float, status: int, answer: str) -> Attempt:
+        return Attempt(at=at, status=status, answer=answer, request_id=None, error=None, ms=100)
+
+    class Item:
+        def __init__(self, *attempts: Attempt) -> None:
+            self.attempts = list(attempts)
+
+    class Gen:
+        items = {
+            "a": Item(attempt(11, 503, ""), attempt(21, 202, "accepted")),
+            "b": Item(attempt(12, 202, "duplicate")),  # a retry answered from the record
+        }
+        extras: list[Item] = []
+
+    one_broker = Window("only node 1 up", 503, 10, 20)
+    lines, broken = judge(Gen(), [one_broker])  # type: ignore[arg-type]
+    assert broken == [] and "202 duplicate: 1" in lines[0] and "503: 1" in lines[0]
+    Gen.items["c"] = Item(attempt(13, 202, "accepted"))
+    assert judge(Gen(), [one_broker])[1] == [  # type: ignore[arg-type]
+        "only node 1 up: 1 answers 202 below min.insync.replicas"
+    ]
+    two_brokers = Window("broker 3 stopped", 202, 10, 20)
+    assert "503 with two brokers up" in judge(Gen(), [two_brokers])[1][0]  # type: ignore[arg-type]
+    assert "not judged" in judge(Gen(), [Window("empty", 202, 50, 60)])[1][0]  # type: ignore[arg-type]
