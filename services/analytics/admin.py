@@ -2,7 +2,8 @@
 a webhook's and a workspace's figures (requests by outcome, rates, times and percentiles,
 the last 24 hours, breakdowns, dead letters, alerts, recent errors), read from analytics'
 tables through its repository, the same read-outs as analytics' own API
-(``/analytics/webhooks/{id}``, ``/analytics/workspaces/{id}``).
+(``/analytics/webhooks/{id}``, ``/analytics/workspaces/{id}``), and a workspace's vendor
+scorecards (``/analytics/workspaces/{id}/vendors``). Each is read in one snapshot.
 
 Who may read which workspace is the caller's to decide (the management API answers 404
 for another workspace's ids before it calls these). ``accuracy`` must be the one analytics
@@ -20,12 +21,14 @@ import asyncpg
 from services.analytics import queries
 from services.analytics.postgres_repository import PostgresAnalytics
 from services.analytics.queries import ReadConfig
-from services.analytics.schemas import WebhookAnalytics, WorkspaceAnalytics
+from services.analytics.schemas import VendorScorecards, WebhookAnalytics, WorkspaceAnalytics
 
 __all__ = [
     "DEFAULT_ACCURACY",
+    "VendorScorecards",
     "WebhookAnalytics",
     "WorkspaceAnalytics",
+    "vendor_scorecards",
     "webhook_figures",
     "workspace_figures",
 ]
@@ -62,4 +65,14 @@ async def workspace_figures(
     configured nor counted."""
     return await queries.workspace_analytics(
         PostgresAnalytics(pool), workspace_id, cfg=_config(accuracy), now=now or datetime.now(UTC)
+    )
+
+
+async def vendor_scorecards(
+    pool: asyncpg.Pool, workspace_id: uuid.UUID, *, now: datetime | None = None
+) -> VendorScorecards | None:
+    """Each webhook's scorecard over 24 h, 7 d and 30 d; None when the workspace is neither
+    configured nor counted."""
+    return await queries.vendor_scorecards(
+        PostgresAnalytics(pool), workspace_id, now=now or datetime.now(UTC)
     )
