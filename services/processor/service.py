@@ -52,8 +52,7 @@ async def run_processor(
             ),
             publisher=publisher,
             max_batch=settings.processor_batch_max,
-            # At a steady 500 leads/s aiokafka's default 500 ms fetch wait alone put p50
-            # latency near 500 ms.
+            # Idle polling only: every fetch covers every partition (shared/kafka/consumer.py).
             fetch_max_wait_ms=settings.processor_fetch_max_wait_ms,
         )
 

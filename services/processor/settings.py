@@ -15,9 +15,9 @@ class ProcessorSettings(CommonSettings):
     # Most leads written in one Postgres transaction; a larger batch is split. Each lead
     # takes up to three advisory locks, so this also bounds locks per transaction.
     processor_tx_max_leads: int = Field(default=500, ge=1)
-    # Longest a Kafka fetch waits at the broker for new data (aiokafka's default is 500 ms,
-    # which delays partitions with data behind a fetch of idle ones).
-    processor_fetch_max_wait_ms: int = Field(default=25, ge=1, le=500)
+    # Longest a Kafka fetch waits at the broker while no partition has new data (it answers
+    # as soon as one has): the idle polling rate (shared/kafka/consumer.py).
+    processor_fetch_max_wait_ms: int = Field(default=500, ge=1, le=500)
     # Immediate attempts of one transaction on a lock conflict (unique violation,
     # serialization failure, deadlock) before the batch goes back to the runner's backoff.
     processor_tx_attempts: int = Field(default=6, ge=1)

@@ -126,7 +126,7 @@ class ConsumerRunner(Generic[E]):
         auto_offset_reset: str = "earliest",
         max_backoff_s: float = 5.0,
         revoke_wait_s: float = 30.0,
-        fetch_max_wait_ms: int = 100,
+        fetch_max_wait_ms: int = 500,
         classify: Classifier | None = None,
         unknown_attempts: int = 3,
         stuck_after_s: float = 60.0,
@@ -170,8 +170,10 @@ class ConsumerRunner(Generic[E]):
             isolation_level="read_committed",
             # A topic created after subscribe() is noticed within seconds, not minutes.
             metadata_max_age_ms=5_000,
-            # aiokafka keeps one fetch in flight per broker; a fetch covering only idle
-            # partitions holds back partitions with new data this long (default 500 ms).
+            # How long a fetch waits at the broker while no partition has new data: it
+            # answers as soon as one has (fetch_min_bytes 1). Every fetch covers every
+            # partition (_fetch_all_partitions_together), so this is the idle polling
+            # rate, not a delay.
             fetch_max_wait_ms=fetch_max_wait_ms,
         )
 
@@ -238,6 +240,7 @@ class ConsumerRunner(Generic[E]):
             # Subscribing to a missing topic assigns nothing until metadata refreshes.
             await ensure_topics(self._settings, self._logical.values())
             await asyncio.wait_for(self._consumer.start(), self._settings.kafka_timeout_s)
+            _fetch_all_partitions_together(self._consumer)
 
         try:
             await retry_until(
@@ -479,3 +482,22 @@ def _first_offsets(messages: Sequence[Message[Any]]) -> dict[tuple[str, int], in
         if key not in first or m.offset < first[key]:
             first[key] = m.offset
     return first
+
+
+# How long fetched records wait to be taken before aiokafka fetches the node's other
+# partitions anyway (its default: 0.1 s).
+PREFETCH_BACKOFF_S = 60.0
+
+
+def _fetch_all_partitions_together(consumer: AIOKafkaConsumer) -> None:
+    """aiokafka keeps one fetch in flight per broker. With its default, a batch handled
+    for longer than 0.1 s lets a fetch of the *other* partitions go out; once the batch's
+    partition is drained it cannot be fetched before that fetch returns, which is
+    ``fetch_max_wait_ms`` when they are idle (all leads of one workspace share a
+    partition): a stall per batch under load. Here the next fetch waits until what was
+    fetched is taken (the runner takes it at its next poll), so every fetch covers every
+    partition and a long ``fetch_max_wait_ms`` only thins out idle polling.
+    tests/unit/test_kafka_batching.py fails if aiokafka renames the attribute."""
+    fetcher = consumer._fetcher
+    assert hasattr(fetcher, "_prefetch_backoff")
+    fetcher._prefetch_backoff = PREFETCH_BACKOFF_S

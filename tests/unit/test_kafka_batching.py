@@ -3,7 +3,9 @@ internals they rely on (a renamed attribute fails here, not silently in producti
 
 from __future__ import annotations
 
+import inspect
 import os
+from types import SimpleNamespace
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -82,3 +84,21 @@ async def test_the_linger_reaches_the_batches_aiokafka_starts() -> None:
         assert isinstance(producer._partitioner, KeyPartitioner)
     finally:
         await producer.stop()
+
+
+def test_a_consumer_fetches_every_partition_together() -> None:
+    """The consumer runner sets aiokafka's prefetch backoff (how long fetched records wait
+    to be taken before the node's other partitions are fetched without them); this fails
+    if aiokafka stops reading the attribute the runner sets."""
+    from aiokafka.consumer.fetcher import Fetcher
+
+    from shared.kafka.consumer import PREFETCH_BACKOFF_S, _fetch_all_partitions_together
+
+    assert inspect.signature(Fetcher).parameters["prefetch_backoff"].default == 0.1
+    source = inspect.getsource(Fetcher)
+    assert "self._prefetch_backoff = prefetch_backoff" in source
+    assert "backoff=self._prefetch_backoff" in source  # each fetched result's backoff
+    assert "record.calculate_backoff()" in source  # read before fetching the node again
+    consumer = SimpleNamespace(_fetcher=SimpleNamespace(_prefetch_backoff=0.1))
+    _fetch_all_partitions_together(consumer)
+    assert consumer._fetcher._prefetch_backoff == PREFETCH_BACKOFF_S >= 30
