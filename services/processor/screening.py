@@ -48,6 +48,14 @@ Suppressed = set[tuple[uuid.UUID, str, bytes]]
 Accepted = dict[tuple[uuid.UUID, str, bytes], datetime]
 
 
+def window_text(seconds: int) -> str:
+    """A window as a person writes it: 30d, 12h, 45m or 90s."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def lead_digests(lead: MappedLead) -> dict[KeyType, bytes]:
     """The sha256 of each identity key the lead carries."""
     return {kind: digest(value) for kind, value in identity_keys(lead).items()}

@@ -224,7 +224,8 @@ def screen(
     accepted = batch.view.accepted
     kind = screening.duplicate_key(ev.webhook_id, ev.received_at, digests, config, accepted)
     if kind is not None:
-        why = f"a lead with this {kind} came from this webhook within {config.window_s} s"
+        window = screening.window_text(config.window_s or 0)
+        why = f"a lead with this {kind} came from this webhook within the last {window}"
         error = FieldError(field=kind, code=REASON_DUPLICATE_LEAD, message=why)
         return _refuse(batch, m, ev, REASON_DUPLICATE_LEAD, 409, [error], now, t0)
     for key_type, value in screening.accept(
@@ -286,6 +287,7 @@ def apply_lead(
             status=ev.lead.lead_status,
             product_interest=ev.lead.product,
             replay_of=ev.replay_of,
+            consent=ev.lead.consent.model_dump_json() if ev.lead.consent else None,
         )
     )
     for dup in decision.duplicates:

@@ -114,6 +114,7 @@ async def test_a_repeat_from_the_same_webhook_inside_the_window_is_rejected() ->
     assert isinstance(out[0], LeadProcessed)
     dup = _rejected(out[1], "duplicate_lead")
     assert dup.status_code == 409 and dup.errors[0].field == "phone"
+    assert dup.errors[0].message.endswith("within the last 30d")
     out = await handle(repo, [again, elsewhere])
     assert _rejected(out[0], "duplicate_lead").errors[0].field == "email"
     # Contact dedupe across webhooks is unchanged: the other webhook's lead is processed.
