@@ -103,6 +103,8 @@ class LeadRow:
     status: str | None
     product_interest: str | None
     replay_of: uuid.UUID | None
+    # The consent evidence the lead came with, as JSON text (leads.consent), or None.
+    consent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,7 @@ class PostgresTransaction:
             [k.value_sha256 for k in keys],
             [k.accepted_at for k in keys],
             [k.request_id for k in keys],
+            [x.consent for x in leads],
         )
 
     async def record(self, requests: Sequence[RequestRow]) -> None:

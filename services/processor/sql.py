@@ -105,9 +105,13 @@ SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)
 WRITE_LEADS = """
 WITH new_leads AS (
     INSERT INTO leads (id, workspace_id, contact_id, webhook_id, request_id,
-                       idempotency_key, source, status, product_interest, replay_of)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[])
+                       idempotency_key, source, status, product_interest, replay_of, consent)
+    SELECT l.id, l.ws, l.contact, l.webhook, l.request, l.idem, l.source, l.status,
+           l.product, l.replay_of, l.consent::jsonb
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
+                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $21::text[])
+        AS l(id, ws, contact, webhook, request, idem, source, status, product, replay_of,
+             consent)
     RETURNING 1),
 pairs AS (
     INSERT INTO possible_duplicates (workspace_id, contact_id, other_contact_id, key_type, request_id)
