@@ -116,7 +116,8 @@ async def _kafka_rows(stack: Stack) -> list[Row]:
     leaders: dict[int, int] = defaultdict(int)
     total = 0
     with contextlib.suppress(Exception):
-        for leader in (await _all_leaders(stack)).values():
+        found = await _all_leaders(stack) if kafka.is_running() else {}
+        for leader in found.values():
             leaders[leader] += 1
             total += 1
     rows = []
