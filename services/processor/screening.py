@@ -10,9 +10,10 @@
   key (``duplicate_key``: any of phone, email, CRM id; phone and email by default)
   matches a lead accepted *from the same webhook* received less than the window apart is
   rejected (``duplicate_lead``): not recorded, not routed, not notified, so the vendor is
-  not paid for it. A rejected lead does not extend the window; every accepted lead (of a
-  webhook with or without a window) records its key, so a window set later sees the
-  leads accepted before. Contact dedupe across webhooks is unaffected.
+  not paid for it. A rejected lead does not extend the window. The keys are recorded
+  while the webhook has a window (a window counts the leads accepted since it was set;
+  a webhook without one pays nothing for the feature). Contact dedupe across webhooks is
+  unaffected.
 
 The suppression check comes first: a suppressed lead is ``suppressed`` even when it is
 also a duplicate.
@@ -99,8 +100,11 @@ def accept(
     accepted: Accepted,
 ) -> list[tuple[str, bytes]]:
     """Record an accepted lead's keys (those of the webhook's duplicate key) so later leads
-    see it; returns the (key type, digest) pairs whose time moved (to store)."""
+    see it; returns the (key type, digest) pairs whose time moved (to store). A webhook
+    without a window records nothing: the feature costs nothing where it is not used."""
     moved: list[tuple[str, bytes]] = []
+    if screening.window_s is None:
+        return moved
     for kind in screening.key:
         if kind not in digests:
             continue

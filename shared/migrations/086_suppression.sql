@@ -8,10 +8,10 @@
 --   source: where the entry came from ('cli', 'api', 'import:<file name>').
 -- webhook_lead_keys: per webhook, the identity keys (sha256 of the value, as stored on
 --   the lead) of the leads it accepted, with the latest acceptance time. The processor
---   writes a row for every accepted lead in the lead's transaction and reads them for the
---   webhook's duplicate-lead window (webhooks.duplicate_window_s, duplicate_key): a lead
---   whose key was accepted from the same webhook inside the window is rejected as
---   duplicate_lead. One row per (webhook, key type, value): it holds no more rows than
+--   writes a row for every lead accepted while the webhook has a window, in the lead's
+--   transaction, and reads them for the webhook's duplicate-lead window
+--   (webhooks.duplicate_window_s, duplicate_key): a lead whose key was accepted from the
+--   same webhook inside the window is rejected as duplicate_lead. One row per (webhook, key type, value): it holds no more rows than
 --   the webhook has distinct people.
 
 CREATE TABLE suppressions (

@@ -145,6 +145,8 @@ async def test_outside_the_window_or_without_one_a_repeat_is_a_lead() -> None:
     ]
     out = await handle(repo, leads)
     assert [type(o).__name__ for o in out] == ["LeadProcessed"] * 6
+    # A webhook without a window records no keys (it pays nothing for the feature).
+    assert {k[0] for k in repo.tables.lead_keys} == {windowed, by_email}
     # The window runs from the latest accepted lead: a third one a day later repeats it.
     out = await handle(
         repo,
