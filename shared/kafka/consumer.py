@@ -490,14 +490,11 @@ PREFETCH_BACKOFF_S = 60.0
 
 
 def _fetch_all_partitions_together(consumer: AIOKafkaConsumer) -> None:
-    """aiokafka keeps one fetch in flight per broker. With its default, a batch handled
-    for longer than 0.1 s lets a fetch of the *other* partitions go out; once the batch's
-    partition is drained it cannot be fetched before that fetch returns, which is
-    ``fetch_max_wait_ms`` when they are idle (all leads of one workspace share a
-    partition): a stall per batch under load. Here the next fetch waits until what was
-    fetched is taken (the runner takes it at its next poll), so every fetch covers every
-    partition and a long ``fetch_max_wait_ms`` only thins out idle polling.
-    tests/unit/test_kafka_batching.py fails if aiokafka renames the attribute."""
+    """aiokafka keeps one fetch in flight per broker. By default a batch handled for over
+    0.1 s lets a fetch of the *other* partitions go out, which the batch's own partition
+    then waits behind (``fetch_max_wait_ms`` when they are idle): a stall per batch. Here
+    the next fetch waits until what was fetched is taken, so every fetch covers every
+    partition (tests/unit/test_kafka_batching.py fails if aiokafka renames this)."""
     fetcher = consumer._fetcher
     assert hasattr(fetcher, "_prefetch_backoff")
     fetcher._prefetch_backoff = PREFETCH_BACKOFF_S
