@@ -11,6 +11,14 @@ caught up (every consumer group's lag 0, bounded). Printed per rate: the client-
 trip's p50/p90/p99, the rate actually reached (answers per second, first send -> last
 answer) and the share answered 200 (the outcome came within the wait; a 202 means it did
 not). Written to ``test-output/bench/latency.png`` by ``make bench``.
+
+Then where the time goes (table ``latency steps``): once the stack has caught up after a
+rate, the stored requests of that rate (``webhook_requests``) give, per step name the
+gateway and the processor recorded (``processing.steps``: each lead's own times), and for
+``received -> stored`` (the processor's end time less the gateway's receive time), p50 and
+p99 in ms; beside them the client's round trip again. What the round trip holds beyond
+``received -> stored`` is the outcome's way back: Postgres' notification, the gateway's
+read of the stored row, the answer's write.
 """
 
 from __future__ import annotations
@@ -19,18 +27,27 @@ import argparse
 import asyncio
 import random
 import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+import asyncpg
+import orjson
+
 from bench import report
 from bench.cpu import load_average
-from bench.figures import caption, cell
+from bench.figures import caption, cell, percentile
 from bench.httpload import Plan, Result, build_requests, lead_bodies, load
 from bench.lag import LagReader
 from bench.options import Options
 from bench.stack import LaunchedStack, form_webhook, make_up_stack, running_stack, say
 
 TABLE = "latency"
+STEPS_TABLE = "latency steps"
+STORED = "received -> stored"
+ROUND_TRIP = "round trip (client)"
 PREFER = {"Prefer": "wait=5"}
 QUIET_DEADLINE_S = 120.0
 
@@ -90,6 +107,54 @@ def _rows(rate: float, result: Result, quiet: bool) -> list[dict[str, Any]]:
     ]
 
 
+async def _stored_times(
+    stack: LaunchedStack, webhook_id: uuid.UUID, since: datetime, until: datetime
+) -> dict[str, list[float]]:
+    """Per step name, the ms of every request received in [since, until) and stored; and
+    under ``STORED`` each one's processor end less its gateway receive time."""
+    assert stack.settings is not None
+    times: dict[str, list[float]] = defaultdict(list)
+    conn = await asyncpg.connect(stack.settings.database_url, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT steps::text AS steps,"
+            " extract(epoch FROM processed_at - received_at) * 1000 AS stored"
+            " FROM webhook_requests"
+            " WHERE webhook_id = $1 AND received_at >= $2 AND received_at < $3",
+            webhook_id,
+            since,
+            until,
+        )
+    finally:
+        await conn.close()
+    for row in rows:
+        for name, value in orjson.loads(row["steps"] or "{}").items():
+            if isinstance(value, (int, float)):
+                times[name].append(float(value))
+        if row["stored"] is not None:
+            times[STORED].append(float(row["stored"]))
+    return times
+
+
+def _step_rows(rate: float, times: dict[str, list[float]], result: Result) -> list[dict[str, Any]]:
+    """The ``latency steps`` cells of one rate: a row per step, p50 and p99 columns."""
+    label = f"{rate:g}/s"
+    names = [n for n in times if n != STORED] + [STORED]
+    rows = []
+    for name in names:
+        values = times.get(name, [])
+        note = f"{len(values)} stored requests"
+        for q in (0.50, 0.99):
+            column = f"{label} p{q * 100:.0f}"
+            rows.append(
+                cell("latency", STEPS_TABLE, name, column, percentile(values, q), "ms", note)
+            )
+    for q in (0.50, 0.99):
+        column = f"{label} p{q * 100:.0f}"
+        rows.append(cell("latency", STEPS_TABLE, ROUND_TRIP, column, result.pct(q), "ms"))
+    return rows
+
+
 async def run(opts: Options = Options()) -> list[dict[str, Any]]:
     stack = make_up_stack("bench-latency", port_base=18400)
     rows: list[dict[str, Any]] = []
@@ -99,11 +164,16 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
         warm = await _step(stack, path, 50, 4)
         say(f"latency: warm-up: {warm.short()}")
         load_before = load_average()
+        steps: list[dict[str, Any]] = []
         for rate in opts.rates:
             quiet = await _quiet(stack)
+            since = datetime.now(UTC)
             result = await _step(stack, path, rate, opts.step_seconds)
             say(f"latency: {rate:g}/s: {result.short()}")
             rows += _rows(rate, result, quiet)
+            await _quiet(stack)  # every lead of the rate stored
+            times = await _stored_times(stack, uuid.UUID(target.id), since, datetime.now(UTC))
+            steps += _step_rows(rate, times, result)
         rows.append(
             caption(
                 "latency",
@@ -112,6 +182,16 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
                 f"(open loop), {opts.step_seconds:g} s per rate, every service running "
                 f"(gateway 2 workers), Postgres fsync on; load average {load_before} before, "
                 f"{load_average()} after",
+            )
+        )
+        rows += steps
+        rows.append(
+            caption(
+                "latency",
+                STEPS_TABLE,
+                f"where the time goes: each stored lead's own step times (ms, p50/p99 per "
+                f"rate), '{STORED}' from the gateway's receive to the processor's end; the "
+                f"round trip beyond it is the notification, the gateway's read and its answer",
             )
         )
     return rows
