@@ -104,8 +104,13 @@ _RECEIVE = {
     "summary": "Deliver a lead",
     "description": (
         "Authentication follows the webhook's mode: none; Standard Webhooks "
-        "(`webhook-id`, `webhook-timestamp`, `webhook-signature`, 5-minute "
-        "tolerance); GitHub (`X-Hub-Signature-256`); Basic; or an API key header. "
+        "(`webhook-id`, `webhook-timestamp`, `webhook-signature`, or Svix's `svix-id`, "
+        "`svix-timestamp`, `svix-signature`; 5-minute tolerance); GitHub "
+        "(`X-Hub-Signature-256`); Basic; or an API key header. "
+        "A lead that fails the webhook's acceptance criteria gets 400 with one "
+        "`not_accepted` error per failed criterion. Facebook's own Graph webhook "
+        "(`object: page`, leadgen changes) on a facebook webhook gets 200 with one "
+        "request per change; the leads' fields are fetched afterwards. "
         "A retry carrying the same idempotency key (`webhook-id`, or the "
         "webhook's idempotency field in the body; at most "
         f"{MAX_IDEMPOTENCY_KEY} characters) gets the first request's id "
