@@ -79,6 +79,12 @@ async def handle_one(message: Message[LeadReceived], *, deps: Deps, graph: Graph
     if config is None or not config.active:
         await _fail(message, deps, "the webhook is gone or disabled")
         return
+    if config.problem or config.mapping is None:
+        await _fail(message, deps, "the webhook's configuration cannot be used")
+        return
+    if not (leadgen_id.isascii() and leadgen_id.isdigit()):
+        await _fail(message, deps, "the event names no leadgen id")
+        return
     if not config.facebook_page_token:
         await _fail(message, deps, "the webhook has no page access token (--page-token)")
         return
