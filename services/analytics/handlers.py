@@ -230,6 +230,27 @@ async def prune(
     return removed
 
 
+@dataclass
+class DeliverySync:
+    """Periodic: copy the notifier's deliveries (first email or SMS sent) to the accepted
+    leads, for speed-to-lead. Each round reads the sends since the previous round's start
+    less ``overlap`` (a send committed a little after its ``sent_at`` is still seen); the
+    first round, since the scorecards' retention. A send made before its lead was counted
+    is copied by the counting itself."""
+
+    repo: AnalyticsRepository
+    clock: Clock
+    overlap: timedelta = timedelta(minutes=10)
+    since: datetime | None = None
+
+    async def run(self) -> int:
+        started = self.clock()
+        since = self.since or started - timedelta(days=RETENTION_DAYS)
+        found = await self.repo.sync_deliveries(since=since)
+        self.since = started - self.overlap
+        return found
+
+
 # --- dead letters -------------------------------------------------------------------
 
 

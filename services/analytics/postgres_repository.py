@@ -44,7 +44,7 @@ from services.analytics.repository import (
 )
 from services.analytics.retention_repository import Retention
 from services.analytics.schemas import RecentError
-from services.analytics.vendor_repository import VendorReads, add_vendor_counts
+from services.analytics.vendor_repository import VendorSql, add_vendor_counts
 from shared.events import Outcome, PerformanceAlert
 
 # --- the write side --------------------------------------------------------------
@@ -281,7 +281,7 @@ def _webhook(r: Mapping[str, Any]) -> WebhookRow:
     )
 
 
-class PostgresAnalytics(DeadLetterReads, VendorReads, Retention):
+class PostgresAnalytics(DeadLetterReads, VendorSql, Retention):
     """:class:`AnalyticsRepository` on an asyncpg pool (the dead letters' and the vendor
     scorecards' reads, and the pruning, from their modules' bases). In a :meth:`snapshot`, ``pool`` is the
     snapshot's connection."""

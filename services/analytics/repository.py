@@ -237,6 +237,11 @@ class AnalyticsRepository(Protocol):
         the scorecard's sums and speed-to-lead."""
         ...
 
+    async def sync_deliveries(self, *, since: datetime) -> int:
+        """Record on the accepted leads the first email or SMS the notifier sent since
+        ``since``; how many leads changed."""
+        ...
+
     async def vendor_metrics(
         self, webhook_ids: Sequence[uuid.UUID], since: datetime
     ) -> tuple[dict[uuid.UUID | None, dict[str, int]], dict[uuid.UUID, dict[str, Any]]]:

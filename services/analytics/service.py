@@ -205,7 +205,8 @@ def _upkeep(
     publish: handlers.PublishAlerts,
     clock: Clock,
 ) -> None:
-    """The periodic work: Prometheus snapshot, alert sweep, outbox retry, pruning."""
+    """The periodic work: Prometheus snapshot, alert sweep, delivery sync, outbox retry,
+    pruning."""
     collector = AnalyticsCollector()
     REGISTRY.register(collector)
     svc.cleanup(lambda: REGISTRY.unregister(collector))
@@ -223,6 +224,11 @@ def _upkeep(
         "sweep",
         settings.analytics_alert_sweep_s,
         lambda: handlers.sweep_and_publish(repo=repo, config=config, publish=publish, clock=clock),
+    )
+    svc.every(
+        "deliveries",
+        settings.analytics_delivery_sync_s,
+        handlers.DeliverySync(repo=repo, clock=clock).run,
     )
     svc.every(
         "outbox",

@@ -42,6 +42,9 @@ class AnalyticsSettings(CommonSettings):
     # How often firing alerts are re-checked when no new outcome arrives (they resolve
     # when the window no longer breaches, e.g. because traffic stopped).
     analytics_alert_sweep_s: float = Field(default=15.0, gt=0)
+    # How often the notifier's new deliveries (first email or SMS sent) are copied to the
+    # accepted leads for the vendor scorecards' speed-to-lead.
+    analytics_delivery_sync_s: float = Field(default=5.0, gt=0)
     # How often unpublished alert events are retried.
     analytics_outbox_retry_s: float = Field(default=2.0, gt=0)
 

@@ -5,14 +5,16 @@ Exactly once: the increments are written by :class:`PostgresTransaction.apply_de
 in the same transaction as the counted event ids, so a redelivered or replayed outcome
 adds nothing twice (and an accepted lead's row is keyed by its event id).
 
-Speed-to-lead is read at query time from the notifier's ledger (``notification_sends``,
-migration 030): for each accepted lead of the window, the first email or SMS row the
-notifier marked ``sent`` for its event id (the ledger's unique key starts with
-``event_id``, so each lead is one index probe), minus the lead's ``received_at`` (the
-same origin as the notifier's ``leadwire_notification_delay_seconds``). Real-time pushes
-are not counted: they are marked sent when published, whether or not anyone watches. A
-delivery the notifier has pruned (``LEADWIRE_NOTIFY_RETENTION_DAYS``, 30) is no longer
-counted. Analytics reads four columns of that table and writes none of it.
+Speed-to-lead comes from the notifier's ledger (``notification_sends``, migration 030):
+an accepted lead's ``first_sent_at`` is the earliest ``sent_at`` of an email or SMS row
+the notifier marked ``sent`` for its event id (the same origin, ``received_at``, as the
+notifier's ``leadwire_notification_delay_seconds``). It is copied when the lead is
+counted (one probe of the ledger's ``(event_id, ...)`` key: a send made before analytics
+counted the lead) and by :meth:`VendorSql.sync_deliveries` (a range scan by ``sent_at``
+of the sends made since its last round, with an overlap for late commits). Reads are then
+plain aggregates of analytics' own table. Real-time pushes are not counted: they are
+marked sent when published, whether or not anyone watches. Analytics reads four columns
+of the ledger and writes none of it.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ _ADD = f"""INSERT INTO analytics_vendor_minutes AS v (webhook_id, minute, worksp
     VALUES ({", ".join(f"${i}" for i in range(1, len(COLUMNS) + 4))})
     ON CONFLICT (webhook_id, minute) DO UPDATE SET
     {", ".join(f"{c} = v.{c} + EXCLUDED.{c}" for c in COLUMNS)}"""
+# The notifier's ledger rows that count as a delivery to a person.
+_DELIVERED = "n.status = 'sent' AND n.channel IN ('email', 'sms')"
 # Seconds from an accepted lead's arrival to its first email or SMS sent.
-_FIRST_SENT = """CROSS JOIN LATERAL (
-    SELECT extract(epoch FROM min(n.sent_at) - a.received_at)::float8 AS seconds
-    FROM notification_sends n
-    WHERE n.event_id = a.event_id AND n.status = 'sent' AND n.channel IN ('email', 'sms')) d"""
-_SPEED = """count(*) AS notified,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY d.seconds) AS p50,
-    percentile_cont(0.95) WITHIN GROUP (ORDER BY d.seconds) AS p95"""
+_SECONDS = "greatest(extract(epoch FROM first_sent_at - received_at), 0)::float8 AS seconds"
+_SPEED = (
+    ("notified", "count(*)"),
+    ("p50", "percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds)"),
+    ("p95", "percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds)"),
+)
 
 
 async def add_vendor_counts(conn: asyncpg.Connection, ordered: Sequence[WebhookDelta]) -> None:
@@ -61,10 +64,14 @@ async def add_vendor_counts(conn: asyncpg.Connection, ordered: Sequence[WebhookD
     ]
     if accepted:
         await conn.execute(
-            """INSERT INTO analytics_vendor_accepted
-                   (event_id, webhook_id, workspace_id, received_at)
-               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
-               ON CONFLICT (event_id) DO NOTHING""",
+            f"""INSERT INTO analytics_vendor_accepted
+                    (event_id, webhook_id, workspace_id, received_at, first_sent_at)
+                SELECT x.e, x.w, x.ws, x.r,
+                       (SELECT min(n.sent_at) FROM notification_sends n
+                        WHERE n.event_id = x.e AND {_DELIVERED})
+                FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+                     AS x(e, w, ws, r)
+                ON CONFLICT (event_id) DO NOTHING""",
             *(list(col) for col in zip(*accepted, strict=True)),
         )
 
@@ -78,16 +85,23 @@ def _figures(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _by_window(rows: Sequence[Mapping[str, Any]]) -> dict[uuid.UUID, dict[str, dict[str, Any]]]:
+def _by_window(
+    rows: Sequence[Mapping[str, Any]], windows: list[str], count: str
+) -> dict[uuid.UUID, dict[str, dict[str, Any]]]:
+    """Each row's ``<figure>_<i>`` columns as {window: figures}, for the windows whose
+    ``count`` is not zero."""
     out: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
     for r in rows:
-        out.setdefault(r["webhook_id"], {})[r["win"]] = _figures(r)
+        for i, win in enumerate(windows):
+            figures = _figures({k[: -len(f"_{i}")]: v for k, v in r.items() if k.endswith(f"_{i}")})
+            if figures.get(count):
+                out.setdefault(r["webhook_id"], {})[win] = figures
     return out
 
 
-class VendorReads:
-    """The scorecards' reads (a base of
-    :class:`~services.analytics.postgres_repository.PostgresAnalytics`; the API reads them
+class VendorSql:
+    """The scorecards' reads and the delivery sync (a base of
+    :class:`~services.analytics.postgres_repository.PostgresAnalytics`; the API reads
     inside its snapshot)."""
 
     pool: asyncpg.Pool
@@ -98,29 +112,45 @@ class VendorReads:
         names = await self.pool.fetch(
             "SELECT id, name FROM webhooks WHERE workspace_id = $1", workspace_id
         )
-        args = (workspace_id, list(starts), list(starts.values()), min(starts.values()))
+        # One pass per table: every window's figures are FILTERed aggregates of the rows
+        # of the longest one ($2, $3, ...: each window's first minute).
+        starts_at = [f"${i + 2}::timestamptz" for i in range(len(starts))]
+        since = f"LEAST({', '.join(starts_at)})"
         sums = await self.pool.fetch(
-            f"""SELECT m.webhook_id, w.win, {_SUMS}
-                FROM analytics_vendor_minutes m
-                JOIN unnest($2::text[], $3::timestamptz[]) AS w(win, start)
-                  ON m.minute >= w.start
-                WHERE m.workspace_id = $1 AND m.minute >= $4
-                GROUP BY m.webhook_id, w.win""",
-            *args,
+            f"""SELECT webhook_id, {
+                ", ".join(
+                    f"sum({c}) FILTER (WHERE minute >= {at}) AS {c}_{i}"
+                    for i, at in enumerate(starts_at)
+                    for c in COLUMNS
+                )
+            }
+                FROM analytics_vendor_minutes
+                WHERE workspace_id = $1 AND minute >= {since}
+                GROUP BY webhook_id""",
+            workspace_id,
+            *starts.values(),
         )
         speeds = await self.pool.fetch(
-            f"""SELECT a.webhook_id, w.win, {_SPEED}
-                FROM analytics_vendor_accepted a {_FIRST_SENT}
-                JOIN unnest($2::text[], $3::timestamptz[]) AS w(win, start)
-                  ON a.received_at >= w.start
-                WHERE a.workspace_id = $1 AND a.received_at >= $4 AND d.seconds IS NOT NULL
-                GROUP BY a.webhook_id, w.win""",
-            *args,
+            f"""WITH d AS (
+                    SELECT webhook_id, received_at, {_SECONDS}
+                    FROM analytics_vendor_accepted
+                    WHERE workspace_id = $1 AND received_at >= {since}
+                      AND first_sent_at IS NOT NULL)
+                SELECT webhook_id, {
+                ", ".join(
+                    f"{aggregate} FILTER (WHERE received_at >= {at}) AS {name}_{i}"
+                    for i, at in enumerate(starts_at)
+                    for name, aggregate in _SPEED
+                )
+            }
+                FROM d GROUP BY webhook_id""",
+            workspace_id,
+            *starts.values(),
         )
         return VendorRows(
             names={r["id"]: r["name"] for r in names},
-            sums=_by_window(sums),
-            speeds=_by_window(speeds),
+            sums=_by_window(sums, list(starts), "received"),
+            speeds=_by_window(speeds, list(starts), "notified"),
         )
 
     async def vendor_metrics(
@@ -137,11 +167,11 @@ class VendorReads:
             since,
         )
         speeds = await self.pool.fetch(
-            f"""SELECT a.webhook_id, {_SPEED}
-                FROM analytics_vendor_accepted a {_FIRST_SENT}
-                WHERE a.webhook_id = ANY($1::uuid[]) AND a.received_at >= $2
-                  AND d.seconds IS NOT NULL
-                GROUP BY a.webhook_id""",
+            f"""SELECT webhook_id, {", ".join(f"{agg} AS {name}" for name, agg in _SPEED)}
+                FROM (SELECT webhook_id, {_SECONDS} FROM analytics_vendor_accepted
+                      WHERE webhook_id = ANY($1::uuid[]) AND received_at >= $2
+                        AND first_sent_at IS NOT NULL) AS d
+                GROUP BY webhook_id""",
             ids,
             since,
         )
@@ -149,3 +179,17 @@ class VendorReads:
             {r["webhook_id"]: _figures(r) for r in sums},
             {r["webhook_id"]: _figures(r) for r in speeds},
         )
+
+    async def sync_deliveries(self, *, since: datetime) -> int:
+        """Copy the first email or SMS sent since ``since`` to its accepted lead (an
+        earlier one wins; idempotent: a round may re-read the last one's sends). How many
+        leads changed."""
+        status = await self.pool.execute(
+            f"""UPDATE analytics_vendor_accepted a SET first_sent_at = s.first
+                FROM (SELECT n.event_id, min(n.sent_at) AS first FROM notification_sends n
+                      WHERE {_DELIVERED} AND n.sent_at >= $1 GROUP BY n.event_id) AS s
+                WHERE a.event_id = s.event_id
+                  AND (a.first_sent_at IS NULL OR a.first_sent_at > s.first)""",
+            since,
+        )
+        return int(status.rsplit(" ", 1)[-1])

@@ -27,15 +27,21 @@ CREATE TABLE analytics_vendor_minutes (
 CREATE INDEX analytics_vendor_minutes_workspace ON analytics_vendor_minutes (workspace_id, minute);
 CREATE INDEX analytics_vendor_minutes_minute ON analytics_vendor_minutes (minute);
 
--- Accepted leads of the last 31 days (the outcome's event id is the notifier's send key),
--- for speed-to-lead: received_at -> the first email or SMS the notifier's ledger
--- (notification_sends) marks sent for that event, read at query time.
+-- Accepted leads of the last 31 days, for speed-to-lead: first_sent_at is when the
+-- notifier's ledger (notification_sends) first marked an email or SMS of the lead's event
+-- sent, copied when the lead is counted (a send already made) and by analytics' delivery
+-- sync afterwards (sends since its last round, by sent_at); NULL until one is sent.
 CREATE TABLE analytics_vendor_accepted (
-    event_id     uuid PRIMARY KEY,
-    webhook_id   uuid NOT NULL,
-    workspace_id uuid NOT NULL,
-    received_at  timestamptz NOT NULL
+    event_id      uuid PRIMARY KEY,
+    webhook_id    uuid NOT NULL,
+    workspace_id  uuid NOT NULL,
+    received_at   timestamptz NOT NULL,
+    first_sent_at timestamptz
 );
 CREATE INDEX analytics_vendor_accepted_workspace
     ON analytics_vendor_accepted (workspace_id, received_at);
 CREATE INDEX analytics_vendor_accepted_received ON analytics_vendor_accepted (received_at);
+
+-- The delivery sync's range scan of the notifier's ledger: emails and SMS sent, by when.
+CREATE INDEX notification_sends_delivered ON notification_sends (sent_at)
+    WHERE status = 'sent' AND channel IN ('email', 'sms');

@@ -185,6 +185,9 @@ async def test_the_fake_answers_as_postgres_does(settings: CommonSettings) -> No
         for event_id, received, seconds in deliveries(events[0]):
             await notify(pool, event_id, received, seconds)
             fake.deliver(event_id, received + timedelta(seconds=seconds))
+        # Sent after the leads were counted: the delivery sync copies them (twice: no change).
+        assert await postgres.sync_deliveries(since=NOW - timedelta(days=1)) == 8
+        assert await postgres.sync_deliveries(since=NOW - timedelta(days=1)) == 0
         store = PostgresDeadLetters(pool)
         for row in dead_letters():
             await store.record([row])

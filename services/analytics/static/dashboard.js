@@ -212,9 +212,18 @@
     );
   }
 
+  // At most one load in flight, and one every VENDORS_EVERY_MS (the 30-day figures
+  // move slowly; a busy workspace pushes a snapshot every half second).
+  const VENDORS_EVERY_MS = 10000;
   function loadVendors(id) {
     if (vendors.busy) { vendors.again = true; return; }
+    const wait = (vendors.loadedAt || 0) + VENDORS_EVERY_MS - Date.now();
+    if (wait > 0) {
+      if (!vendors.timer) vendors.timer = setTimeout(() => { vendors.timer = null; loadVendors(id); }, wait);
+      return;
+    }
     vendors.busy = true;
+    vendors.loadedAt = Date.now();
     fetch("/analytics/workspaces/" + encodeURIComponent(id) + "/vendors").then((r) => {
       if (r.status === 401) return signIn();
       if (r.ok) return r.json().then((data) => { vendors.data = data; drawVendors(); });
