@@ -64,6 +64,16 @@ async def webhook_figures(
     return found
 
 
+async def vendor_scorecards(workspace_id: uuid.UUID, *, ctx: Context) -> analytics.VendorScorecards:
+    """The workspace's vendor scorecards: each webhook's leads over 24 h, 7 d and 30 d
+    (received, accepted, rejected by reason, failed, acceptance and new-contact rates,
+    speed-to-lead)"""
+    found = await analytics.vendor_scorecards(_pool(ctx), workspace_id)
+    if found is None:
+        raise admin.NotFound("no such workspace", field="workspace_id")
+    return found
+
+
 def _pool(ctx: Context) -> asyncpg.Pool:
     if ctx.pool is None:
         raise RuntimeError("this operation needs Postgres (Context.pool)")
