@@ -23,11 +23,12 @@ from services.api.errors import Conflict
 
 Row = dict[str, Any]
 
-WORKSPACE_COLUMNS = "id, name, default_region, status, created_at, updated_at"
+WORKSPACE_COLUMNS = "id, name, default_region, status, suppressed_mode, created_at, updated_at"
 # A webhook with what the operations show of it, and its workspace's state and region.
 WEBHOOK_SELECT = """SELECT w.id, w.workspace_id, ws.name AS workspace, w.name, w.template,
     w.auth_mode, w.status, w.rate_limit_per_minute, w.max_body_bytes, w.idempotency_field,
-    w.basic_username, w.api_key_header, w.verify_token, w.mapping,
+    w.basic_username, w.api_key_header, w.verify_token, w.mapping, w.acceptance,
+    w.duplicate_window_s, w.duplicate_key, (w.facebook_page_token IS NOT NULL) AS has_page_token,
     (w.secret IS NOT NULL) AS has_secret,
     CASE WHEN w.secret_previous IS NOT NULL AND w.secret_previous_expires_at > now()
          THEN w.secret_previous_expires_at END AS previous_secret_valid_until,
@@ -61,6 +62,10 @@ WEBHOOK_COLUMNS = frozenset(
         "mapping",
         "verify_token",
         "status",
+        "acceptance",
+        "duplicate_window_s",
+        "duplicate_key",
+        "facebook_page_token",
     }
 )
 

@@ -22,6 +22,8 @@ from typing import Any, Literal
 from services.api import handlers as h
 from services.api import pipeline as p
 from services.api import readouts as r
+from services.api import suppressions as sup
+from services.api import webhook_options as wo
 from services.api.models import ErrorBody
 from shared.openapi import Handler, Route, document, signature
 
@@ -94,6 +96,31 @@ ROUTES: tuple[Route, ...] = (
         errors={409: "A workspace of that name exists"},
     ),
     _r("get", _WS, "getWorkspace", h.get_workspace, "read", tag="workspaces"),
+    _r("patch", _WS, "updateWorkspace", sup.update_workspace, "manage", tag="workspaces"),
+    _r(
+        "get",
+        f"{_WS}/suppressions",
+        "listSuppressions",
+        sup.list_suppressions,
+        "read",
+        tag="suppression",
+    ),
+    _r(
+        "post",
+        f"{_WS}/suppressions",
+        "addSuppressions",
+        sup.add_suppressions,
+        "manage",
+        tag="suppression",
+    ),
+    _r(
+        "post",
+        f"{_WS}/suppressions/remove",
+        "removeSuppressions",
+        sup.remove_suppressions,
+        "manage",
+        tag="suppression",
+    ),
     _r(
         "post",
         f"{_WS}/disable",
@@ -131,6 +158,15 @@ ROUTES: tuple[Route, ...] = (
         "manage",
         tag="webhooks",
         errors=_TAKEN,
+    ),
+    _r("get", f"{_HOOK}/lead-buying", "getLeadBuying", wo.get_lead_buying, "read", tag="webhooks"),
+    _r(
+        "patch",
+        f"{_HOOK}/lead-buying",
+        "updateLeadBuying",
+        wo.update_lead_buying,
+        "manage",
+        tag="webhooks",
     ),
     _r(
         "post",
@@ -291,6 +327,9 @@ ROUTES: tuple[Route, ...] = (
         r.webhook_figures,
         "read",
         tag="analytics",
+    ),
+    _r(
+        "get", f"{_WS}/vendors", "getVendorScorecards", r.vendor_scorecards, "read", tag="analytics"
     ),
     # dead letters
     _r(
