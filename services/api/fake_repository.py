@@ -52,6 +52,7 @@ class FakeRepository:
             "name": name,
             "default_region": region,
             "status": "active",
+            "suppressed_mode": "reject",
             "created_at": now,
             "updated_at": now,
         }
