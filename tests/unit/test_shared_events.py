@@ -60,7 +60,9 @@ def test_outcomes_decode_to_their_type() -> None:
         occurred_at=now,
         received_at=now,
         request=_request(),
-        processing=Processing(start=now, end=now, duration_ms=1.5, steps={"contact_processing": 0.5}),
+        processing=Processing(
+            start=now, end=now, duration_ms=1.5, steps={"contact_processing": 0.5}
+        ),
     )
     processed = LeadProcessed(
         **common,
