@@ -93,9 +93,16 @@ async def start_gateway(
     svc.task("database", _connect_database(svc, deps), phase=1, critical=False)
     svc.task("listener", listener.run(), phase=1)
     # The ops listener answers at once (503 until ready); every worker shares its port.
+    # Ready includes the public port being bound (serve binds it just after Kafka and the
+    # config store answer), so a caller that waited for /readyz can connect at once.
+    listening = asyncio.Event()
     await svc.serve_ops(
         settings,
-        checks={"kafka": deps.kafka.ready, "config_db": lambda: deps.repo is not None},
+        checks={
+            "kafka": deps.kafka.ready,
+            "config_db": lambda: deps.repo is not None,
+            "listening": listening.is_set,
+        },
         reuse_port=workers > 1,
     )
     fetching = asyncio.Event()
@@ -111,6 +118,7 @@ async def start_gateway(
         ready_wait_s=ready_wait_s,
         stop=svc.stop,
     )
+    listening.set()
     stopping = asyncio.Event()
     svc.task("http", _serve_http(runner, deps, stopping), on_stop=stopping.set, phase=0)
     return app
