@@ -128,7 +128,9 @@ async def test_dashboard_shows_and_live_updates_a_webhook(settings: CommonSettin
     base = f"http://127.0.0.1:{port}"
     try:
         await svc.wait_ready(f"{settings.ops_url('analytics')}/readyz")
-        with tempfile.TemporaryDirectory(prefix="lw-chromium-") as profile:
+        with tempfile.TemporaryDirectory(
+            prefix="lw-chromium-", ignore_cleanup_errors=True
+        ) as profile:
             async with Chromium(binary, profile) as browser:
                 await browser.navigate(f"{base}/dashboard")
                 await _sign_in_form(browser)
