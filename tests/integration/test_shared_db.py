@@ -90,3 +90,35 @@ async def test_config_changes_are_signalled(database_url: str) -> None:
     finally:
         await db.close()
         await listener.close()
+
+
+async def test_a_typical_request_result_is_stored_inline_without_compression(
+    database_url: str,
+) -> None:
+    """A ~2-3 KB result (a typical lead's outcome) stays in its row uncompressed: Postgres
+    would otherwise pglz-compress every row just over its ~2 KB default (migration 090)."""
+    db = await connect(database_url)
+    try:
+        ws, hook, request_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await db.execute("INSERT INTO workspaces (id, name) VALUES ($1, $2)", ws, f"w{ws.hex[:6]}")
+        await db.execute(
+            "INSERT INTO webhooks (id, workspace_id, name) VALUES ($1, $2, 'hook')", hook, ws
+        )
+        result = {"lead": {f"field_{i}": "x" * 40 for i in range(60)}}  # ~3 KB of JSON
+        await db.execute(
+            "INSERT INTO webhook_requests (request_id, workspace_id, webhook_id, status,"
+            " received_at, result) VALUES ($1, $2, $3, 'processed', now(), $4)",
+            request_id,
+            ws,
+            hook,
+            result,
+        )
+        row = await db.fetchrow(
+            "SELECT pg_column_compression(result) AS method, pg_column_size(result) AS size"
+            " FROM webhook_requests WHERE request_id = $1",
+            request_id,
+        )
+        assert row["method"] is None, f"stored compressed ({row['method']})"
+        assert row["size"] > 2500
+    finally:
+        await db.close()
