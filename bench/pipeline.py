@@ -8,8 +8,8 @@ unsigned generic webhook; it sends with :mod:`bench.loadgen` from this process, 
 figures and stops the stack. Figures only, never assertions: the machine is shared.
 
 - ``paced``: 100 leads/s for 15 s, one processor: accept (the gateway's 202 arrives at the
-  client) to committed (the processor's ``leadwire_request_done`` NOTIFY, delivered at
-  commit, arrives at a listener) p50/p95/p99, and committed leads/s;
+  client) to committed (the processor's ``processed_at``, stamped just before its batch's
+  commit, see :mod:`bench.commits`) p50/p95/p99, and committed leads/s;
 - ``burst``: as many leads as the gateway takes (64 in flight) with two processors: leads/s
   from the first send to the last commit (end to end at saturation), and the gateway's
   intake rate alone;
@@ -21,14 +21,12 @@ figures and stops the stack. Figures only, never assertions: the machine is shar
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
 from typing import Any
 
-import asyncpg
-
+from bench.commits import Commits
 from bench.figures import figure, percentile
 from bench.loadgen import NO_EXTRAS, Item, LoadGenerator, Target
 from bench.stack import EXTRA_PROCESSOR, LaunchedStack, form_webhook, running_stack, say
@@ -43,38 +41,6 @@ DEADLINE_S = 180.0
 
 def _row(metric: str, value: float, unit: str, note: str = "") -> dict[str, Any]:
     return figure("pipeline", metric, value, unit, note)
-
-
-class Commits:
-    """Commit times of requests, from the processor's NOTIFY (sent at commit)."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, float] = {}
-        self._conn: asyncpg.Connection | None = None
-        self._changed = asyncio.Event()
-
-    async def start(self, dsn: str) -> None:
-        self._conn = await asyncpg.connect(dsn)
-        await self._conn.add_listener("leadwire_request_done", self._on)
-
-    def _on(self, _c: Any, _p: int, _ch: str, payload: str) -> None:
-        self.at.setdefault(payload, time.monotonic())
-        self._changed.set()
-
-    async def wait_for(self, ids: set[str], deadline_s: float = DEADLINE_S) -> bool:
-        end = time.monotonic() + deadline_s
-        while not ids <= self.at.keys():
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
-        return True
-
-    async def stop(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
 
 
 async def _send(
@@ -122,7 +88,7 @@ async def _paced(target: Target, commits: Commits) -> list[dict[str, Any]]:
         accepted=accepted,
     )
     ids = _ids(gen)
-    await commits.wait_for(ids)
+    await commits.wait_for(ids, DEADLINE_S)
     lat = [(commits.at[r] - accepted[r]) * 1000 for r in ids if r in commits.at and r in accepted]
     done = [commits.at[r] for r in ids if r in commits.at]
     first = min(accepted.values()) if accepted else 0.0
@@ -149,7 +115,7 @@ async def _burst(stack: LaunchedStack, target: Target, commits: Commits) -> list
     started = time.monotonic()
     gen, send_s = await _send(target, rate=5000, total=BURST_N, seconds=120, accepted=accepted)
     ids = _ids(gen)
-    ok = await commits.wait_for(ids)
+    ok = await commits.wait_for(ids, DEADLINE_S)
     last = max((commits.at[r] for r in ids if r in commits.at), default=started)
     return [
         _row(
@@ -179,7 +145,7 @@ async def _drain_backlog(
     say(f"pipeline: backlog of {len(ids)} leads, {replicas} processor(s)")
     for n in ["processor", EXTRA_PROCESSOR][:replicas]:
         stack.start_service(n)
-    ok = await commits.wait_for(ids)
+    ok = await commits.wait_for(ids, DEADLINE_S)
     times = sorted(commits.at[r] for r in ids if r in commits.at)
     # The middle 80 % of the commits: start-up and the group's first rebalance
     # (the replicas join one after the other) stay out of the figure.

@@ -157,6 +157,9 @@ class LeadReceived(Event):
     # Set when this request re-submits an archived one (``leadwire replay``).
     replay_of: uuid.UUID | None = None
     source: str = "webhook"
+    # A client waits for this request's outcome (``Prefer: wait``): the processor wakes the
+    # gateway (``leadwire_request_done``) for these requests only, not for every lead.
+    awaited: bool = False
 
     @property
     def event_id(self) -> uuid.UUID:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import asyncpg
 import orjson
 
+from bench.commits import Commits
 from bench.ports import free_port
 from bench.processor.data import WORKSPACES, Tenant, event, events, new_database, payloads, seed
 from bench.processor.services import committed, service, service_env
@@ -168,22 +168,10 @@ async def http(env: dict[str, str], admin_url: str, n: int) -> dict[str, Any]:
 async def _paced(
     url: str, send: Callable[[int, bytes], Awaitable[str | None]], bodies: Sequence[bytes]
 ) -> list[float]:
-    """Send at RATE/s; accept-to-committed latency (ms) per request via LISTEN."""
-    committed_at: dict[str, float] = {}
+    """Send at RATE/s; accept-to-committed latency (ms) per request (:mod:`bench.commits`)."""
     accepted: dict[str, float] = {}
-    sent_all = False
-    all_done = asyncio.Event()
-    listener = await asyncpg.connect(url)
-
-    def check() -> None:
-        if sent_all and all(r in committed_at for r in accepted):
-            all_done.set()
-
-    def done(_c: Any, _p: int, _ch: str, payload: str) -> None:
-        committed_at[payload] = time.monotonic()
-        check()
-
-    await listener.add_listener("leadwire_request_done", done)
+    commits = Commits()
+    await commits.start(url)
     try:
         tasks = []
         started = time.monotonic()
@@ -200,13 +188,10 @@ async def _paced(
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(i, body)))
         await asyncio.gather(*tasks)
-        sent_all = True
-        check()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_done.wait(), 60)
+        await commits.wait_for(set(accepted), 60)
     finally:
-        await listener.close()
-    return [max(committed_at[r] - t, 0.0) * 1000 for r, t in accepted.items() if r in committed_at]
+        await commits.stop()
+    return [max(commits.at[r] - t, 0.0) * 1000 for r, t in accepted.items() if r in commits.at]
 
 
 async def kafka_latency(env: dict[str, str], admin_url: str) -> list[float]:

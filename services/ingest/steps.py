@@ -409,6 +409,7 @@ async def enqueue(
         ),
         lead=lead,
         steps=intake.timings.steps(),
+        awaited=bool(intake.wait_s),
     )
     try:
         await deps.kafka.publish(

@@ -4,6 +4,9 @@ processor's result and answer it (200, or 422 for a failed lead) instead of 202.
 The waiter is registered before the publish, so the processor's notification
 (``leadwire_request_done``, see listener.py) cannot be missed; the table is re-read every
 ``WAIT_RECHECK_S`` anyway (a reconnect of the listener, a result stored by another worker).
+The processor notifies only for requests published as ``awaited``; a keyed retry that waits
+for a first request sent without ``Prefer: wait`` gets no notification, so it re-reads the
+table every ``DUPLICATE_RECHECK_S`` instead.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ log = get_logger(__name__)
 FINAL_STATUSES = frozenset({"processed", "failed", "rejected", "duplicate"})
 # How often a waiting request re-reads the table even without a notification.
 WAIT_RECHECK_S = 2.0
+# ... and how often a waiting keyed retry does (its first request may not be awaited).
+DUPLICATE_RECHECK_S = 0.2
 
 
 def wait_preference(value: str | None, max_wait: float) -> float:
@@ -83,7 +88,8 @@ async def wait_for_outcome(
         if remaining <= 0:
             return json_response(accepted, 202, applied)
         try:
-            await asyncio.wait_for(waiter.wait(), min(remaining, WAIT_RECHECK_S))
+            recheck = DUPLICATE_RECHECK_S if duplicate else WAIT_RECHECK_S
+            await asyncio.wait_for(waiter.wait(), min(remaining, recheck))
         except TimeoutError:
             pass
         read = True

@@ -18,7 +18,7 @@ from services.processor.repository import (
     RequestRow,
     StoredRequest,
 )
-from shared.events import LeadFailed, LeadProcessed, LeadRejected
+from shared.events import LeadFailed, LeadProcessed, LeadReceived, LeadRejected
 from shared.kafka import Message
 
 
@@ -71,6 +71,7 @@ class Batch:
                 result=text,
                 steps=event.processing.steps,
                 error=error,
+                awaited=isinstance(message.value, LeadReceived) and message.value.awaited,
             )
         )
         payload = text.encode()

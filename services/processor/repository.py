@@ -142,6 +142,8 @@ class RequestRow:
     result: str
     steps: dict[str, float]
     error: dict[str, Any] | None
+    # Somebody waits for it (``LeadReceived.awaited``): the gateway is notified.
+    awaited: bool = False
 
 
 @dataclass
@@ -365,7 +367,7 @@ class PostgresTransaction:
 
     async def record(self, requests: Sequence[RequestRow]) -> None:
         """Store finished requests (result = the outcome as published) and wake whoever
-        waits for them (``Prefer: wait``), in one statement.
+        waits for them (``Prefer: wait``: the ``awaited`` ones), in one statement.
 
         A request row the gateway may have left without a result is completed in place; a
         finished row is never overwritten (the caller checked, under the identity locks).
@@ -386,6 +388,7 @@ class PostgresTransaction:
             [r.result for r in requests],
             [_json(r.steps) for r in requests],
             [_json(r.error) if r.error is not None else None for r in requests],
+            [r.request_id for r in requests if r.awaited],
         )
 
 

@@ -725,6 +725,7 @@ async def test_prefer_wait_wakes_on_the_processors_notification(settings: Common
             what="enqueued",
         )
         event = decode_raw(raw[0])
+        assert event.awaited  # the processor notifies for awaited requests only
         contact = uuid.uuid4()
         conn = await connect(settings.database_url)
         try:

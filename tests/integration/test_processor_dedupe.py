@@ -328,6 +328,34 @@ async def test_vendor_retry_same_key_once_and_conflicting_body_rejected(
     )
 
 
+async def test_only_awaited_requests_wake_the_gateway(
+    psettings: ProcessorSettings, db: asyncpg.Connection
+) -> None:
+    """``leadwire_request_done`` is sent for a request a client waits for (``awaited``,
+    ``Prefer: wait``), not for every lead: the gateway's workers are not woken per lead."""
+    t = await seed_tenant(db)
+    lead = partial(received, t.workspace_id, t.webhook_id)
+    waited = lead(phone="+15550400001").model_copy(update={"awaited": True})
+    plain = [lead(phone=f"+1555040000{i}") for i in range(2, 5)]
+    heard: list[str] = []
+    listening = await asyncpg.connect(psettings.database_url)
+    await listening.add_listener("leadwire_request_done", lambda *a: heard.append(a[3]))
+    try:
+        async with processors(psettings):
+            await publish_events(psettings, [plain[0], waited, *plain[1:]], logical=topics.RAW)
+            await wait_processed(psettings.database_url, [e.request_id for e in [waited, *plain]])
+        # A query on the listening connection delivers every notification committed so far.
+        await eventually(
+            lambda: listening.fetchval("SELECT 1"),
+            until=lambda _: str(waited.request_id) in heard,
+            deadline_s=10,
+            what="the awaited request's notification",
+        )
+    finally:
+        await listening.close()
+    assert heard == [str(waited.request_id)]
+
+
 async def test_poison_messages_fail_alone_and_are_dead_lettered(
     psettings: ProcessorSettings, db: asyncpg.Connection
 ) -> None:
