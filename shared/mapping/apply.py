@@ -11,6 +11,7 @@ field (phone, email, CRM id), removed from every other field and from custom fie
 from __future__ import annotations
 
 from collections.abc import Mapping as AbcMapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from shared.events import FieldError, MappedLead
 from shared.mapping.controls import IDENTITY_FIELDS, has_control, strip_controls
 from shared.mapping.normalize import phone_parts
 from shared.mapping.paths import MISSING, OBJECT, CompiledPath, resolve
-from shared.mapping.spec import CUSTOM_PREFIX, CompiledEntry, CompiledMapping
+from shared.mapping.spec import CUSTOM_PREFIX, WITHOUT_SOURCE, CompiledEntry, CompiledMapping
 from shared.mapping.transforms import (
     TransformError,
     as_text,
@@ -114,7 +115,7 @@ def _apply_entries(
     values: dict[str, Any] = {}
     consumed: list[CompiledPath] = []
     phone_region: str | None = None
-    for entry in compiled.entries:
+    for entry in _candidates(payload, compiled):
         targets = entry.targets
         if targets[0] in values and (len(targets) == 1 or targets[1] in values):
             continue  # first entry with a value wins
@@ -126,7 +127,7 @@ def _apply_entries(
         else:
             raw = resolve(payload, path)
         if raw is MISSING:
-            if entry.transform not in _WITHOUT_SOURCE:
+            if entry.transform not in WITHOUT_SOURCE:
                 continue  # (what _apply would say: nothing to write)
         elif controls:
             raw = _without_controls(targets[0], raw, errors)
@@ -145,8 +146,23 @@ def _apply_entries(
     return values, consumed, phone_region
 
 
-# The transforms that write a value when the source is missing.
-_WITHOUT_SOURCE = frozenset({"constant", "default"})
+def _candidates(
+    payload: AbcMapping[str, Any], compiled: CompiledMapping
+) -> Sequence[CompiledEntry]:
+    """The entries that may write something, in order: for a plain dict body, those its
+    keys name plus the ones that always apply (a template has dozens of aliases, a body a
+    few keys); every entry otherwise."""
+    if type(payload) is not dict:
+        return compiled.entries
+    by_key = compiled.by_key
+    positions = list(compiled.always)
+    for key in payload:
+        found = by_key.get(key)
+        if found is not None:
+            positions.extend(found)
+    positions.sort()
+    entries = compiled.entries
+    return [entries[p] for p in positions]
 
 
 def _without_controls(target: str, raw: Any, errors: list[FieldError]) -> Any:

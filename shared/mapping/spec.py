@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping as AbcMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -84,6 +84,11 @@ class CompiledMapping:
     mapping: Mapping
     entries: tuple[CompiledEntry, ...]
     keep_unmapped: bool
+    # For a body that is a plain dict, which entries can write anything: those a key of
+    # the body names (key -> their positions in ``entries``), plus ``always`` (no path, a
+    # nested path, or a transform that writes without a source). The others find nothing.
+    by_key: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
+    always: tuple[int, ...] = ()
 
 
 # --- checks of one entry ----------------------------------------------------------
@@ -314,7 +319,24 @@ def compile_mapping(mapping: Mapping) -> CompiledMapping:
         compiled.append(_compile_entry(i, entry))
     if problems:
         raise MappingError(problems)
-    return CompiledMapping(mapping, tuple(compiled), mapping.keep_unmapped)
+    by_key: dict[str, list[int]] = {}
+    always: list[int] = []
+    for position, c in enumerate(compiled):
+        if c.path is None or c.path.key is None or c.transform in WITHOUT_SOURCE:
+            always.append(position)
+        else:
+            by_key.setdefault(c.path.key, []).append(position)
+    return CompiledMapping(
+        mapping,
+        tuple(compiled),
+        mapping.keep_unmapped,
+        by_key={k: tuple(v) for k, v in by_key.items()},
+        always=tuple(always),
+    )
+
+
+# The transforms that write a value when the source is missing.
+WITHOUT_SOURCE = frozenset({"constant", "default"})
 
 
 def compile_stored(stored: Any) -> CompiledMapping:

@@ -10,6 +10,7 @@ other regions, special-use and over-long domains, odd labels) are generated too.
 
 from __future__ import annotations
 
+import dataclasses
 import string
 
 import phonenumbers
@@ -17,8 +18,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared.mapping import normalize
+from shared.mapping import CompiledMapping, compile_mapping, normalize
+from shared.mapping.apply import map_fields
 from shared.mapping.normalize import _NANP_NATIONAL, _NANP_PLUS, _PLAIN_EMAIL
+from shared.templates import TEMPLATES
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +152,41 @@ def test_any_address_is_what_the_validator_says(text: str) -> None:
 def test_the_us_pattern_check_is_the_librarys_validity(national: int) -> None:
     number = phonenumbers.PhoneNumber(country_code=1, national_number=national)
     assert normalize._valid_nanp(number, str(national)) == phonenumbers.is_valid_number(number)
+
+
+# --- entries by key ----------------------------------------------------------------------
+
+
+def _every_entry(compiled: CompiledMapping) -> CompiledMapping:
+    """The same mapping applying every entry in order (as before entries were indexed)."""
+    return dataclasses.replace(compiled, by_key={}, always=tuple(range(len(compiled.entries))))
+
+
+_TEMPLATE_KEYS = sorted(
+    {e.source for t in TEMPLATES.values() for e in t.mapping.entries if e.source}
+)
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=20),
+    st.sampled_from(["+15125550100", "(512) 555-0100", "Ann@Example.COM", " Ann  Lee ", ""]),
+    st.dictionaries(st.sampled_from(["a", "b", "name"]), st.text(max_size=5), max_size=2),
+)
+
+
+@given(
+    template=st.sampled_from(sorted(TEMPLATES)),
+    body=st.dictionaries(
+        st.one_of(st.sampled_from(_TEMPLATE_KEYS), st.text(max_size=8)), _VALUES, max_size=12
+    ),
+    controls=st.booleans(),
+)
+@MANY
+def test_entries_found_by_key_map_as_every_entry_in_order(
+    template: str, body: dict[str, object], controls: bool
+) -> None:
+    compiled = compile_mapping(TEMPLATES[template].mapping)
+    fast = map_fields(body, compiled, default_region="US", controls=controls)
+    slow = map_fields(body, _every_entry(compiled), default_region="US", controls=controls)
+    assert fast == slow, body
