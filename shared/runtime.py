@@ -5,6 +5,7 @@ entry point (:func:`run_service`), and the refusal to start on unsafe settings
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,17 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         asyncio.run(_wrapper())
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper collections: move everything alive at startup (modules, schemas,
+    compiled mappings) out of the collector's view, and collect the young generation less
+    often. A request or a message allocates few cycles; collections over the long-lived
+    objects were the main source of the gateway's tail latency under load, and cost every
+    consumer CPU per message."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
+
+
 def run_service(
     name: str, settings: S, service: Callable[[S, asyncio.Event], Awaitable[None]]
 ) -> None:
@@ -63,4 +75,5 @@ def run_service(
     ``service(settings, stop)`` until SIGTERM."""
     refuse_unsafe(name, settings)
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
+    tune_gc()
     run(lambda stop: service(settings, stop))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -73,16 +72,6 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
 
 
 # --- serving --------------------------------------------------------------------------
-
-
-def tune_gc() -> None:
-    """Fewer, cheaper collections: move everything alive at startup (modules, compiled
-    mappings) out of the collector's view, and collect the young generation less often.
-    A request allocates few cycles; full collections over the long-lived caches were the
-    main source of tail latency under load."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
 
 
 class _RequestHandler(RequestHandler):

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from services.ingest import fetcher
-from services.ingest.app import create_app, serve, tune_gc
+from services.ingest.app import create_app, serve
 from services.ingest.config import ConfigCache
 from services.ingest.deps import Deps
 from services.ingest.enqueue import KafkaLink
@@ -44,6 +44,7 @@ from shared.events import LeadReceived, decode_raw
 from shared.kafka import ConsumerRunner
 from shared.logs import get_logger
 from shared.retry import Stopped
+from shared.runtime import tune_gc
 from shared.service import Service
 
 log = get_logger(__name__)
