@@ -307,6 +307,10 @@ def _compile_entry(index: int, entry: MappingEntry) -> CompiledEntry:
     )
 
 
+# The transforms that write a value when the source is missing.
+WITHOUT_SOURCE = frozenset({"constant", "default"})
+
+
 def compile_mapping(mapping: Mapping) -> CompiledMapping:
     """Precompile paths and checks (raises :class:`MappingError` for a bad mapping)."""
     compiled: list[CompiledEntry] = []
@@ -333,10 +337,6 @@ def compile_mapping(mapping: Mapping) -> CompiledMapping:
         by_key={k: tuple(v) for k, v in by_key.items()},
         always=tuple(always),
     )
-
-
-# The transforms that write a value when the source is missing.
-WITHOUT_SOURCE = frozenset({"constant", "default"})
 
 
 def compile_stored(stored: Any) -> CompiledMapping:
