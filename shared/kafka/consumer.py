@@ -6,8 +6,9 @@ never be handled (undecodable, or the handler raises :class:`PoisonMessage`) goe
 dead-letter topic with the reason and the runner moves on. Any other exception is treated
 as transient: the batch is retried with backoff and nothing is committed until it
 succeeds. On SIGTERM the runner finishes the batch in hand, commits it and stops. On a
-rebalance it commits what is done before giving partitions up (aiokafka#933/#848), and a
-failed commit is logged, not fatal. Every log line of a batch's handling carries its
+rebalance it commits what is done before giving partitions up (aiokafka#933/#848), then
+forgets what it handled of them (:mod:`shared.kafka.rebalance`), and a failed commit is
+logged, not fatal. Every log line of a batch's handling carries its
 topic, partition and offset (:func:`position_of`).
 """
 
@@ -18,13 +19,13 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
@@ -38,6 +39,7 @@ from shared.kafka.errors import KafkaUnavailable
 from shared.kafka.failures import Classifier, StuckPartitions, classify
 from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
 from shared.kafka.producer import Publisher
+from shared.kafka.rebalance import Rebalance
 from shared.logs import get_logger
 from shared.retry import DEPENDENCY_ERRORS, Stopped, retry_until
 from shared.settings import CommonSettings
@@ -77,36 +79,6 @@ class _Progress:
     """Offsets handled but not yet committed, per partition (next offset to read)."""
 
     pending: dict[TopicPartition, int] = field(default_factory=dict)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, runner: ConsumerRunner[Any]) -> None:
-        self._runner = runner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Let the batch in hand finish, then commit it while we still own the partitions.
-        try:
-            await asyncio.wait_for(self._runner._lock.acquire(), self._runner.revoke_wait_s)
-        except TimeoutError:
-            log.warning("rebalance_batch_still_running", partitions=len(revoked))
-            return
-        try:
-            await self._runner._commit_pending()
-            self._runner._release(revoked)
-        finally:
-            self._runner._lock.release()
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions_assigned", count=len(assigned))
-        # Where each partition starts, so lag counts from the committed offset at once.
-        consumer = self._runner.consumer
-        for tp in assigned:
-            self._runner._uncommitted.pop(tp, None)  # fetched before: read again from the commit
-            try:
-                committed = await asyncio.wait_for(consumer.committed(tp), 5)
-            except (TimeoutError, KafkaError):
-                continue
-            self._runner._committed[tp] = committed if committed is not None else 0
 
 
 class ConsumerRunner(Generic[E]):
@@ -252,7 +224,7 @@ class ConsumerRunner(Generic[E]):
             )
         except Stopped as exc:
             raise KafkaUnavailable("stopped before Kafka became reachable") from exc
-        self._consumer.subscribe(list(self._logical), listener=_Rebalance(self))
+        self._consumer.subscribe(list(self._logical), listener=Rebalance(self))
         self._last_poll = time.monotonic()
 
     async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
@@ -377,15 +349,26 @@ class ConsumerRunner(Generic[E]):
         except Exception as exc:  # what is held stays uncommitted and is read again
             log.warning("held_flush_failed", error=type(exc).__name__)
 
-    def _release(self, revoked: list[TopicPartition]) -> None:
+    def give_up(self, revoked: Collection[TopicPartition]) -> None:
+        """The partitions were taken away (their offsets were committed as far as what is
+        stored): the holding handler drops what it holds of them, and the runner forgets
+        their progress. Whoever gets them next, this runner too, reads them again from the
+        commit; a pending offset kept past this would be committed if they came back,
+        beyond records dropped here and never stored (archive loss on a rebalance)."""
         if self._holding is not None:
             self._holding.release(
                 {(self._logical.get(tp.topic, tp.topic), tp.partition) for tp in revoked}
             )
+        for tp in revoked:
+            self._progress.pending.pop(tp, None)
+            self._committed.pop(tp, None)
+            self._uncommitted.pop(tp, None)
 
     def _committable(self) -> dict[TopicPartition, int]:
-        """The pending offsets, held back to what a holding handler still holds."""
-        offsets = dict(self._progress.pending)
+        """The pending offsets of owned partitions, held back to what a holding handler
+        still holds."""
+        owned = self._consumer.assignment()
+        offsets = {tp: o for tp, o in self._progress.pending.items() if tp in owned}
         if self._holding is not None:
             for (logical, partition), low in self._holding.held().items():
                 tp = TopicPartition(self._settings.topic(logical), partition)
@@ -396,9 +379,11 @@ class ConsumerRunner(Generic[E]):
     async def _commit_pending(self) -> None:
         if not self._progress.pending:
             return
+        owned = self._consumer.assignment()
         for tp, offset in list(self._progress.pending.items()):
-            if self._committed.get(tp) == offset:
-                del self._progress.pending[tp]  # already committed (e.g. after a flush)
+            # Already committed (e.g. after a flush), or no longer ours to commit.
+            if self._committed.get(tp) == offset or tp not in owned:
+                del self._progress.pending[tp]
         offsets = self._committable()
         if not offsets:
             return
