@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Histogram
+
+from shared.metrics import Children
 
 REQUESTS = Counter(
     "leadwire_ingest_requests_total",
@@ -53,20 +53,6 @@ class WebhookLabels:
             self._seen.add(webhook_id)
             return webhook_id
         return OTHER
-
-
-class Children:
-    """Cached ``metric.labels(...)`` children: looking a child up costs more than using it."""
-
-    def __init__(self, metric: Counter | Histogram) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, ...], object] = {}
-
-    def __call__(self, *values: str) -> Any:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._metric.labels(*values)
-        return child
 
 
 requests_child = Children(REQUESTS)

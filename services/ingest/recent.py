@@ -4,7 +4,6 @@ a database hit. Bounded (least recently used forgotten); per process, not shared
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,14 +17,15 @@ class AcceptedRequest:
 
 class RecentRequests:
     def __init__(self, max_entries: int = 100_000) -> None:
-        self._entries: OrderedDict[uuid.UUID, AcceptedRequest] = OrderedDict()
+        # A dict keeps insertion order: the first key is the oldest.
+        self._entries: dict[uuid.UUID, AcceptedRequest] = {}
         self._max = max_entries
 
     def add(self, request_id: uuid.UUID, entry: AcceptedRequest) -> None:
-        self._entries[request_id] = entry
-        self._entries.move_to_end(request_id)
-        if len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        entries = self._entries
+        if entries.pop(request_id, None) is None and len(entries) >= self._max:
+            del entries[next(iter(entries))]
+        entries[request_id] = entry
 
     def get(self, request_id: uuid.UUID) -> AcceptedRequest | None:
         return self._entries.get(request_id)

@@ -50,7 +50,7 @@ from services.ingest.responses import accepted_response, refusal, status_url
 from services.ingest.settings import IngestSettings
 from services.ingest.waiting import answer_duplicate, wait_for_outcome, wait_preference
 from shared import mapping, topics
-from shared.events import FieldError, LeadReceived, MappedLead, RawRequest, encode, request_id_for
+from shared.events import FieldError, MappedLead, lead_received_json, request_id_for
 from shared.kafka import KafkaUnavailable
 from shared.logs import get_logger
 from shared.mapping.apply import map_fields, validate_mapped
@@ -393,20 +393,20 @@ async def enqueue(
     (``enqueue_timeout_s``). The enqueue's own time cannot be in the message it sends: it
     is the Kafka produce latency (metrics) and the archive's timestamps."""
     config, request, settings = intake.config, intake.request, deps.settings
-    event = LeadReceived(
+    value = lead_received_json(
         request_id=request_id,
         workspace_id=config.workspace_id,
         webhook_id=config.id,
         received_at=intake.received_at,
         idempotency_key=intake.key,
         body_sha256=intake.body_sha,
-        request=RawRequest(
-            method=request.method,
-            path=request.path,
-            headers=intake.headers,
-            content_type=intake.content_type,
-            payload=payload,
-        ),
+        request={
+            "method": request.method,
+            "path": request.path,
+            "headers": intake.headers,
+            "content_type": intake.content_type,
+            "payload": payload,
+        },
         lead=lead,
         steps=intake.timings.steps(),
         awaited=bool(intake.wait_s),
@@ -414,7 +414,7 @@ async def enqueue(
     try:
         await deps.kafka.publish(
             topics.RAW,
-            encode(event),
+            value,
             key=str(config.workspace_id),
             bound_s=settings.enqueue_timeout_s,
         )

@@ -32,6 +32,7 @@ from shared.events import encode
 from shared.kafka.client import client_config
 from shared.kafka.errors import KafkaUnavailable
 from shared.logs import get_logger
+from shared.metrics import Children
 from shared.settings import CommonSettings
 
 log = get_logger(__name__)
@@ -42,6 +43,7 @@ PRODUCE_SECONDS = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+_produce_seconds = Children(PRODUCE_SECONDS)
 
 
 def producer_config(settings: CommonSettings) -> dict[str, Any]:
@@ -219,7 +221,7 @@ class Publisher:
             raise KafkaUnavailable(
                 f"publish to {full} not acknowledged: {type(exc).__name__}"
             ) from exc
-        PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
+        _produce_seconds(topic).observe(time.perf_counter() - started)
         return meta
 
     async def publish_many(
@@ -253,7 +255,7 @@ class Publisher:
             raise KafkaUnavailable(
                 f"publish to {full} not acknowledged: {type(exc).__name__}"
             ) from exc
-        PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
+        _produce_seconds(topic).observe(time.perf_counter() - started)
 
     async def probe(self, timeout: float = 2.0) -> bool:
         """True when the cluster answers a metadata request within ``timeout``."""

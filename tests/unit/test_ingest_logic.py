@@ -15,6 +15,7 @@ from services.ingest.config import ConfigCache, ConfigUnavailable, build_config
 from services.ingest.limits import JsonShapeError, TokenBuckets, check_json_shape
 from services.ingest.metrics import WebhookLabels
 from services.ingest.openapi import SPEC, render_html
+from services.ingest.recent import AcceptedRequest, RecentRequests
 from services.ingest.responses import outcome_body, status_summary
 from services.ingest.waiting import wait_preference
 from tests.support.ingest import webhook_row
@@ -297,3 +298,16 @@ def test_openapi_is_31_and_documents_every_route() -> None:
         and "/webhooks/{webhook_id}" in page
         and "http" not in page.split("<body>")[0].replace("http-equiv", "")
     )
+
+
+def test_recent_requests_forget_the_oldest_past_their_bound() -> None:
+    recent = RecentRequests(max_entries=3)
+    ids = [uuid.uuid4() for _ in range(5)]
+    entry = AcceptedRequest(uuid.uuid4(), "ab", datetime.now(UTC))
+    for request_id in ids[:3]:
+        recent.add(request_id, entry)
+    recent.add(ids[0], entry)  # added again: now the newest
+    recent.add(ids[3], entry)  # ids[1], the oldest, goes
+    assert [recent.get(i) is not None for i in ids] == [True, False, True, True, False]
+    recent.add(ids[4], entry)  # then ids[2]
+    assert [recent.get(i) is not None for i in ids] == [True, False, False, True, True]

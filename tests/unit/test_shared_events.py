@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.events import (
+    Consent,
     ContactSummary,
     LeadProcessed,
     LeadReceived,
@@ -18,6 +22,7 @@ from shared.events import (
     decode_outcome,
     decode_raw,
     encode,
+    lead_received_json,
     outcome_event_id,
     request_id_for,
     utcnow,
@@ -109,3 +114,100 @@ def test_lead_field_falls_back_to_custom() -> None:
     lead = MappedLead(product="Solar", custom={"state": "CA"})
     assert lead.field("product") == "Solar" and lead.field("state") == "CA"
     assert lead.field("missing") is None
+
+
+# --- the gateway's encoding of LeadReceived (lead_received_json) ------------------------
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+_TEXT = st.none() | st.text(max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=_JSON,
+    custom=st.dictionaries(st.text(max_size=6), _JSON, max_size=4),
+    names=st.tuples(_TEXT, _TEXT, _TEXT),
+    key=_TEXT,
+    headers=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
+    steps=st.dictionaries(st.sampled_from(["receive", "validation"]), st.floats(0, 1e4)),
+    awaited=st.booleans(),
+    micros=st.integers(0, 999_999),
+)
+def test_the_gateways_encoding_is_the_models_byte_for_byte(
+    payload: object,
+    custom: dict[str, object],
+    names: tuple[str | None, str | None, str | None],
+    key: str | None,
+    headers: dict[str, str],
+    steps: dict[str, float],
+    awaited: bool,
+    micros: int,
+) -> None:
+    """lead_received_json writes what encode(LeadReceived(...)) writes, for any payload:
+    a field added to the model without it fails here."""
+    lead = MappedLead(
+        phone="+16266633444",
+        email=names[0],
+        first_name=names[1],
+        crm_id=names[2],
+        custom=custom,
+        consent=Consent(tcpa_consent=True, tcpa_consent_at=utcnow()) if awaited else None,
+    )
+    request: dict[str, Any] = {
+        "method": "POST",
+        "path": "/webhooks/x",
+        "headers": headers,
+        "content_type": "application/json",
+        "payload": payload,
+    }
+    fields: dict[str, Any] = {
+        "request_id": uuid.uuid4(),
+        "workspace_id": uuid.uuid4(),
+        "webhook_id": uuid.uuid4(),
+        "received_at": utcnow().replace(microsecond=micros),
+        "idempotency_key": key,
+        "body_sha256": "ab" * 32,
+        "lead": lead,
+        "steps": steps,
+        "awaited": awaited,
+    }
+    fast = lead_received_json(request=request, **fields)
+    assert fast == encode(LeadReceived(request=RawRequest(**request), **fields))
+    assert decode_raw(fast).lead == lead
+
+
+def test_a_value_orjson_does_not_write_goes_the_models_way() -> None:
+    """An integer past 64 bits (orjson refuses it): the model's encoding, not an error."""
+    fields: dict[str, Any] = {
+        "request_id": uuid.uuid4(),
+        "workspace_id": uuid.uuid4(),
+        "webhook_id": uuid.uuid4(),
+        "received_at": utcnow(),
+        "idempotency_key": None,
+        "body_sha256": "ab" * 32,
+        "lead": MappedLead(email="a@b.co"),
+        "steps": {},
+        "awaited": False,
+    }
+    request: dict[str, Any] = {
+        "path": "/w",
+        "headers": {},
+        "content_type": "application/json",
+        "payload": 2**70,
+    }
+    fast = lead_received_json(request=request, **fields)
+    assert decode_raw(fast).request.payload == 2**70
+    assert fast == encode(LeadReceived(request=RawRequest(**request), **fields))
