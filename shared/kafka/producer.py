@@ -28,6 +28,7 @@ from aiokafka.structs import RecordMetadata
 from prometheus_client import Histogram
 from pydantic import BaseModel
 
+from shared.deadlines import Deadlines
 from shared.events import encode
 from shared.kafka.client import client_config
 from shared.kafka.errors import KafkaUnavailable
@@ -128,6 +129,7 @@ class Publisher:
         self._timeout = settings.kafka_timeout_s
         self._client_id = client_id
         self._linger = AdaptiveLinger(linger_max_ms / 1000)
+        self._deadlines = Deadlines()
         self._producer = self._new_producer()
         self._started = False
         # After a failed send the producer is replaced before the next one: across a
@@ -213,9 +215,17 @@ class Publisher:
         producer = self._producer
         _set_linger(producer, self._linger.next())
         started = time.perf_counter()
+        # (a bound per send without a timer per send: shared.deadlines)
+        bound = self._deadlines.start(timeout or self._timeout)
         try:
-            async with asyncio.timeout(timeout or self._timeout):
-                meta = await producer.send_and_wait(full, value, key=key.encode() if key else None)
+            try:
+                sent = await producer.send(full, value, key=key.encode() if key else None)
+                meta = await sent
+            except asyncio.CancelledError:
+                bound.raise_if_fired()
+                raise
+            finally:
+                bound.done()
         except (TimeoutError, KafkaError, OSError) as exc:
             self._renew = True
             raise KafkaUnavailable(
