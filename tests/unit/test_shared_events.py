@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -145,6 +146,7 @@ _TEXT = st.none() | st.text(max_size=12)
     steps=st.dictionaries(st.sampled_from(["receive", "validation"]), st.floats(0, 1e4)),
     awaited=st.booleans(),
     micros=st.integers(0, 999_999),
+    offset_h=st.sampled_from([0, 2, -5]),
 )
 def test_the_gateways_encoding_is_the_models_byte_for_byte(
     payload: object,
@@ -155,6 +157,7 @@ def test_the_gateways_encoding_is_the_models_byte_for_byte(
     steps: dict[str, float],
     awaited: bool,
     micros: int,
+    offset_h: int,
 ) -> None:
     """lead_received_json writes what encode(LeadReceived(...)) writes, for any payload:
     a field added to the model without it fails here."""
@@ -164,7 +167,13 @@ def test_the_gateways_encoding_is_the_models_byte_for_byte(
         first_name=names[1],
         crm_id=names[2],
         custom=custom,
-        consent=Consent(tcpa_consent=True, tcpa_consent_at=utcnow()) if awaited else None,
+        consent=Consent(
+            tcpa_consent=True,
+            trustedform_cert_url=key,
+            tcpa_consent_at=utcnow().astimezone(timezone(timedelta(hours=offset_h))),
+        )
+        if awaited
+        else None,
     )
     request: dict[str, Any] = {
         "method": "POST",
