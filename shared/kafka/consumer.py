@@ -39,7 +39,7 @@ from shared.kafka.errors import KafkaUnavailable
 from shared.kafka.failures import Classifier, StuckPartitions, classify
 from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
 from shared.kafka.producer import Publisher
-from shared.kafka.rebalance import Rebalance
+from shared.kafka.rebalance import Rebalance, rejoin_after_task_error
 from shared.logs import get_logger
 from shared.retry import DEPENDENCY_ERRORS, Stopped, retry_until
 from shared.settings import CommonSettings
@@ -232,8 +232,10 @@ class ConsumerRunner(Generic[E]):
             fetched = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
             )
-        except KafkaError as exc:
+        except (KafkaError, RuntimeError) as exc:
             log.warning("kafka_poll_error", error=type(exc).__name__)
+            if not isinstance(exc, KafkaError):
+                rejoin_after_task_error(self._consumer)
             await asyncio.sleep(0.5)
             return []
         self._last_poll = time.monotonic()

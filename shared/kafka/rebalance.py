@@ -8,6 +8,8 @@ committed after it. Whoever gets a partition next, this runner too, starts from 
 committed offset.
 
 Assigned: read each partition's committed offset, so lag counts from it at once.
+
+A background task of the membership died (:func:`rejoin_after_task_error`): rejoin.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.logs import get_logger
@@ -54,3 +56,15 @@ class Rebalance(ConsumerRebalanceListener):
             except (TimeoutError, KafkaError):
                 continue
             runner._committed[tp] = committed if committed is not None else 0
+
+
+def rejoin_after_task_error(consumer: AIOKafkaConsumer) -> None:
+    """After ``getmany`` raised the error of one of aiokafka's background tasks of the
+    group membership (heartbeat, offset refresh), e.g. the RuntimeError uvloop raises for a
+    write to a connection closed under a broker failover: that task stays dead, and its
+    error comes back at every poll, until the member rejoins the group, which starts the
+    tasks again. Ask for the rejoin (the runner's listener sees the revoke and assign)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None:
+        log.warning("kafka_group_rejoin_after_task_error")
+        coordinator.request_rejoin()
