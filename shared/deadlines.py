@@ -79,7 +79,7 @@ class Deadlines:
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         waiting = False
-        for queue in self._queues.values():
+        for seconds, queue in list(self._queues.items()):
             while queue:
                 bound = queue[0]
                 task = bound.task
@@ -89,7 +89,10 @@ class Deadlines:
                     bound.fired = True
                     task.cancel()
                 queue.popleft()
-            waiting = waiting or bool(queue)
+            if queue:
+                waiting = True
+            else:  # (a caller with ever-new lengths of bound leaves no queues behind)
+                del self._queues[seconds]
         self._sweep_handle = (
             loop.call_later(self._resolution, self._sweep, loop) if waiting else None
         )

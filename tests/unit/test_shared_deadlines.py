@@ -50,6 +50,7 @@ async def test_an_await_within_its_bound_is_answered_and_leaves_nothing_armed() 
         return deadlines._sweep_handle is not None
 
     await eventually(armed, until=lambda a: not a, deadline_s=2, interval_s=0.01, what="disarmed")
+    assert deadlines._queues == {}  # nothing kept for a length no bound waits on
 
 
 async def test_bounds_of_different_lengths_each_fire_at_their_own() -> None:
