@@ -170,3 +170,40 @@ def test_the_gateway_windows_are_judged_on_new_acknowledgements() -> None:
     two_brokers = Window("broker 3 stopped", 202, 10, 20)
     assert "503 with two brokers up" in judge(Gen(), [two_brokers])[1][0]  # type: ignore[arg-type]
     assert "not judged" in judge(Gen(), [Window("empty", 202, 50, 60)])[1][0]  # type: ignore[arg-type]
+
+
+async def test_a_killed_broker_leaves_a_window_to_judge_however_fast_it_restarts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from bench.soak import cluster
+
+    now = [100.0]
+
+    async def sleep(seconds: float) -> None:  # the run's clock moves only when time passes
+        now[0] += max(seconds, 0.0)
+
+    class Node:
+        async def start(self, timeout: float) -> None:  # an instant restart
+            return None
+
+    class Kafka:
+        def active_controller(self) -> int:
+            return 2
+
+        async def kill9(self, node_id: int) -> None:
+            return None
+
+        def node(self, node_id: int) -> Node:
+            return Node()
+
+    class Stack:
+        class stack:
+            kafka = Kafka()
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    faults = cluster.ClusterFaults(stack=Stack(), clock=lambda: now[0])  # type: ignore[arg-type]
+    await faults.kill_controller()()
+    [window] = faults.windows
+    assert window.expect == 202 and window.end - window.start >= cluster.JUDGED_S
