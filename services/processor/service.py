@@ -5,10 +5,9 @@ in-process."""
 from __future__ import annotations
 
 import asyncio
-import functools
 
 from services.processor.decode import Incoming, decode_message
-from services.processor.handlers import Hooks, handle_batch
+from services.processor.handlers import Hooks, Pipeline
 from services.processor.outcomes import OutcomePublisher
 from services.processor.repository import PostgresRepository
 from services.processor.settings import ProcessorSettings
@@ -38,18 +37,21 @@ async def run_processor(
         publisher = await svc.publisher(settings, client_id="leadwire-processor")
         await svc.topics(settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER))
         repo = PostgresRepository(pool)
+        # A batch's outcomes are published while the next batch's transactions run; their
+        # offsets are held back until Kafka acknowledged them (services/processor/handlers.py).
+        pipeline = Pipeline(
+            repo=repo,
+            publish=OutcomePublisher(publisher).publish,
+            settings=settings,
+            hooks=hooks,
+        )
         runner: ConsumerRunner[Incoming] = ConsumerRunner(
             settings,
             topics=[topics.RAW],
             group_id=settings.processor_group,
             decode=decode_message,
-            handler=functools.partial(
-                handle_batch,
-                repo=repo,
-                publish=OutcomePublisher(publisher).publish,
-                settings=settings,
-                hooks=hooks,
-            ),
+            handler=pipeline,
+            holding=pipeline,
             publisher=publisher,
             max_batch=settings.processor_batch_max,
             # Idle polling only: every fetch covers every partition (shared/kafka/consumer.py).
