@@ -76,7 +76,9 @@ async def wait_for_outcome(
             waiter.clear()
         if read and deps.repo is not None:
             try:
-                row = await deps.repo.request(request_id)
+                # Woken together (one processor batch, one burst of notifications), the
+                # waiters read their rows in one query.
+                row = await deps.lookup.get(request_id)
             except Exception as exc:
                 log.warning("outcome_read_failed", error=type(exc).__name__)
         if row is not None and row["status"] in FINAL_STATUSES:

@@ -358,3 +358,50 @@ def test_every_schema_the_openapi_document_refers_to_is_in_it() -> None:
     names = {ref.removeprefix("#/components/schemas/") for ref in refs}
     assert {"Accepted", "Duplicate", "Processed", "Failed", "Rejected", "Error"} <= names
     assert names <= set(SPEC["components"]["schemas"])
+
+
+async def test_waiters_woken_together_read_their_outcomes_in_one_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from services.ingest.waiting import wait_for_outcome
+
+    gw = Gateway()
+    hook = gw.webhook()
+    reads: list[int] = []
+    many = gw.repo.requests
+
+    async def requests(request_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        reads.append(len(request_ids))
+        return await many(request_ids)
+
+    async def one_by_one(request_id: uuid.UUID) -> dict[str, Any] | None:
+        raise AssertionError("a woken waiter read its row alone")
+
+    monkeypatch.setattr(gw.repo, "requests", requests)
+    monkeypatch.setattr(gw.repo, "request", one_by_one)
+    ids = [uuid.uuid4() for _ in range(5)]
+    waiting = []
+    for request_id in ids:
+        accepted = Accepted(
+            success=True, request_id=request_id, webhook_id=hook, status="accepted", status_url=""
+        )
+        waiter = gw.deps.waiters.register(request_id)
+        waiting.append(
+            asyncio.create_task(
+                wait_for_outcome(gw.deps, hook, request_id, waiter, 5.0, accepted, duplicate=False)
+            )
+        )
+    await asyncio.sleep(0)  # every request is waiting for its notification
+    for request_id in ids:  # the processor committed a batch of five: five notifications
+        gw.repo.rows[request_id] = {
+            "request_id": request_id,
+            "webhook_id": hook,
+            "status": "processed",
+            "result": {"status": "processed", "contact": {"id": "c1"}, "match_type": "phone"},
+        }
+        gw.deps.waiters.notify(request_id)
+    answers = await asyncio.gather(*waiting)
+    assert [a.status for a in answers] == [200] * 5
+    assert reads == [5]
