@@ -61,6 +61,10 @@ class CommonSettings(BaseSettings):
     topic_prefix: str = "leadwire."
     # Bound on every await that talks to Kafka (send, flush, commit, start, stop).
     kafka_timeout_s: float = Field(default=10.0, gt=0)
+    # How often a busy consumer commits its offsets (ms): each commit is a write to the
+    # broker's offsets log. An idle poll, a rebalance and a stop commit at once; a crash
+    # redelivers at most this much more (every consumer dedupes). 0: after every batch.
+    kafka_commit_interval_ms: int = Field(default=500, ge=0, le=60_000)
 
     s3_endpoint: str = "http://127.0.0.1:7070"
     s3_bucket: str = "leadwire-archive"

@@ -1,7 +1,8 @@
 """The consumer runner: at-least-once batches, commit after success, dead letters.
 
-Offsets are committed manually, only after the batch handler returned; a crash before
-that redelivers the batch, so **every handler must be idempotent**. A message that can
+Offsets are committed manually, only after the batch handler returned (while busy, at most
+once per ``kafka_commit_interval_ms``; an idle poll commits at once); a crash before that
+redelivers the batch, so **every handler must be idempotent**. A message that can
 never be handled (undecodable, or the handler raises :class:`PoisonMessage`) goes to the
 dead-letter topic with the reason and the runner moves on. Any other exception is treated
 as transient: the batch is retried with backoff and nothing is committed until it
@@ -121,6 +122,7 @@ class ConsumerRunner(Generic[E]):
         self._progress = _Progress()
         self._stopping = asyncio.Event()
         self._last_poll = 0.0
+        self._last_commit = 0.0
         self._committed: dict[TopicPartition, int] = {}
         # Per partition, (offset, timestamp ms) of every message fetched and not yet
         # committed, oldest first: how far behind the work is (oldest_pending_age_s).
@@ -196,7 +198,8 @@ class ConsumerRunner(Generic[E]):
                     async with self._lock:
                         if batch:
                             await self._handle(batch)
-                        await self._commit_pending()
+                        if not batch or self._commit_due():
+                            await self._commit_pending()
                 self._update_gauges()
         finally:
             async with self._lock:
@@ -378,9 +381,14 @@ class ConsumerRunner(Generic[E]):
                     offsets[tp] = low
         return {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
 
+    def _commit_due(self) -> bool:
+        interval_s = self._settings.kafka_commit_interval_ms / 1000
+        return time.monotonic() - self._last_commit >= interval_s
+
     async def _commit_pending(self) -> None:
         if not self._progress.pending:
             return
+        self._last_commit = time.monotonic()
         owned = self._consumer.assignment()
         for tp, offset in list(self._progress.pending.items()):
             # Already committed (e.g. after a flush), or no longer ours to commit.

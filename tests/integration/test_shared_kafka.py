@@ -13,6 +13,7 @@ import orjson
 import pytest
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from shared import topics
 from shared.kafka import (
@@ -340,8 +341,15 @@ async def test_a_failed_send_renews_the_producer_and_publishing_goes_on(
     await ensure_topics(settings)
     async with Publisher(settings) as pub:
         first = pub.producer
+
+        async def unacknowledged(*_args: object, **_kw: object) -> None:
+            # What a wedged producer's send comes to (a bound of 1 µs is no way to get it:
+            # bounds are swept every 50 ms, and a local broker may ack sooner).
+            raise KafkaTimeoutError()
+
+        first.send = unacknowledged  # type: ignore[method-assign]
         with pytest.raises(KafkaUnavailable):
-            await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="k", timeout=1e-6)
+            await pub.publish(topics.RAW, orjson.dumps({"n": 1}), key="k")
         await pub.publish(topics.RAW, orjson.dumps({"n": 2}), key="k")
         assert pub.producer is not first
     values = sorted(v["n"] for v in await read_json(settings, topics.RAW, min_count=1))
@@ -415,3 +423,42 @@ async def test_a_holding_handler_is_committed_only_up_to_what_it_still_holds(
     # Stopping flushed what was held, then committed it: the group is at the end.
     assert holder.durable == [0, 1, 2, 3]
     assert await group_caught_up(settings, "g-holding", topics.RAW)
+
+
+async def test_a_busy_consumer_commits_once_per_interval_and_at_once_when_idle(
+    settings: CommonSettings,
+) -> None:
+    """Each commit is a write to the broker's offsets log: a consumer with a backlog commits
+    once per ``kafka_commit_interval_ms``, not after every batch; the poll that finds
+    nothing new commits at once, so the group is caught up as soon as the work is done."""
+    await ensure_topics(settings)
+    busy = settings.model_copy(update={"kafka_commit_interval_ms": 60_000})
+    batches: list[int] = []
+
+    async def handle(messages: list[Message[dict]]) -> None:
+        batches.append(len(messages))
+
+    async with Publisher(settings) as pub:
+        metas = [
+            await pub.publish(topics.RAW, orjson.dumps({"n": n}), key="one") for n in range(40)
+        ]
+        runner = raw_runner(busy, pub, "g-commit-interval", handle, max_batch=1)
+        commits: list[dict[TopicPartition, int]] = []
+        commit = runner.consumer.commit
+
+        async def counted(offsets: dict[TopicPartition, int]) -> None:
+            commits.append(dict(offsets))
+            await commit(offsets)
+
+        runner.consumer.commit = counted  # type: ignore[method-assign]
+        tp = TopicPartition(settings.topic(topics.RAW), metas[0].partition)
+        async with running(runner):
+            await eventually(lambda: _ret(len(batches)), until=lambda n: n >= 40)
+            await eventually(
+                lambda: runner.consumer.committed(tp),
+                until=lambda c: c == metas[-1].offset + 1,
+                what="the backlog committed once the consumer is idle",
+            )
+            handled = len(batches)
+    assert handled >= 40 and set(batches) == {1}  # one message a batch: 40 batches or more
+    assert len(commits) <= 4, commits  # the first batch's, then the idle poll's (a rebalance's)
