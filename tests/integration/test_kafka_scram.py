@@ -34,7 +34,8 @@ from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PRIVATE_KAFKA_PORT = 39292
+# Below the ephemeral range (32768-60999), where a client connection may hold a port.
+PRIVATE_KAFKA_PORT = 24292
 
 
 def _login(user: str, password: str) -> dict[str, Any]:
