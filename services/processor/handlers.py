@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.processor import metrics, outcomes
@@ -38,7 +38,7 @@ from services.processor.outcomes import Finished
 from services.processor.repository import Repository
 from services.processor.settings import ProcessorSettings
 from shared.events import utcnow
-from shared.kafka import KafkaUnavailable, Message
+from shared.kafka import KafkaUnavailable, Message, first_offsets
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -70,25 +70,14 @@ RETRY_MAX_S = 5.0
 class _Publishing:
     """One batch's outcomes on their way to Kafka, and the offsets they hold back."""
 
-    finished: list[Finished]
+    task: asyncio.Task[None]
     # Per (logical topic, partition): the batch's lowest offset, committed up to, not past.
     low: dict[tuple[str, int], int]
-    task: asyncio.Task[None] | None = field(default=None)
 
     @property
     def acknowledged(self) -> bool:
         task = self.task
-        return task is not None and task.done() and not task.cancelled() and not task.exception()
-
-
-def lowest_offsets(messages: Sequence[Message[Incoming]]) -> dict[tuple[str, int], int]:
-    """Per (logical topic, partition), the lowest offset among ``messages``."""
-    low: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        if key not in low or m.offset < low[key]:
-            low[key] = m.offset
-    return low
+        return task.done() and not task.cancelled() and not task.exception()
 
 
 class Pipeline:
@@ -127,12 +116,11 @@ class Pipeline:
             result = after_commit(finished)
             if result is not None:
                 await result
-        publishing = _Publishing(finished=finished, low=lowest_offsets(messages))
-        publishing.task = asyncio.create_task(
+        task = asyncio.create_task(
             self._publish_until_acknowledged(finished, started, committed, committed_at),
             name="processor-outcomes",
         )
-        self._inflight = publishing
+        self._inflight = _Publishing(task=task, low=first_offsets(messages))
         outcomes.raise_poison(finished)
 
     async def _publish_until_acknowledged(
@@ -160,7 +148,7 @@ class Pipeline:
     async def _settle(self) -> None:
         """Wait (bounded) until the batch before's outcomes are acknowledged."""
         publishing = self._inflight
-        if publishing is None or publishing.task is None:
+        if publishing is None:
             return
         waited = time.perf_counter()
         try:
@@ -194,7 +182,7 @@ class Pipeline:
         try:
             await self._settle()
         except KafkaUnavailable:
-            if publishing is not None and publishing.task is not None:
+            if publishing is not None:
                 publishing.task.cancel()
             raise
 

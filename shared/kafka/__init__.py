@@ -24,7 +24,14 @@ from shared.kafka.admin import ensure_topics
 from shared.kafka.client import client_config
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.errors import KafkaUnavailable
-from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
+from shared.kafka.messages import (
+    BatchHandler,
+    Holding,
+    Message,
+    PoisonMessage,
+    first_offsets,
+    position_of,
+)
 from shared.kafka.producer import Publisher, producer_config
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "Publisher",
     "client_config",
     "ensure_topics",
+    "first_offsets",
     "position_of",
     "producer_config",
 ]

@@ -38,7 +38,14 @@ from shared.kafka.admin import ensure_topics
 from shared.kafka.client import client_config
 from shared.kafka.errors import KafkaUnavailable
 from shared.kafka.failures import Classifier, StuckPartitions, classify
-from shared.kafka.messages import BatchHandler, Holding, Message, PoisonMessage, position_of
+from shared.kafka.messages import (
+    BatchHandler,
+    Holding,
+    Message,
+    PoisonMessage,
+    first_offsets,
+    position_of,
+)
 from shared.kafka.producer import Publisher
 from shared.kafka.rebalance import Rebalance, rejoin_after_task_error
 from shared.logs import get_logger
@@ -297,7 +304,7 @@ class ConsumerRunner(Generic[E]):
                 continue
             except Exception as exc:
                 kind = classify(exc, self._classify)
-                self.stuck.failed(_first_offsets(messages), type(exc).__name__)
+                self.stuck.failed(first_offsets(messages), type(exc).__name__)
                 self._update_gauges()
                 log.warning(
                     "batch_retry",
@@ -468,15 +475,6 @@ class ConsumerRunner(Generic[E]):
             CONSUMER_STUCK.labels(logical, str(tp.partition)).set(
                 round(stuck.get((logical, tp.partition), 0.0), 1)
             )
-
-
-def _first_offsets(messages: Sequence[Message[Any]]) -> dict[tuple[str, int], int]:
-    first: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        if key not in first or m.offset < first[key]:
-            first[key] = m.offset
-    return first
 
 
 # How long fetched records wait to be taken before aiokafka fetches the node's other

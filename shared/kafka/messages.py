@@ -55,6 +55,16 @@ class Holding(Protocol):
     async def flush(self) -> None: ...
 
 
+def first_offsets(messages: Sequence[Message[Any]]) -> dict[tuple[str, int], int]:
+    """Per (logical topic, partition), the lowest offset among ``messages``."""
+    first: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        if key not in first or m.offset < first[key]:
+            first[key] = m.offset
+    return first
+
+
 def position_of(
     records: Sequence[Message[Any]] | Sequence[ConsumerRecord[bytes, bytes]],
 ) -> dict[str, Any]:
