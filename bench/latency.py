@@ -17,8 +17,8 @@ rate, the stored requests of that rate (``webhook_requests``) give, per step nam
 gateway and the processor recorded (``processing.steps``: each lead's own times), and for
 ``received -> stored`` (the processor's end time less the gateway's receive time), p50 and
 p99 in ms; beside them the client's round trip again. What the round trip holds beyond
-``received -> stored`` is the outcome's way back: Postgres' notification, the gateway's
-read of the stored row, the answer's write.
+``received -> stored`` is the outcome's way back: the commit, Postgres' notification
+(carrying the answer: shared/done.py), the answer's write.
 """
 
 from __future__ import annotations
@@ -191,7 +191,8 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
                 STEPS_TABLE,
                 f"where the time goes: each stored lead's own step times (ms, p50/p99 per "
                 f"rate), '{STORED}' from the gateway's receive to the processor's end; the "
-                f"round trip beyond it is the notification, the gateway's read and its answer",
+                f"round trip beyond it is the commit, the notification (carrying the answer) "
+                f"and the answer",
             )
         )
     return rows

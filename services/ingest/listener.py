@@ -1,8 +1,9 @@
 """Postgres notifications the gateway follows, on one dedicated connection per process.
 
 - ``leadwire_config`` (``webhooks:<id>`` / ``workspaces:<id>``): drop cached config.
-- ``leadwire_request_done`` (``<request_id>``): the processor stored a request's result;
-  wake the ``Prefer: wait`` requests waiting for it.
+- ``leadwire_request_done`` (``<request_id> <answer>``, :mod:`shared.done`): the processor
+  stored a request's result; wake the ``Prefer: wait`` requests waiting for it, with the
+  answer's fields, so they answer without reading the row.
 - ``leadwire_ingest_indeterminate``: a gateway answered an indeterminate 503; look up
   unkeyed retries for a while (see indeterminate.py).
 
@@ -21,34 +22,51 @@ from typing import Any
 import asyncpg
 
 from services.ingest.repository import INDETERMINATE_CHANNEL
+from shared import done
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
 CONFIG_CHANNEL = "leadwire_config"
-DONE_CHANNEL = "leadwire_request_done"
+DONE_CHANNEL = done.CHANNEL
+
+
+class Waiter(asyncio.Event):
+    """One waiting request: set when its outcome may be stored; ``row`` holds the stored
+    row's answer when the notification carried it (else the waiter reads the row)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row: dict[str, Any] | None = None
+
+    def take_row(self) -> dict[str, Any] | None:
+        """The row the last notification carried, once."""
+        row, self.row = self.row, None
+        return row
 
 
 class Waiters:
     """``Prefer: wait`` requests by request id; each waiter has an Event of its own."""
 
     def __init__(self) -> None:
-        self._events: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._events: dict[uuid.UUID, set[Waiter]] = {}
 
-    def register(self, request_id: uuid.UUID) -> asyncio.Event:
-        event = asyncio.Event()
+    def register(self, request_id: uuid.UUID) -> Waiter:
+        event = Waiter()
         self._events.setdefault(request_id, set()).add(event)
         return event
 
-    def release(self, request_id: uuid.UUID, event: asyncio.Event) -> None:
+    def release(self, request_id: uuid.UUID, event: Waiter) -> None:
         events = self._events.get(request_id)
         if events is not None:
             events.discard(event)
             if not events:
                 del self._events[request_id]
 
-    def notify(self, request_id: uuid.UUID) -> None:
+    def notify(self, request_id: uuid.UUID, row: dict[str, Any] | None = None) -> None:
+        """Wake the request's waiters (with its stored row's answer, when known)."""
         for event in self._events.get(request_id, ()):
+            event.row = row
             event.set()
 
     def notify_all(self) -> None:
@@ -81,9 +99,10 @@ class Listener:
 
     def _done(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
-            self._waiters.notify(uuid.UUID(payload))
+            request_id, row = done.decode(payload)
         except ValueError:
-            pass
+            return
+        self._waiters.notify(request_id, row)
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff."""

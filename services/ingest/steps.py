@@ -26,7 +26,6 @@ secret or personal data: ids, codes and timings only.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -43,6 +42,7 @@ from services.ingest.config import ConfigUnavailable, WebhookConfig
 from services.ingest.deps import Deps
 from services.ingest.enqueue import KafkaDown
 from services.ingest.intake import Answered, Intake, Timings
+from services.ingest.listener import Waiter
 from services.ingest.metrics import REJECTIONS
 from services.ingest.recent import AcceptedRequest
 from services.ingest.rejections import reject
@@ -454,7 +454,7 @@ def _indeterminate(intake: Intake, request_id: uuid.UUID, deps: Deps) -> web.Res
 
 
 async def answer(
-    intake: Intake, request_id: uuid.UUID, waiter: asyncio.Event | None, deps: Deps
+    intake: Intake, request_id: uuid.UUID, waiter: Waiter | None, deps: Deps
 ) -> web.Response:
     """202 accepted; with ``Prefer: wait`` (``waiter``), the outcome if it comes in time."""
     webhook_id = intake.config.id

@@ -2,7 +2,9 @@
 processor's result and answer it (200, or 422 for a failed lead) instead of 202.
 
 The waiter is registered before the publish, so the processor's notification
-(``leadwire_request_done``, see listener.py) cannot be missed; the table is re-read every
+(``leadwire_request_done``, see listener.py) cannot be missed. It carries the answer's
+fields of the stored row (shared/done.py), so the waiter answers without a read; one that
+does not (the id alone) has the waiter read the row. The table is re-read every
 ``WAIT_RECHECK_S`` anyway (a reconnect of the listener, a result stored by another worker).
 The processor notifies only for requests published as ``awaited``; a keyed retry that waits
 for a first request sent without ``Prefer: wait`` gets no notification, so it re-reads the
@@ -21,6 +23,7 @@ from aiohttp import web
 from services.ingest.bodies import Accepted, Duplicate
 from services.ingest.deps import Deps
 from services.ingest.intake import Intake
+from services.ingest.listener import Waiter
 from services.ingest.responses import json_response, outcome_body, status_url
 from shared.logs import get_logger
 
@@ -56,7 +59,7 @@ async def wait_for_outcome(
     deps: Deps,
     webhook_id: uuid.UUID,
     request_id: uuid.UUID,
-    waiter: asyncio.Event,
+    waiter: Waiter,
     wait_s: float,
     accepted: Accepted | Duplicate,
     *,
@@ -74,7 +77,9 @@ async def wait_for_outcome(
         row = None
         if read:
             waiter.clear()
-        if read and deps.repo is not None:
+            # The processor's notification carries the stored row's answer (shared/done.py).
+            row = waiter.take_row()
+        if read and row is None and deps.repo is not None:
             try:
                 # Woken together (one processor batch, one burst of notifications), the
                 # waiters read their rows in one query.

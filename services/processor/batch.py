@@ -18,6 +18,7 @@ from services.processor.repository import (
     RequestRow,
     StoredRequest,
 )
+from shared import done
 from shared.events import LeadFailed, LeadProcessed, LeadReceived, LeadRejected
 from shared.kafka import Message
 
@@ -71,7 +72,11 @@ class Batch:
                 result=text,
                 steps=event.processing.steps,
                 error=error,
-                awaited=isinstance(message.value, LeadReceived) and message.value.awaited,
+                done_notice=(
+                    done.encode(event.request_id, status, text, error)
+                    if isinstance(message.value, LeadReceived) and message.value.awaited
+                    else None
+                ),
             )
         )
         payload = text.encode()

@@ -142,8 +142,9 @@ class RequestRow:
     result: str
     steps: dict[str, float]
     error: dict[str, Any] | None
-    # Somebody waits for it (``LeadReceived.awaited``): the gateway is notified.
-    awaited: bool = False
+    # Somebody waits for it (``LeadReceived.awaited``): the gateway's notification
+    # (:mod:`shared.done`, with the answer), else None.
+    done_notice: str | None = None
 
 
 @dataclass
@@ -367,7 +368,8 @@ class PostgresTransaction:
 
     async def record(self, requests: Sequence[RequestRow]) -> None:
         """Store finished requests (result = the outcome as published) and wake whoever
-        waits for them (``Prefer: wait``: the ``awaited`` ones), in one statement.
+        waits for them (``Prefer: wait``: the ``awaited`` ones, their answer in the
+        notification: :mod:`shared.done`), in one statement.
 
         A request row the gateway may have left without a result is completed in place; a
         finished row is never overwritten (the caller checked, under the identity locks).
@@ -388,7 +390,8 @@ class PostgresTransaction:
             [r.result for r in requests],
             [_json(r.steps) for r in requests],
             [_json(r.error) if r.error is not None else None for r in requests],
-            [r.request_id for r in requests if r.awaited],
+            [r.request_id for r in requests if r.done_notice is not None],
+            [r.done_notice for r in requests if r.done_notice is not None],
         )
 
 

@@ -131,8 +131,9 @@ SELECT (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs),
 """
 
 # Completes a row the gateway left without a result; never overwrites a finished one.
-# Notifies the gateway only for the requests a client waits for ($13: one NOTIFY per lead
-# cost every gateway worker a wake-up and Postgres a queue entry per lead).
+# Notifies the gateway only for the requests a client waits for ($13, with each one's
+# payload in $14: shared/done.py), and only for rows it stored: one NOTIFY per lead cost
+# every gateway worker a wake-up and Postgres a queue entry per lead.
 RECORD = """
 WITH finished AS (
     INSERT INTO webhook_requests (request_id, workspace_id, webhook_id, status, received_at,
@@ -152,8 +153,8 @@ WITH finished AS (
            body_sha256 = COALESCE(webhook_requests.body_sha256, EXCLUDED.body_sha256)
      WHERE webhook_requests.result IS NULL
     RETURNING request_id)
-SELECT count(pg_notify('leadwire_request_done', f.request_id::text))
-  FROM finished f WHERE f.request_id = ANY($13::uuid[])
+SELECT count(pg_notify('leadwire_request_done', n.payload))
+  FROM finished f JOIN unnest($13::uuid[], $14::text[]) AS n(request_id, payload) USING (request_id)
 """
 
 # --- for a person (the CLI, through admin.py) ----------------------------------------

@@ -13,9 +13,10 @@ import asyncpg
 import orjson
 import pytest
 
+from services.ingest.responses import outcome_body
 from services.processor.settings import ProcessorSettings
 from services.processor.transaction import conflict_request_id
-from shared import topics
+from shared import done, topics
 from shared.events import (
     LeadFailed,
     LeadProcessed,
@@ -347,13 +348,23 @@ async def test_only_awaited_requests_wake_the_gateway(
         # A query on the listening connection delivers every notification committed so far.
         await eventually(
             lambda: listening.fetchval("SELECT 1"),
-            until=lambda _: str(waited.request_id) in heard,
+            until=lambda _: len(heard) >= 1,
             deadline_s=10,
             what="the awaited request's notification",
         )
+        stored = await db.fetchrow(
+            "SELECT status, result, error FROM webhook_requests WHERE request_id = $1",
+            waited.request_id,
+        )
     finally:
         await listening.close()
-    assert heard == [str(waited.request_id)]
+    assert len(heard) == 1
+    # It carries the answer: the same one the gateway builds from the stored row.
+    request_id, row = done.decode(heard[0])
+    assert request_id == waited.request_id and row is not None
+    assert stored is not None and row["status"] == stored["status"] == "processed"
+    ids = {"webhook_id": t.webhook_id, "request_id": request_id, "duplicate": False}
+    assert outcome_body(row, **ids) == outcome_body(dict(stored), **ids)
 
 
 async def test_poison_messages_fail_alone_and_are_dead_lettered(

@@ -405,3 +405,58 @@ async def test_waiters_woken_together_read_their_outcomes_in_one_query(
     answers = await asyncio.gather(*waiting)
     assert [a.status for a in answers] == [200] * 5
     assert reads == [5]
+
+
+async def test_a_waiter_woken_with_the_stored_answer_reads_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The processor's notification carries the answer (shared/done.py): the waiter answers
+    from it without a query; a notification with the id alone still has it read the row."""
+    import asyncio
+
+    from services.ingest.listener import Listener
+    from services.ingest.waiting import wait_for_outcome
+    from shared import done
+
+    gw = Gateway()
+    hook = gw.webhook()
+    reads: list[list[uuid.UUID]] = []
+
+    async def requests(request_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        reads.append(request_ids)
+        return {r: gw.repo.rows[r] for r in request_ids if r in gw.repo.rows}
+
+    monkeypatch.setattr(gw.repo, "requests", requests)
+    listener = Listener("", on_config=lambda _: None, waiters=gw.deps.waiters, on_reconnect=dict)
+    result = {"status": "processed", "contact": {"id": "c1"}, "match_type": "phone"}
+
+    async def answer(payload: str, request_id: uuid.UUID) -> tuple[int, dict[str, Any]]:
+        accepted = Accepted(
+            success=True, request_id=request_id, webhook_id=hook, status="accepted", status_url=""
+        )
+        waiter = gw.deps.waiters.register(request_id)
+        task = asyncio.create_task(
+            wait_for_outcome(gw.deps, hook, request_id, waiter, 5.0, accepted, duplicate=False)
+        )
+        await asyncio.sleep(0)  # waiting for its notification
+        listener._done(None, 0, done.CHANNEL, payload)
+        response = await task
+        gw.deps.waiters.release(request_id, waiter)
+        return response.status, orjson.loads(response.body)
+
+    carried = uuid.uuid4()
+    payload = done.encode(carried, "processed", orjson.dumps(result).decode(), None)
+    status, body = await answer(payload, carried)
+    assert (status, body["contact_id"], body["match_type"]) == (200, "c1", "phone")
+    assert reads == []
+
+    bare = uuid.uuid4()
+    gw.repo.rows[bare] = {
+        "request_id": bare,
+        "webhook_id": hook,
+        "status": "processed",
+        "result": result,
+    }
+    status, body = await answer(str(bare), bare)
+    assert (status, body["contact_id"]) == (200, "c1")
+    assert reads == [[bare]]

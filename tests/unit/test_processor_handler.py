@@ -9,8 +9,10 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 import pytest
 
+from services.ingest.responses import outcome_body
 from services.processor.commit import TransactionConflict
 from services.processor.decode import Incoming, Undecodable
 from services.processor.dedupe import ContactState
@@ -20,6 +22,7 @@ from services.processor.outcomes import Finished
 from services.processor.rules import BoardRule, parse_conditions
 from services.processor.settings import ProcessorSettings
 from services.processor.transaction import conflict_request_id
+from shared import done
 from shared.events import LeadFailed, LeadProcessed, LeadRejected, decode_outcome
 from shared.kafka import Message, PoisonMessage
 from tests.support.events import as_messages, received
@@ -266,3 +269,41 @@ async def test_admin_reads_on_the_fake(repo: FakeRepository, ws: uuid.UUID) -> N
     assert detail is not None and len(detail.leads) == 2
     assert [d["other"] for d in detail.possible_duplicates] == [outcomes[0].contact.id]
     assert await repo.contact_detail(uuid.uuid4()) is None
+
+
+async def test_an_awaited_request_is_stored_with_its_answer_for_the_gateway(
+    repo: FakeRepository, ws: uuid.UUID
+) -> None:
+    """The gateway's notification (shared/done.py) carries what its synchronous answer shows
+    of the stored row: the answer built from it is the answer built from the row."""
+    hook = repo.add_webhook(ws)
+    original = received(ws, hook, idempotency_key="k-9", phone="+15550000090")
+    await handle(repo, [original])
+    waited = [
+        received(ws, hook, phone="+15550000091", email="a@x.io").model_copy(
+            update={"awaited": True}
+        ),
+        received(ws, hook, idempotency_key="k-9", phone="+15550000092").model_copy(
+            update={"awaited": True}
+        ),
+    ]
+    plain = received(ws, hook, phone="+15550000093")
+    await handle(repo, [*waited, plain])
+
+    rows = repo.tables.requests
+    assert rows[plain.request_id].done_notice is None
+    answered = set()
+    # The keyed lead with another body is rejected under a request id of its own.
+    for stored_as in (waited[0].request_id, conflict_request_id(waited[1])):
+        row = rows[stored_as]
+        assert row.done_notice is not None
+        request_id, notified = done.decode(row.done_notice)
+        assert request_id == stored_as and notified is not None
+        stored = {"status": row.status, "result": orjson.loads(row.result), "error": row.error}
+        assert "first_name" not in row.done_notice and "+1555" not in row.done_notice
+        for duplicate in (False, True):
+            assert outcome_body(
+                notified, webhook_id=hook, request_id=request_id, duplicate=duplicate
+            ) == outcome_body(stored, webhook_id=hook, request_id=request_id, duplicate=duplicate)
+        answered.add(row.status)
+    assert answered == {"processed", "rejected"}
