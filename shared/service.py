@@ -182,11 +182,18 @@ class Service:
         min_size: int = 1,
         max_size: int = 10,
         stateless: bool = False,
+        server_settings: Mapping[str, str] | None = None,
     ) -> asyncpg.Pool:
         """An asyncpg pool (waiting for Postgres to answer), closed at the end."""
 
         async def _open() -> asyncpg.Pool:
-            return await create_pool(dsn, min_size=min_size, max_size=max_size, stateless=stateless)
+            return await create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                stateless=stateless,
+                server_settings=server_settings,
+            )
 
         pool = await self.retry_until("postgres", _open)
         self.cleanup(pool.close)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.processor import sql
 from services.processor.decode import Incoming, decode_message
 from services.processor.handlers import Hooks, Pipeline
 from services.processor.outcomes import OutcomePublisher
@@ -33,6 +34,9 @@ async def run_processor(
             settings.database_url,
             min_size=settings.db_pool_min,
             max_size=max(settings.db_pool_max, 2),
+            # Transactions only: no session state to reset between batches.
+            stateless=True,
+            server_settings=sql.SESSION,
         )
         publisher = await svc.publisher(settings, client_id="leadwire-processor")
         await svc.topics(settings, (topics.RAW, topics.OUTCOMES, topics.DEADLETTER))

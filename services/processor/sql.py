@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+# The processor's sessions: every lookup goes through an index, whatever the table
+# statistics say when Postgres plans it. asyncpg prepares each statement, and after five
+# runs Postgres keeps a generic plan until the table is next analyzed; one made while a
+# table was empty (a fresh database, or just after its first ANALYZE) costs a lookup per
+# key nothing by a sequential scan, and keeps scanning as the table grows. Every table the
+# processor reads is reached by a key it has an index for.
+SESSION = {"enable_seqscan": "off"}
+
 LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 
 # Finished requests, webhooks, idempotency keys in use, the contacts holding any of the
 # batch's keys (row-locked, in id order) and the workspaces' board rules: one round trip.
+# Every contact is reached key by key through its index (a LATERAL probe per key, LIMIT 1:
+# the keys are unique per workspace), whatever Postgres believes of the table's size: a
+# generic plan made while ``contacts`` was small (a fresh database, before its first
+# ANALYZE) otherwise kept scanning the whole table three times per batch as it grew.
 LOAD = """
 WITH stored AS (
     SELECT request_id, status, body_sha256, result, error
@@ -20,21 +32,22 @@ idem AS (
       FROM leads l JOIN unnest($3::uuid[], $4::text[]) AS k(webhook_id, idem)
         ON l.webhook_id = k.webhook_id AND l.idempotency_key = k.idem),
 found AS (
-    SELECT c.id FROM contacts c JOIN unnest($5::uuid[], $6::text[]) AS k(ws, v)
-        ON c.workspace_id = k.ws AND c.crm_id = k.v AND c.crm_id IS NOT NULL
+    SELECT c.id FROM unnest($5::uuid[], $6::text[]) AS k(ws, v) CROSS JOIN LATERAL (
+        SELECT c.id FROM contacts c
+         WHERE c.workspace_id = k.ws AND c.crm_id = k.v AND c.crm_id IS NOT NULL LIMIT 1) c
     UNION
-    SELECT c.id FROM contacts c JOIN unnest($7::uuid[], $8::text[]) AS k(ws, v)
-        ON c.workspace_id = k.ws AND c.phone = k.v AND c.phone IS NOT NULL
+    SELECT c.id FROM unnest($7::uuid[], $8::text[]) AS k(ws, v) CROSS JOIN LATERAL (
+        SELECT c.id FROM contacts c
+         WHERE c.workspace_id = k.ws AND c.phone = k.v AND c.phone IS NOT NULL LIMIT 1) c
     UNION
-    SELECT c.id FROM contacts c JOIN unnest($9::uuid[], $10::text[]) AS k(ws, v)
-        ON c.workspace_id = k.ws AND c.email = k.v AND c.email IS NOT NULL),
+    SELECT c.id FROM unnest($9::uuid[], $10::text[]) AS k(ws, v) CROSS JOIN LATERAL (
+        SELECT c.id FROM contacts c
+         WHERE c.workspace_id = k.ws AND c.email = k.v AND c.email IS NOT NULL LIMIT 1) c),
 locked AS (
-    SELECT c.id, c.workspace_id, c.crm_id, c.phone, c.email, c.first_name, c.last_name,
-           c.product, c.lead_status, c.custom, c.board_id
-      FROM contacts c
-     WHERE c.id IN (SELECT id FROM found)
-     ORDER BY c.id
-       FOR UPDATE),
+    SELECT c.* FROM (SELECT id FROM found ORDER BY id) f CROSS JOIN LATERAL (
+        SELECT c.id, c.workspace_id, c.crm_id, c.phone, c.email, c.first_name, c.last_name,
+               c.product, c.lead_status, c.custom, c.board_id
+          FROM contacts c WHERE c.id = f.id LIMIT 1 FOR UPDATE) c),
 rules AS (
     SELECT r.id, r.workspace_id, r.board_id, b.name AS board_name, r.webhook_id, r.conditions,
            r.priority, r.created_at
