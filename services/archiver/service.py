@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.archiver.handlers import Hooks, SegmentWriter, classify
-from services.archiver.index import ArchiveIndex, PgIndex
+from services.archiver.index import SESSION, ArchiveIndex, PgIndex
 from services.archiver.repository import Archive, S3Archive
 from services.archiver.retention import prune
 from services.archiver.settings import ArchiverSettings
@@ -53,7 +53,11 @@ async def run_archiver(
     :class:`~services.archiver.handlers.Hooks`); production passes none."""
     async with Service("archiver", stop, ready=ready) as svc:
         pool = await svc.pool(
-            settings.database_url, min_size=1, max_size=max(settings.db_pool_max, 2), stateless=True
+            settings.database_url,
+            min_size=1,
+            max_size=max(settings.db_pool_max, 2),
+            stateless=True,
+            server_settings=SESSION,
         )
         index = PgIndex(pool)
         publisher = await svc.publisher(settings, client_id="leadwire-archiver")

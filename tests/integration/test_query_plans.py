@@ -1,0 +1,74 @@
+"""The processor's batch read reaches every contact through an index, and the archiver's
+read of archived requests follows its table, whatever Postgres believes of the tables. asyncpg prepares the statement; after five runs Postgres keeps a
+generic plan until the table is next analyzed, so a plan made while ``contacts`` was empty
+(a fresh database, or one analyzed while empty) is the plan for everything after, however
+large the table grows before the next ANALYZE."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import pytest
+
+from services.archiver.index import KNOWN, SESSION
+from services.processor import sql
+
+pytestmark = pytest.mark.integration
+
+
+async def _generic_plan(conn: asyncpg.Connection, name: str) -> list[str]:
+    params = max(int(n) for n in re.findall(r"\$(\d+)", sql.LOAD))
+    await conn.execute(f"PREPARE {name} AS {sql.LOAD}")
+    nulls = ", ".join(["NULL"] * params)
+    return [r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE {name}({nulls})")]
+
+
+async def test_the_batch_read_probes_contacts_by_index_whatever_the_statistics(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url, server_settings=sql.SESSION, statement_cache_size=0)
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        plans = {"never analyzed": await _generic_plan(conn, "load_fresh")}
+        await conn.execute("ANALYZE")
+        plans["analyzed while empty"] = await _generic_plan(conn, "load_analyzed")
+    finally:
+        await conn.close()
+    for stats, plan in plans.items():
+        reads = [line.strip() for line in plan if " on contacts" in line]
+        # Each key type's probe and the row lock, one index lookup per key: never a scan
+        # of the table.
+        assert len(reads) == 4, (stats, reads)
+        assert all(r.startswith("->  Index Scan using contacts_") for r in reads), (stats, reads)
+        assert not any("Seq Scan" in line for line in plan), (stats, "\n".join(plan))
+
+
+async def _plan_after_growth(database_url: str, settings: dict[str, str]) -> list[str]:
+    """The archiver's ``known`` read, run six times on an empty index (Postgres keeps a
+    generic plan from then on unless told otherwise), then planned again once the table
+    holds 20,000 rows and has not been analyzed since."""
+    conn = await asyncpg.connect(database_url, server_settings=settings, statement_cache_size=0)
+    try:
+        await conn.execute("ANALYZE archive_index")
+        await conn.execute(f"PREPARE known AS {KNOWN}")
+        probe = "EXECUTE known(ARRAY[gen_random_uuid(), gen_random_uuid()])"
+        for _ in range(6):
+            await conn.execute(probe)
+        await conn.execute(
+            "INSERT INTO archive_index (request_id, workspace_id, webhook_id, received_at,"
+            " status, segment_key, line, member_offset, member_length, member_first_line)"
+            " SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), now(),"
+            " 'processed', 'k', 1, 0, 1, 1 FROM generate_series(1, 20000)"
+        )
+        return [r[0] for r in await conn.fetch(f"EXPLAIN {probe}")]
+    finally:
+        await conn.close()
+
+
+async def test_the_archivers_read_of_archived_requests_follows_the_table_as_it_grows(
+    database_url: str,
+) -> None:
+    plan = await _plan_after_growth(database_url, SESSION)
+    assert "Seq Scan" not in "\n".join(plan), plan
+    assert any("archive_index_pkey" in line for line in plan), plan
