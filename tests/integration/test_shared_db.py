@@ -122,3 +122,24 @@ async def test_a_typical_request_result_is_stored_inline_without_compression(
         assert row["size"] > 2500
     finally:
         await db.close()
+
+
+async def test_a_stateless_pool_never_lends_a_connection_inside_a_transaction(
+    database_url: str,
+) -> None:
+    """A stateless pool (the gateway's, the processor's, the archiver's) skips asyncpg's reset
+    query, not its rollback (asyncpg runs it before the pool's own reset): a block that
+    left its transaction open (cancelled before its COMMIT or ROLLBACK) does not hand it
+    on to the next borrower."""
+    from shared.db import create_pool
+
+    pool = await create_pool(database_url, min_size=1, max_size=1, stateless=True)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE left_open (x int)")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+    finally:
+        await pool.close()
