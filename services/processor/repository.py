@@ -23,7 +23,7 @@ import asyncpg
 import orjson
 
 from services.processor import sql
-from services.processor.dedupe import KEY_TYPES, ContactState
+from services.processor.dedupe import ContactState
 from services.processor.rules import BoardRule, parse_conditions
 from services.processor.screening import (
     DEFAULT_KEY,
@@ -224,8 +224,19 @@ class PostgresRepository:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self._connection() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+        """Begun by the transaction's first statement (with the identity locks: one round
+        trip), committed when the block ends, rolled back when it raises. (A rollback cut
+        short leaves the connection in its transaction: the pool rolls it back before
+        lending it again, tests/integration/test_shared_db.py.)"""
+        async with self._connection() as conn:
+            try:
+                yield PostgresTransaction(conn)
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    await conn.execute("ROLLBACK")
+                raise
+            if conn.is_in_transaction():
+                await conn.execute("COMMIT")
 
     async def ping(self) -> bool:
         async with self._connection(timeout=2) as conn:
@@ -258,15 +269,24 @@ class PostgresTransaction:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    async def _begin(self) -> None:
+        if not self._conn.is_in_transaction():
+            await self._conn.execute("BEGIN")
+
     async def lock_identities(self, keys: Iterable[int]) -> None:
         """Take transaction-scoped advisory locks on every key, in ascending order.
 
         Every processor locks in the same (sorted) order, so two batches that share keys wait
-        for each other instead of deadlocking. The locks go at commit or rollback.
+        for each other instead of deadlocking. The locks go at commit or rollback. As the
+        transaction's first statement, it begins it in the same round trip.
         """
         ordered = sorted(set(keys))
-        if ordered:
+        if not ordered:
+            await self._begin()
+        elif self._conn.is_in_transaction():
             await self._conn.execute(sql.LOCK, ordered)
+        else:
+            await self._conn.execute(sql.begin_and_lock(ordered))
 
     async def load_batch(self, query: BatchQuery) -> BatchView:
         """Everything a batch reads, in one round trip; call it after :meth:`lock_identities`.
@@ -278,7 +298,8 @@ class PostgresTransaction:
         order. The contacts come back as they are now, so a contact that gave a key up while
         this waited is indexed under its current keys, not the one that found it.
         """
-        row = await self._conn.fetchrow(sql.LOAD, *_load_args(query))
+        await self._begin()
+        row = await self._conn.fetchrow(sql.LOAD, *sql.load_args(query))
         assert row is not None
         return BatchView(
             stored={s.request_id: s for s in map(_stored_request, row["stored"] or ())},
@@ -310,6 +331,7 @@ class PostgresTransaction:
         contact takes the old one) never meets its former holder in the unique index,
         whatever order the rows are written in.
         """
+        await self._begin()
         changed = [c for c in contacts if c.dirty and not c.is_new]
         created = [c for c in contacts if c.dirty and c.is_new]
         clearing = [(c, c.cleared_keys()) for c in changed]
@@ -339,6 +361,7 @@ class PostgresTransaction:
     ) -> None:
         """Insert the batch's leads, possible duplicate pairs and accepted keys (one
         statement; ``keys`` hold one row per webhook, key type and value)."""
+        await self._begin()
         if not (leads or pairs or keys):
             return
         await self._conn.execute(
@@ -374,6 +397,7 @@ class PostgresTransaction:
         A request row the gateway may have left without a result is completed in place; a
         finished row is never overwritten (the caller checked, under the identity locks).
         """
+        await self._begin()
         if not requests:
             return
         await self._conn.execute(
@@ -396,30 +420,6 @@ class PostgresTransaction:
 
 
 # --- rows in and out ----------------------------------------------------------------
-
-
-def _load_args(query: BatchQuery) -> list[Any]:
-    """The parameters of :data:`sql.LOAD`, in order."""
-    by_kind: dict[str, tuple[list[uuid.UUID], list[str]]] = {k: ([], []) for k in KEY_TYPES}
-    for workspace_id, kind, value in query.keys:
-        by_kind[kind][0].append(workspace_id)
-        by_kind[kind][1].append(value)
-    return [
-        list(set(query.request_ids)),
-        list(set(query.webhook_ids)),
-        [p[0] for p in query.idempotency],
-        [p[1] for p in query.idempotency],
-        *by_kind["crm_id"],
-        *by_kind["phone"],
-        *by_kind["email"],
-        list(set(query.workspace_ids)),
-        [d[0] for d in query.digests if d[2] != "crm_id"],
-        [d[2] for d in query.digests if d[2] != "crm_id"],
-        [d[3] for d in query.digests if d[2] != "crm_id"],
-        [d[1] for d in query.digests],
-        [d[2] for d in query.digests],
-        [d[3] for d in query.digests],
-    ]
 
 
 def _screening(hook: dict[str, Any]) -> Screening:

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from services.processor.dedupe import KEY_TYPES
+
+if TYPE_CHECKING:
+    from services.processor.repository import BatchQuery
+
 # The processor's sessions: every lookup goes through an index, whatever the table
 # statistics say when Postgres plans it. asyncpg prepares each statement, and after five
 # runs Postgres keeps a generic plan until the table is next analyzed; one made while a
@@ -11,6 +19,16 @@ from __future__ import annotations
 SESSION = {"enable_seqscan": "off"}
 
 LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+
+
+def begin_and_lock(keys: list[int]) -> str:
+    """BEGIN and :data:`LOCK` as one simple query (one round trip): the keys, integers,
+    written into it."""
+    listed = ",".join(str(int(k)) for k in keys)
+    return (
+        f"BEGIN; SELECT count(pg_advisory_xact_lock(k)) FROM unnest('{{{listed}}}'::bigint[]) AS k"
+    )
+
 
 # Finished requests, webhooks, idempotency keys in use, the contacts holding any of the
 # batch's keys (row-locked, in id order) and the workspaces' board rules: one round trip.
@@ -78,6 +96,31 @@ SELECT (SELECT json_agg(s) FROM stored s) AS stored,
        (SELECT json_agg(x) FROM supp x) AS supp,
        (SELECT json_agg(x) FROM seen x) AS seen
 """
+
+
+def load_args(query: BatchQuery) -> list[Any]:
+    """The parameters of :data:`LOAD`, in order."""
+    by_kind: dict[str, tuple[list[uuid.UUID], list[str]]] = {k: ([], []) for k in KEY_TYPES}
+    for workspace_id, kind, value in query.keys:
+        by_kind[kind][0].append(workspace_id)
+        by_kind[kind][1].append(value)
+    return [
+        list(set(query.request_ids)),
+        list(set(query.webhook_ids)),
+        [p[0] for p in query.idempotency],
+        [p[1] for p in query.idempotency],
+        *by_kind["crm_id"],
+        *by_kind["phone"],
+        *by_kind["email"],
+        list(set(query.workspace_ids)),
+        [d[0] for d in query.digests if d[2] != "crm_id"],
+        [d[2] for d in query.digests if d[2] != "crm_id"],
+        [d[3] for d in query.digests if d[2] != "crm_id"],
+        [d[1] for d in query.digests],
+        [d[2] for d in query.digests],
+        [d[3] for d in query.digests],
+    ]
+
 
 CLEAR_KEYS = """
 UPDATE contacts c

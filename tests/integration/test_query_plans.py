@@ -1,5 +1,7 @@
-"""The processor's batch read reaches every contact through an index, and the archiver's
-read of archived requests follows its table, whatever Postgres believes of the tables. asyncpg prepares the statement; after five runs Postgres keeps a
+"""How the processor and the archiver talk to Postgres: the processor's batch read reaches
+every contact through an index and the archiver's read of archived requests follows its
+table, whatever Postgres believes of the tables; a batch's transaction begins with its
+identity locks, in one round trip. asyncpg prepares the statement; after five runs Postgres keeps a
 generic plan until the table is next analyzed, so a plan made while ``contacts`` was empty
 (a fresh database, or one analyzed while empty) is the plan for everything after, however
 large the table grows before the next ANALYZE."""
@@ -13,6 +15,7 @@ import pytest
 
 from services.archiver.index import KNOWN, SESSION
 from services.processor import sql
+from services.processor.repository import PostgresRepository, lock_key
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +75,52 @@ async def test_the_archivers_read_of_archived_requests_follows_the_table_as_it_g
     plan = await _plan_after_growth(database_url, SESSION)
     assert "Seq Scan" not in "\n".join(plan), plan
     assert any("archive_index_pkey" in line for line in plan), plan
+
+
+class _Sent:
+    """A connection that notes every statement it is asked to run."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+    async def execute(self, query: str, *args: object) -> str:
+        self.statements.append(query)
+        return await self.conn.execute(query, *args)
+
+
+async def _advisory_locks(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+    )
+
+
+async def test_a_batch_begins_its_transaction_with_its_identity_locks_in_one_round_trip(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    sent = _Sent(conn)
+    repo = PostgresRepository(sent)  # type: ignore[arg-type]
+    keys = [lock_key("phone", "+15550000001"), lock_key("email", "a@x.io")]
+    try:
+        async with repo.transaction() as tx:
+            await tx.lock_identities(keys)
+            assert conn.is_in_transaction()
+            assert await _advisory_locks(conn) == 2
+        assert sent.statements[0].startswith("BEGIN; SELECT count(pg_advisory_xact_lock(k))")
+        assert sent.statements[1:] == ["COMMIT"]
+        assert not conn.is_in_transaction() and await _advisory_locks(conn) == 0
+
+        with pytest.raises(RuntimeError):
+            async with repo.transaction() as tx:
+                await tx.lock_identities(keys)
+                raise RuntimeError("the batch failed")
+        assert sent.statements[-1] == "ROLLBACK"
+        assert not conn.is_in_transaction() and await _advisory_locks(conn) == 0
+    finally:
+        await conn.close()
