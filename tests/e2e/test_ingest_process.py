@@ -19,6 +19,7 @@ from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 from tests.support.ingest import auth_headers, create_webhook
 from tests.support.net import free_port
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess, env_for
 from tests.support.topics import read_topic
 
@@ -49,6 +50,18 @@ async def test_two_workers_one_port_clean_logs_and_clean_stop(
         # /readyz, /metrics: on the ops listener, which both workers share too.
         ops = settings.ops_url("ingest")
         await proc.wait_ready(f"{ops}/readyz", deadline_s=60)
+
+        # Ready means one worker answers; the second may still be starting on a busy
+        # machine. Both listen before the requests go out (and so before the stop).
+        async def logs() -> str:
+            return proc.logs()
+
+        await eventually(
+            logs,
+            until=lambda text: text.count("ingest_listening") == 2,
+            deadline_s=60,
+            what="both workers listening",
+        )
         lead = {
             "first_name": CANARY_NAME,
             "phone": f"({CANARY_PHONE_DIGITS[:3]}) {CANARY_PHONE_DIGITS[3:6]}-{CANARY_PHONE_DIGITS[6:]}",
