@@ -224,10 +224,9 @@ class PostgresRepository:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """Begun by the transaction's first statement (with the identity locks: one round
-        trip), committed when the block ends, rolled back when it raises. (A rollback cut
-        short leaves the connection in its transaction: the pool rolls it back before
-        lending it again, tests/integration/test_shared_db.py.)"""
+        """Begun by its first statement (with the identity locks: one round trip), committed
+        when the block ends, rolled back when it raises (one cut short: by the pool before
+        it lends the connection again, tests/integration/test_shared_db.py)."""
         async with self._connection() as conn:
             try:
                 yield PostgresTransaction(conn)
@@ -235,8 +234,9 @@ class PostgresRepository:
                 if not conn.is_closed() and conn.is_in_transaction():
                     await conn.execute("ROLLBACK")
                 raise
-            if conn.is_in_transaction():
-                await conn.execute("COMMIT")
+            # COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error.
+            if conn.is_in_transaction() and await conn.execute("COMMIT") != "COMMIT":
+                raise asyncpg.InFailedSQLTransactionError("the transaction was rolled back")
 
     async def ping(self) -> bool:
         async with self._connection(timeout=2) as conn:

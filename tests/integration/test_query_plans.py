@@ -124,3 +124,19 @@ async def test_a_batch_begins_its_transaction_with_its_identity_locks_in_one_rou
         assert not conn.is_in_transaction() and await _advisory_locks(conn) == 0
     finally:
         await conn.close()
+
+
+async def test_a_batch_whose_statement_failed_never_counts_as_committed(database_url: str) -> None:
+    """A block that carried on past a failed statement: its COMMIT rolls back, and the
+    transaction says so (nothing of it may be published as stored)."""
+    conn = await asyncpg.connect(database_url)
+    repo = PostgresRepository(conn)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(asyncpg.InFailedSQLTransactionError):
+            async with repo.transaction() as tx:
+                await tx.lock_identities([lock_key("phone", "+15550000002")])
+                with pytest.raises(asyncpg.PostgresError):
+                    await conn.execute("SELECT 1 / 0")
+        assert not conn.is_in_transaction() and await _advisory_locks(conn) == 0
+    finally:
+        await conn.close()
