@@ -90,6 +90,7 @@ async def run_analytics(
             ),
             publisher=publisher,
             max_batch=settings.analytics_max_batch,
+            gather_ms=settings.analytics_gather_ms,
         )
         svc.task("consumer", runner.run(), on_stop=runner.stop)
         dead_runner = _deadletters(svc, settings, pool, publisher, clock)

@@ -12,6 +12,10 @@ class AnalyticsSettings(CommonSettings):
     analytics_group: str = "leadwire-analytics"
     # Outcome messages handed to one batch (one Postgres transaction per batch).
     analytics_max_batch: int = Field(default=500, ge=1, le=5000)
+    # How long the broker may hold a fetch to gather outcomes (up to 1 MiB) into one
+    # batch: at a steady rate, a transaction every this often instead of one per few
+    # leads, whose CPU the lead's own path (gateway, processor) needs. 0: at once.
+    analytics_gather_ms: int = Field(default=500, ge=0, le=5000)
     # DDSketch relative accuracy of every percentile (0.01 = within 1 % of the true value).
     analytics_sketch_accuracy: float = Field(default=0.01, gt=0, lt=0.5)
     # Event ids are remembered this long; an outcome older than this is not counted

@@ -82,6 +82,7 @@ async def run_archiver(
             handler=writer.handle,
             publisher=publisher,
             max_batch=settings.archive_max_batch,
+            gather_ms=settings.archive_gather_ms,
             classify=classify,
             holding=writer,
         )

@@ -32,6 +32,9 @@ class ArchiverSettings(CommonSettings):
     archive_upload_concurrency: int = Field(default=16, ge=1, le=256)
     # Outcome messages handed to one batch (one index look-up per batch).
     archive_max_batch: int = Field(default=500, ge=1)
+    # How long the broker may hold a fetch to gather outcomes (up to 1 MiB) into one
+    # batch (one index look-up per batch); 0: at once.
+    archive_gather_ms: int = Field(default=500, ge=0, le=5000)
     # Consumer group; one group for every archiver replica.
     archiver_group: str = "leadwire-archiver"
     # How often the archiver prunes expired archives itself when the S3 server has no

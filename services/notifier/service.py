@@ -66,6 +66,7 @@ async def run_notifier(
             ),
             publisher=publisher,
             max_batch=200,
+            gather_ms=settings.notify_gather_ms,
         )
         hub = RealtimeHub(
             repo=repo, dsn=settings.database_url, cors_origins=settings.notify_cors_origins

@@ -11,6 +11,10 @@ class NotifierSettings(CommonSettings):
     # Consumer group of the outcome and alert consumer. A new group replays from offset 0;
     # the send table keeps that from sending anything twice.
     notify_group_id: str = "leadwire-notifier"
+    # How long the broker may hold a fetch to gather events (up to 1 MiB) into one batch
+    # (one transaction per batch): the real-time feed and the queue see a lead that much
+    # later at most; 0: at once.
+    notify_gather_ms: int = Field(default=250, ge=0, le=5000)
 
     # Queue semantics: a batch per (workspace, channel, recipient) is sent when it holds
     # notify_batch_size notifications or its oldest one waited notify_batch_window_s.

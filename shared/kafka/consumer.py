@@ -55,6 +55,8 @@ from shared.settings import CommonSettings
 log = get_logger(__name__)
 
 E = TypeVar("E")
+# What a gathering consumer (``gather_ms``) asks the broker to hold a fetch for.
+GATHER_BYTES = 1 << 20
 
 CONSUMED = Counter("leadwire_consumer_messages_total", "Messages handled", ["topic", "result"])
 BATCH_SIZE = Histogram(
@@ -107,6 +109,7 @@ class ConsumerRunner(Generic[E]):
         max_backoff_s: float = 5.0,
         revoke_wait_s: float = 30.0,
         fetch_max_wait_ms: int = 500,
+        gather_ms: int = 0,
         classify: Classifier | None = None,
         unknown_attempts: int = 3,
         stuck_after_s: float = 60.0,
@@ -152,10 +155,12 @@ class ConsumerRunner(Generic[E]):
             # A topic created after subscribe() is noticed within seconds, not minutes.
             metadata_max_age_ms=5_000,
             # How long a fetch waits at the broker while no partition has new data: it
-            # answers as soon as one has (fetch_min_bytes 1). Every fetch covers every
-            # partition (_fetch_all_partitions_together), so this is the idle polling
-            # rate, not a delay.
-            fetch_max_wait_ms=fetch_max_wait_ms,
+            # answers as soon as one has (fetch_min_bytes 1), so this is the idle polling
+            # rate, not a delay. A consumer that need not be prompt gathers instead: the
+            # broker holds each fetch until GATHER_BYTES came or gather_ms passed, so a
+            # steady trickle comes as a few big batches, not many of one or two records.
+            fetch_max_wait_ms=gather_ms or fetch_max_wait_ms,
+            fetch_min_bytes=GATHER_BYTES if gather_ms else 1,
         )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,7 +27,13 @@ from shared.kafka import (
 )
 from shared.settings import CommonSettings
 from tests.support.polling import eventually
-from tests.support.topics import TopicUnreadable, group_caught_up, read_json, read_topic
+from tests.support.topics import (
+    TopicUnreadable,
+    group_caught_up,
+    read_json,
+    read_topic,
+    wait_caught_up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -462,3 +469,43 @@ async def test_a_busy_consumer_commits_once_per_interval_and_at_once_when_idle(
             handled = len(batches)
     assert handled >= 40 and set(batches) == {1}  # one message a batch: 40 batches or more
     assert len(commits) <= 4, commits  # the first batch's, then the idle poll's (a rebalance's)
+
+
+async def test_a_gathering_consumer_takes_a_trickle_in_a_few_batches(
+    settings: CommonSettings,
+) -> None:
+    """``gather_ms``: the broker holds each fetch until a batch's worth came or the time
+    passed, so a consumer that need not be prompt (analytics, the archiver, the notifier)
+    handles a steady trickle as a few big batches; a prompt one (the processor) takes each
+    lead as it comes."""
+    await ensure_topics(settings)
+    run = base64.b32encode(os.urandom(5)).decode()
+    batches: dict[str, list[int]] = {"prompt": [], "gathering": []}
+
+    def counter(name: str) -> Callable[[list[Message[dict]]], Awaitable[None]]:
+        async def handle(messages: list[Message[dict]]) -> None:
+            ours = sum(1 for m in messages if m.value.get("run") == run)
+            if ours:
+                batches[name].append(ours)
+
+        return handle
+
+    async with Publisher(settings) as pub:
+        prompt = raw_runner(settings, pub, "g-prompt", counter("prompt"))
+        gathering = raw_runner(settings, pub, "g-gathering", counter("gathering"), gather_ms=400)
+        async with running(prompt), running(gathering):
+            for group in ("g-prompt", "g-gathering"):  # past whatever the topic held
+                await pub.publish(topics.RAW, orjson.dumps({"run": "mark"}), key="k")
+                await wait_caught_up(settings, group, topics.RAW)
+            for n in range(30):  # a trickle: one message every 30 ms, ~0.9 s in all
+                await pub.publish(topics.RAW, orjson.dumps({"run": run, "n": n}), key=f"k{n}")
+                await asyncio.sleep(0.03)
+            for name in batches:
+                await eventually(
+                    lambda name=name: _ret(sum(batches[name])),
+                    until=lambda n: n >= 30,
+                    what=f"the {name} consumer handled the trickle",
+                )
+    assert sum(batches["gathering"]) == sum(batches["prompt"]) == 30
+    assert len(batches["gathering"]) <= 6, batches["gathering"]
+    assert len(batches["prompt"]) >= 12, batches["prompt"]
