@@ -238,6 +238,18 @@ class FakeTransaction:
             },
         )
 
+    async def write(
+        self,
+        contacts: Sequence[ContactState],
+        leads: Sequence[LeadRow],
+        pairs: Sequence[DuplicatePair] = (),
+        keys: Sequence[LeadKeyRow] = (),
+    ) -> None:
+        # One statement in Postgres; its two halves stay apart here, so a test can fail
+        # or slow either ("write_contacts", "write_leads").
+        await self.write_contacts(contacts)
+        await self.write_leads(leads, pairs, keys)
+
     async def write_contacts(self, contacts: Sequence[ContactState]) -> None:
         self._repo.check_fault("write_contacts")
         now = utcnow()

@@ -63,8 +63,7 @@ BATCH_LEADS = Histogram(
 )
 STEP_SECONDS = Histogram(
     "leadwire_processor_step_seconds",
-    "Time per processing step of a batch (lookup, rules, contact_write, lead, record, "
-    "commit, publish, batch)",
+    "Time per processing step of a batch (lookup, rules, write, record, commit, publish, batch)",
     ["step"],
     buckets=_LATENCY_BUCKETS,
 )

@@ -169,18 +169,16 @@ class Transaction(Protocol):
     async def load_batch(self, query: BatchQuery) -> BatchView:
         """Everything a batch reads; call it after :meth:`lock_identities`."""
 
-    async def write_contacts(self, contacts: Sequence[ContactState]) -> None:
-        """Persist the batch's dirty contacts (updates and inserts)."""
-
-    async def write_leads(
+    async def write(
         self,
+        contacts: Sequence[ContactState],
         leads: Sequence[LeadRow],
         pairs: Sequence[DuplicatePair] = (),
         keys: Sequence[LeadKeyRow] = (),
     ) -> None:
-        """Insert leads and possible duplicate pairs (a pair already known is kept), and
-        store the accepted leads' keys (one per webhook, key type and value; the later
-        acceptance wins)."""
+        """Persist the batch's dirty contacts (updates and inserts), insert its leads and
+        possible duplicate pairs (a pair already known is kept), and store the accepted
+        leads' keys (one per webhook, key type and value; the later acceptance wins)."""
 
     async def record(self, requests: Sequence[RequestRow]) -> None:
         """Store finished requests; a finished one is never overwritten."""
@@ -323,8 +321,15 @@ class PostgresTransaction:
             },
         )
 
-    async def write_contacts(self, contacts: Sequence[ContactState]) -> None:
-        """Persist the batch's final contact states (updates and inserts in one statement).
+    async def write(
+        self,
+        contacts: Sequence[ContactState],
+        leads: Sequence[LeadRow],
+        pairs: Sequence[DuplicatePair] = (),
+        keys: Sequence[LeadKeyRow] = (),
+    ) -> None:
+        """The batch's final contact states, its leads, pairs and accepted keys: one
+        statement (``sql.WRITE``; ``keys`` hold one row per webhook, key type and value).
 
         Keys an existing contact gives up are cleared first, in a statement of their own, so
         a key that moves within the batch (one contact changes its phone, another lead's
@@ -344,28 +349,13 @@ class PostgresTransaction:
                 ["phone" in kinds for _, kinds in clearing],
                 ["email" in kinds for _, kinds in clearing],
             )
-        if not changed and not created:
+        if not (changed or created or leads or pairs or keys):
             return
         await self._conn.execute(
-            sql.WRITE_CONTACTS,
+            sql.WRITE,
             *_contact_columns(changed),
             *_contact_columns(created),
             [c.workspace_id for c in created],
-        )
-
-    async def write_leads(
-        self,
-        leads: Sequence[LeadRow],
-        pairs: Sequence[DuplicatePair] = (),
-        keys: Sequence[LeadKeyRow] = (),
-    ) -> None:
-        """Insert the batch's leads, possible duplicate pairs and accepted keys (one
-        statement; ``keys`` hold one row per webhook, key type and value)."""
-        await self._begin()
-        if not (leads or pairs or keys):
-            return
-        await self._conn.execute(
-            sql.WRITE_LEADS,
             [x.id for x in leads],
             [x.workspace_id for x in leads],
             [x.contact_id for x in leads],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +130,13 @@ UPDATE contacts c
  WHERE c.id = u.id
 """
 
-WRITE_CONTACTS = """
-WITH upd AS (
+# The batch's contacts and leads in one statement (one round trip): contact updates ($1-$10)
+# and inserts ($11-$21), then (numbered from 1 in _LEAD_CTES, shifted past the contacts'
+# parameters) leads, possible-duplicate pairs and accepted lead keys. A lead's contact
+# inserted in the same statement satisfies its foreign key: Postgres checks constraints
+# once the whole statement has run.
+_CONTACT_CTES = """
+upd AS (
     UPDATE contacts c
        SET crm_id = u.crm_id, phone = u.phone, email = u.email,
            first_name = u.first_name, last_name = u.last_name,
@@ -152,12 +158,11 @@ ins AS (
                   $21::uuid[])
         AS u(id, crm_id, phone, email, first_name, last_name, product,
              lead_status, custom, board_id, workspace_id)
- RETURNING 1)
-SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)
-"""
+ RETURNING 1)"""
+CONTACT_PARAMS = 21
 
-WRITE_LEADS = """
-WITH new_leads AS (
+_LEAD_CTES = """
+new_leads AS (
     INSERT INTO leads (id, workspace_id, contact_id, webhook_id, request_id,
                        idempotency_key, source, status, product_interest, replay_of, consent)
     SELECT l.id, l.ws, l.contact, l.webhook, l.request, l.idem, l.source, l.status,
@@ -179,8 +184,19 @@ lead_keys AS (
     ON CONFLICT (webhook_id, key_type, value_sha256) DO UPDATE
        SET accepted_at = EXCLUDED.accepted_at, request_id = EXCLUDED.request_id
      WHERE webhook_lead_keys.accepted_at < EXCLUDED.accepted_at
-    RETURNING 1)
-SELECT (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs),
+    RETURNING 1)"""
+
+
+def _shifted(text: str, by: int) -> str:
+    """``text`` with every parameter ``$n`` renumbered ``$(n + by)``."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + by}", text)
+
+
+WRITE = f"""
+WITH {_CONTACT_CTES.strip()},
+{_shifted(_LEAD_CTES, CONTACT_PARAMS).strip()}
+SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins),
+       (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs),
        (SELECT count(*) FROM lead_keys)
 """
 

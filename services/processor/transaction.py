@@ -139,11 +139,8 @@ async def process_batch(
     decided = [decide(batch, m, now) for m in messages]
 
     t2 = time.perf_counter()
-    await tx.write_contacts(batch.index.contacts)
-    t_contacts = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    await tx.write_leads(batch.leads, batch.pairs, list(batch.lead_keys.values()))
-    t_leads = time.perf_counter() - t3
+    await tx.write(batch.index.contacts, batch.leads, batch.pairs, list(batch.lead_keys.values()))
+    t_write = time.perf_counter() - t2
 
     end = clock()
     # A batched statement's time is divided among the leads it wrote: no lead is given
@@ -153,9 +150,9 @@ async def process_batch(
     for item in decided:
         if isinstance(item, Decided):
             steps = {
-                "contact_processing": outcomes.ms(item.decide_s + (t_lookup + t_contacts) * share),
+                "contact_processing": outcomes.ms(item.decide_s + t_lookup * share),
                 "board_assignment": outcomes.ms(item.rules_s),
-                "lead_creation": outcomes.ms(t_leads * share),
+                "lead_creation": outcomes.ms(t_write * share),
             }
             item = _processed(batch, item, steps, end)
         out.append(item)
@@ -167,8 +164,7 @@ async def process_batch(
 
     metrics.STEP_SECONDS.labels("lookup").observe(t_lookup)
     metrics.STEP_SECONDS.labels("rules").observe(batch.rules_s)
-    metrics.STEP_SECONDS.labels("contact_write").observe(t_contacts)
-    metrics.STEP_SECONDS.labels("lead").observe(t_leads)
+    metrics.STEP_SECONDS.labels("write").observe(t_write)
     metrics.STEP_SECONDS.labels("record").observe(t_record)
     return out
 

@@ -9,13 +9,23 @@ large the table grows before the next ANALYZE."""
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
 from services.archiver.index import KNOWN, SESSION
 from services.processor import sql
-from services.processor.repository import PostgresRepository, lock_key
+from services.processor.dedupe import ContactState
+from services.processor.repository import (
+    DuplicatePair,
+    LeadKeyRow,
+    LeadRow,
+    PostgresRepository,
+    lock_key,
+)
+from tests.support.processor import seed_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +132,44 @@ async def test_a_batch_begins_its_transaction_with_its_identity_locks_in_one_rou
                 raise RuntimeError("the batch failed")
         assert sent.statements[-1] == "ROLLBACK"
         assert not conn.is_in_transaction() and await _advisory_locks(conn) == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_batch_stores_its_contacts_and_leads_in_one_statement(database_url: str) -> None:
+    """New contacts, their leads (whose foreign key names a contact inserted by the same
+    statement), a possible-duplicate pair and an accepted key: one round trip."""
+    conn = await asyncpg.connect(database_url)
+    sent = _Sent(conn)
+    repo = PostgresRepository(sent)  # type: ignore[arg-type]
+    try:
+        t = await seed_tenant(conn)
+        ann, bob = (
+            ContactState(uuid.uuid4(), t.workspace_id, phone=p, is_new=True, dirty=True)
+            for p in ("+15550000011", "+15550000012")
+        )
+        requests = [uuid.uuid4(), uuid.uuid4()]
+        leads = [
+            LeadRow(
+                uuid.uuid4(), t.workspace_id, c.id, t.webhook_id, r, None, "api", None, None, None
+            )
+            for c, r in zip((ann, bob), requests, strict=True)
+        ]
+        pair = DuplicatePair(t.workspace_id, bob.id, ann.id, "email", requests[1])
+        key = LeadKeyRow(t.webhook_id, "phone", b"\x01" * 32, datetime.now(UTC), requests[0])
+        async with repo.transaction() as tx:
+            await tx.lock_identities([lock_key("phone", "+15550000011")])
+            await tx.write([ann, bob], leads, [pair], [key])
+        assert sent.statements[1:] == [sql.WRITE, "COMMIT"]
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM contacts WHERE workspace_id = $1) AS contacts,"
+            " (SELECT count(*) FROM leads WHERE workspace_id = $1) AS leads,"
+            " (SELECT count(*) FROM possible_duplicates WHERE workspace_id = $1) AS pairs,"
+            " (SELECT count(*) FROM webhook_lead_keys WHERE webhook_id = $2) AS keys",
+            t.workspace_id,
+            t.webhook_id,
+        )
+        assert dict(counts) == {"contacts": 2, "leads": 2, "pairs": 1, "keys": 1}
     finally:
         await conn.close()
 
