@@ -300,6 +300,14 @@ def encode(event: BaseModel) -> bytes:
     return event.__pydantic_serializer__.to_json(event)
 
 
+def _uuid_text(value: object) -> str:
+    """A UUID of a subclass (asyncpg hands a webhook's ids over as its own ``UUID``), which
+    orjson leaves to this: its text, as the model writes it; anything else is refused."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError
+
+
 def lead_received_json(
     *,
     request_id: uuid.UUID,
@@ -340,7 +348,7 @@ def lead_received_json(
         "awaited": awaited,
     }
     try:
-        return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
+        return orjson.dumps(fields, default=_uuid_text, option=orjson.OPT_UTC_Z)
     except orjson.JSONEncodeError:
         fields.update(request=RawRequest(**fields["request"]), lead=lead)
         return encode(LeadReceived(**fields))
