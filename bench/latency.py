@@ -19,6 +19,11 @@ gateway and the processor recorded (``processing.steps``: each lead's own times)
 p99 in ms; beside them the client's round trip again. What the round trip holds beyond
 ``received -> stored`` is the outcome's way back: the commit, Postgres' notification
 (carrying the answer: shared/done.py), the answer's write.
+
+And the processor's batches (table ``latency batches``, from its ``/metrics`` before and
+after each rate): how many, leads per batch, each statement's mean ms per batch (the read,
+the write, the record, the commit with its WAL flush) and the share of the rate's time
+its transactions took: a processor near 100 % has no slack, and its leads queue.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+import aiohttp
 import asyncpg
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report
 from bench.cpu import load_average
@@ -46,6 +53,9 @@ from bench.stack import LaunchedStack, form_webhook, make_up_stack, running_stac
 
 TABLE = "latency"
 STEPS_TABLE = "latency steps"
+BATCH_TABLE = "latency batches"
+# The processor's statements per batch, as its metrics name them (services/processor).
+TX_STEPS = ("lookup", "write", "record", "commit")
 STORED = "received -> stored"
 ROUND_TRIP = "round trip (client)"
 PREFER = {"Prefer": "wait=5"}
@@ -155,6 +165,46 @@ def _step_rows(rate: float, times: dict[str, list[float]], result: Result) -> li
     return rows
 
 
+async def _processor_sums(stack: LaunchedStack) -> dict[str, float]:
+    """The processor's running totals: batches, leads, and seconds per step."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(stack.ops_url("processor") + "/metrics") as response:
+            text = await response.text()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "leadwire_processor_batch_size_count":
+                sums["batches"] = sample.value
+            elif sample.name == "leadwire_processor_batch_size_sum":
+                sums["leads"] = sample.value
+            elif sample.name == "leadwire_processor_step_seconds_sum":
+                sums[sample.labels["step"]] = sample.value
+    return sums
+
+
+def _batch_rows(
+    rate: float, before: dict[str, float], after: dict[str, float], seconds: float
+) -> list[dict[str, Any]]:
+    """The ``latency batches`` cells of one rate."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    batches = max(delta.get("batches", 0.0), 1.0)
+    column = f"{rate:g}/s"
+    rows = [
+        cell(
+            "latency", BATCH_TABLE, "batches per second", column, delta["batches"] / seconds, "/s"
+        ),
+        cell(
+            "latency", BATCH_TABLE, "leads per batch", column, delta["leads"] / batches, "per batch"
+        ),
+    ]
+    for step in TX_STEPS:
+        ms = delta.get(step, 0.0) / batches * 1000
+        rows.append(cell("latency", BATCH_TABLE, f"{step} ms per batch", column, ms, "ms"))
+    busy = sum(delta.get(step, 0.0) for step in TX_STEPS) / seconds * 100
+    rows.append(cell("latency", BATCH_TABLE, "in transactions", column, busy, "%"))
+    return rows
+
+
 async def run(opts: Options = Options()) -> list[dict[str, Any]]:
     stack = make_up_stack("bench-latency", port_base=18400)
     rows: list[dict[str, Any]] = []
@@ -165,10 +215,14 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
         say(f"latency: warm-up: {warm.short()}")
         load_before = load_average()
         steps: list[dict[str, Any]] = []
+        batches: list[dict[str, Any]] = []
         for rate in opts.rates:
             quiet = await _quiet(stack)
-            since = datetime.now(UTC)
+            since, sums = datetime.now(UTC), await _processor_sums(stack)
+            began = time.monotonic()
             result = await _step(stack, path, rate, opts.step_seconds)
+            seconds = time.monotonic() - began
+            batches += _batch_rows(rate, sums, await _processor_sums(stack), seconds)
             say(f"latency: {rate:g}/s: {result.short()}")
             rows += _rows(rate, result, quiet)
             await _quiet(stack)  # every lead of the rate stored
@@ -193,6 +247,16 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
                 f"rate), '{STORED}' from the gateway's receive to the processor's end; the "
                 f"round trip beyond it is the commit, the notification (carrying the answer) "
                 f"and the answer",
+            )
+        )
+        rows += batches
+        rows.append(
+            caption(
+                "latency",
+                BATCH_TABLE,
+                "the processor's batches during each rate (its /metrics before and after): "
+                "each statement's mean ms per batch, and the share of the rate's time spent "
+                "in its transactions (near 100 %: no slack, leads queue for the next batch)",
             )
         )
     return rows

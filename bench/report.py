@@ -26,6 +26,8 @@ def _cell_text(value: float, unit: str) -> str:
         return f"{value:.1f} %"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "per batch":
+        return f"{value:,.1f}"
     return f"{value:,.0f}"
 
 

@@ -18,6 +18,7 @@ from bench import charts, report
 from bench.cpu import CpuMeter, snapshot
 from bench.figures import caption, cell, figure
 from bench.httpload import Plan, build_requests, lead_bodies, load
+from bench.latency import BATCH_TABLE, _batch_rows
 from bench.ports import free_port
 
 pytestmark = pytest.mark.unit
@@ -148,3 +149,19 @@ def test_charts_are_written(tmp_path: Path) -> None:
     drawn = charts.draw(_rows(), tmp_path, "test")
     assert sorted(p.name for p in drawn) == ["cost.png", "latency.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
+
+
+def test_the_processors_batches_are_read_from_its_counters() -> None:
+    """``latency batches``: the processor's counters before and after a rate give the
+    batches per second, leads per batch, each statement's mean per batch and the share of
+    the rate spent in transactions."""
+    before = {"batches": 100, "leads": 150, "lookup": 1.0, "write": 1.0, "record": 1.0}
+    before["commit"] = 1.0
+    after = {"batches": 300, "leads": 650, "lookup": 1.4, "write": 1.2, "record": 1.1}
+    after["commit"] = 1.3
+    text = report.tables(_batch_rows(300, before, after, seconds=2.0))[BATCH_TABLE].markdown()
+    assert "| batches per second | 100 |" in text
+    assert "| leads per batch | 2.5 |" in text
+    assert "| lookup ms per batch | 2.0 ms |" in text
+    assert "| commit ms per batch | 1.5 ms |" in text
+    assert "| in transactions | 50.0 % |" in text
