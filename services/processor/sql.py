@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -130,13 +129,12 @@ UPDATE contacts c
  WHERE c.id = u.id
 """
 
-# The batch's contacts and leads in one statement (one round trip): contact updates ($1-$10)
-# and inserts ($11-$21), then (numbered from 1 in _LEAD_CTES, shifted past the contacts'
-# parameters) leads, possible-duplicate pairs and accepted lead keys. A lead's contact
-# inserted in the same statement satisfies its foreign key: Postgres checks constraints
-# once the whole statement has run.
-_CONTACT_CTES = """
-upd AS (
+# The batch's contacts and leads in one statement (one round trip): contact updates
+# ($1-$10) and inserts ($11-$21), leads ($22-$31, consent $42), possible-duplicate pairs
+# ($32-$36) and accepted lead keys ($37-$41). A lead's contact inserted by the same
+# statement satisfies its foreign key: Postgres checks constraints once the statement ran.
+WRITE = """
+WITH upd AS (
     UPDATE contacts c
        SET crm_id = u.crm_id, phone = u.phone, email = u.email,
            first_name = u.first_name, last_name = u.last_name,
@@ -158,43 +156,30 @@ ins AS (
                   $21::uuid[])
         AS u(id, crm_id, phone, email, first_name, last_name, product,
              lead_status, custom, board_id, workspace_id)
- RETURNING 1)"""
-CONTACT_PARAMS = 21
-
-_LEAD_CTES = """
+ RETURNING 1),
 new_leads AS (
     INSERT INTO leads (id, workspace_id, contact_id, webhook_id, request_id,
                        idempotency_key, source, status, product_interest, replay_of, consent)
     SELECT l.id, l.ws, l.contact, l.webhook, l.request, l.idem, l.source, l.status,
            l.product, l.replay_of, l.consent::jsonb
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
-                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $21::text[])
+      FROM unnest($22::uuid[], $23::uuid[], $24::uuid[], $25::uuid[], $26::uuid[],
+                  $27::text[], $28::text[], $29::text[], $30::text[], $31::uuid[], $42::text[])
         AS l(id, ws, contact, webhook, request, idem, source, status, product, replay_of,
              consent)
     RETURNING 1),
 pairs AS (
     INSERT INTO possible_duplicates (workspace_id, contact_id, other_contact_id, key_type, request_id)
-    SELECT * FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::uuid[])
+    SELECT * FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::text[], $36::uuid[])
     ON CONFLICT (workspace_id, contact_id, other_contact_id, key_type) DO NOTHING
     RETURNING 1),
 lead_keys AS (
     INSERT INTO webhook_lead_keys (webhook_id, key_type, value_sha256, accepted_at, request_id)
-    SELECT * FROM unnest($16::uuid[], $17::text[], $18::bytea[], $19::timestamptz[],
-                         $20::uuid[])
+    SELECT * FROM unnest($37::uuid[], $38::text[], $39::bytea[], $40::timestamptz[],
+                         $41::uuid[])
     ON CONFLICT (webhook_id, key_type, value_sha256) DO UPDATE
        SET accepted_at = EXCLUDED.accepted_at, request_id = EXCLUDED.request_id
      WHERE webhook_lead_keys.accepted_at < EXCLUDED.accepted_at
-    RETURNING 1)"""
-
-
-def _shifted(text: str, by: int) -> str:
-    """``text`` with every parameter ``$n`` renumbered ``$(n + by)``."""
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + by}", text)
-
-
-WRITE = f"""
-WITH {_CONTACT_CTES.strip()},
-{_shifted(_LEAD_CTES, CONTACT_PARAMS).strip()}
+    RETURNING 1)
 SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins),
        (SELECT count(*) FROM new_leads), (SELECT count(*) FROM pairs),
        (SELECT count(*) FROM lead_keys)
