@@ -33,8 +33,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, timeout=timeout)
+async def connect(
+    dsn: str, *, timeout: float = 10.0, server_settings: Mapping[str, str] | None = None
+) -> asyncpg.Connection:
+    conn = await asyncpg.connect(
+        dsn, timeout=timeout, server_settings=dict(server_settings) if server_settings else None
+    )
     await _init_connection(conn)
     return conn
 

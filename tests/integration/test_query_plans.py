@@ -25,7 +25,11 @@ from services.processor.repository import (
     PostgresRepository,
     lock_key,
 )
-from tests.support.processor import seed_tenant
+from services.processor.transaction import process_batch
+from shared.db import connect
+from shared.kafka import Message
+from tests.support.events import received
+from tests.support.processor import phone_of, seed_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +192,29 @@ async def test_a_batch_whose_statement_failed_never_counts_as_committed(database
         assert not conn.is_in_transaction() and await _advisory_locks(conn) == 0
     finally:
         await conn.close()
+
+
+async def test_a_batchs_statements_are_planned_once_not_at_every_batch(database_url: str) -> None:
+    """With the processor's session settings, each batch statement keeps the plan Postgres
+    made the first time (a generic one) instead of planning the batch's read afresh for
+    every batch (what Postgres chooses by itself while sequential scans are off)."""
+    conn = await connect(database_url, server_settings=sql.SESSION)  # as the pool's are
+    repo = PostgresRepository(conn)  # type: ignore[arg-type]
+    batches = 8
+    try:
+        t = await seed_tenant(conn)
+        for i in range(batches):
+            lead = received(t.workspace_id, t.webhook_id, phone=phone_of(9000 + i))
+            message = Message(
+                topic="raw", partition=0, offset=i, key=None, value=lead, raw=b"", timestamp_ms=0
+            )
+            async with repo.transaction() as tx:
+                await process_batch([message], tx=tx)
+        rows = await conn.fetch(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        )
+    finally:
+        await conn.close()
+    plans = {r["statement"]: (r["generic_plans"], r["custom_plans"]) for r in rows}
+    for name in ("LOAD", "WRITE", "RECORD"):
+        assert plans[getattr(sql, name)] == (batches, 0), name
