@@ -2,8 +2,7 @@
 everything (issue 14's table).
 
 ``python -m bench cost [--leads N]`` starts a stack of its own (``bench-cost``: every
-service as ``make up`` runs it, the gateway with 2 workers and
-``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync on), makes one unsigned generic
+service as ``make up`` runs it, with ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync on), makes one unsigned generic
 webhook, warms up, then sends ``N`` distinct leads (10,000 by default) as fast as the
 gateway takes them (:mod:`bench.httpload`, 32 keep-alive connections, closed loop) and
 waits until every consumer group has caught up, read from Kafka itself: the processor's
@@ -48,7 +47,7 @@ REST_S = 5.0
 PROCESSES = {
     "archiver": "archiver",
     "s3": "S3 server (versitygw)",
-    "ingest": "ingest (2 workers + supervisor)",
+    "ingest": "ingest (the gateway's processes)",
     "processor": "processor",
     "kafka": "Kafka",
     "postgres": "Postgres (postmaster + backends)",

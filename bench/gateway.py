@@ -6,8 +6,9 @@ same distinct generic leads), with CPU read from /proc for the serving processes
 - ``bare``: an aiohttp handler that reads the body and answers 202 (one process, uvloop);
 - ``relay``: the thinnest durable relay: aiohttp + aiokafka ``send_and_wait`` (acks=all,
   idempotent, aiokafka's defaults otherwise) to a topic of the same broker (one process);
-- ``gateway``: the leadwire gateway as ``make up`` runs it (supervisor + 2 workers), one
-  unsigned webhook of the generic template, ``LEADWIRE_IP_RATE_PER_MINUTE=0``.
+- ``gateway``: the leadwire gateway as ``make up`` runs it (its processes:
+  ``infra.launch.gateway_workers``, one on 2 cores), one unsigned webhook of the generic
+  template, ``LEADWIRE_IP_RATE_PER_MINUTE=0``.
 
 The stack is ``bench-gateway`` (started as ``make up`` starts it). While the three run,
 the consumers (processor, notifier, analytics, archiver) are paused (SIGSTOP), so every
@@ -50,7 +51,7 @@ TABLE = "gateway"
 SERVERS = {
     "bare": "bare aiohttp handler (read body, answer 202)",
     "relay": "thinnest durable relay: aiohttp + aiokafka send_and_wait, acks=all, idempotent",
-    "gateway": "leadwire gateway, 2 workers (auth none, generic template)",
+    "gateway": "leadwire gateway as make up runs it (auth none, generic template)",
 }
 
 
@@ -257,7 +258,8 @@ async def _measure(
         half = await _half_rate_rows(ports, path, bodies, rates["gateway"].rps)
     tool = "wrk" if rates["gateway"].tool == "wrk" else "bench.httpload (wrk not installed)"
     text = (
-        f"{tool} -t1 -c{CONNECTIONS}, {seconds:g} s per server, one run; CPU of the serving "
+        f"{tool} -t1 -c{CONNECTIONS}, {seconds:g} s per server, one run; the gateway in "
+        f"{stack.gateway_workers} process(es) as make up runs it; CPU of the serving "
         f"processes only (utime+stime from /proc); Kafka, Postgres and S3 up, the consumers "
         f"({', '.join(CONSUMERS)}) paused meanwhile so that every server has the same "
         f"machine; load average {load_before} before, {load_after} after"

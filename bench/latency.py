@@ -2,8 +2,8 @@
 comes once the lead is processed), paced at 20, 100, 300 and 1,000 leads/s (issue 15).
 
 ``python -m bench latency [--rates 20,100,300,1000] [--step-seconds 10]`` starts a stack of
-its own (``bench-latency``: every service as ``make up`` runs it, the gateway with 2
-workers and ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync on) and one unsigned
+its own (``bench-latency``: every service as ``make up`` runs it, with
+``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync on) and one unsigned
 generic webhook, warms up, then holds each rate for the step's seconds, open loop
 (:mod:`bench.httpload`: a request is due at its time whatever the answers before it did,
 and its latency counts from then), each lead a new person. Before each step the stack has
@@ -234,7 +234,8 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
                 TABLE,
                 f"Prefer: wait=5, client-side round trip from when each request was due "
                 f"(open loop), {opts.step_seconds:g} s per rate, every service running "
-                f"(gateway 2 workers), Postgres fsync on; load average {load_before} before, "
+                f"(gateway processes: {stack.gateway_workers}), Postgres fsync on; load "
+                f"average {load_before} before, "
                 f"{load_average()} after",
             )
         )

@@ -122,6 +122,11 @@ class LaunchedStack:
         self.settings: CommonSettings | None = None
         self.dir = self.stack.state_dir / "soak"
 
+    @property
+    def gateway_workers(self) -> int:
+        """The running stack's gateway processes (``LEADWIRE_INGEST_WORKERS``)."""
+        return int(self.env.get("LEADWIRE_INGEST_WORKERS") or 1)
+
     def launcher_env(self) -> dict[str, str]:
         env = {**_base_env(), **self.overrides}
         env["LEADWIRE_INFRA_PG_FSYNC"] = "1" if self.pg_fsync else "0"
@@ -246,11 +251,12 @@ class LaunchedStack:
 
 def make_up_stack(name: str, port_base: int) -> LaunchedStack:
     """The stack a whole-system measurement runs on: as ``make up`` runs it (Postgres fsync
-    on), the gateway with 2 workers and no per-IP limit (one client sends from 127.0.0.1)."""
+    on; the gateway's processes: :func:`infra.launch.gateway_workers`), with no per-IP
+    limit (one client sends from 127.0.0.1)."""
     return LaunchedStack(
         name,
         port_base=port_base,
-        extra_env={"LEADWIRE_INGEST_WORKERS": "2", "LEADWIRE_IP_RATE_PER_MINUTE": "0"},
+        extra_env={"LEADWIRE_IP_RATE_PER_MINUTE": "0"},
         pg_fsync=True,
     )
 

@@ -75,9 +75,22 @@ def _stack_env_path() -> Path:
     return ROOT / ".leadwire" / STACK / "stack.env"
 
 
+def gateway_workers(cores: int | None = None) -> int:
+    """The gateway processes of this all-in-one stack: half the cores, at least one.
+
+    Here every service and the infra share the machine's cores, and one gateway process
+    takes ~5,000 leads/s, a few times what the rest of the stack processes on 2 cores;
+    each more process costs CPU per lead (smaller produce batches, one more listener
+    reading every notification) that the pipeline needs. On 2 cores one process instead
+    of two: the synchronous round trip's p99 at 1,000 leads/s 52-65 ms instead of
+    83-135 ms, all services' CPU 163-168 % instead of 180 % of a core (docs/bench.md). A
+    gateway host of its own keeps the gateway's default: one process per core."""
+    return max(1, (cores if cores is not None else os.cpu_count() or 1) // 2)
+
+
 def _settings_env(stack: Stack) -> dict[str, str]:
     """Infra settings, overridden by LEADWIRE_* variables the operator set."""
-    env = stack.settings_env()
+    env = {**stack.settings_env(), "LEADWIRE_INGEST_WORKERS": str(gateway_workers())}
     for key, value in os.environ.items():
         if key.startswith("LEADWIRE_") and not key.startswith("LEADWIRE_INFRA_"):
             env[key] = value
