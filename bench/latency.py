@@ -234,9 +234,8 @@ async def run(opts: Options = Options()) -> list[dict[str, Any]]:
                 TABLE,
                 f"Prefer: wait=5, client-side round trip from when each request was due "
                 f"(open loop), {opts.step_seconds:g} s per rate, every service running "
-                f"(gateway processes: {stack.gateway_workers}), Postgres fsync on; load "
-                f"average {load_before} before, "
-                f"{load_average()} after",
+                f"(gateway processes: {stack.gateway_workers}), Postgres fsync on; "
+                f"load average {load_before} before, {load_average()} after",
             )
         )
         rows += steps

@@ -155,7 +155,8 @@ class ConsumerRunner(Generic[E]):
             # A topic created after subscribe() is noticed within seconds, not minutes.
             metadata_max_age_ms=5_000,
             # How long a fetch waits at the broker while no partition has new data: it
-            # answers as soon as one has (fetch_min_bytes 1), so this is the idle polling
+            # answers as soon as one has (fetch_min_bytes 1). Every fetch covers every
+            # partition (_fetch_all_partitions_together), so this is the idle polling
             # rate, not a delay. A consumer that need not be prompt gathers instead: the
             # broker holds each fetch until GATHER_BYTES came or gather_ms passed, so a
             # steady trickle comes as a few big batches, not many of one or two records.
