@@ -4,8 +4,8 @@ everything (issue 14's table).
 ``python -m bench cost [--leads N]`` starts a stack of its own (``bench-cost``: every
 service as ``make up`` runs it, with ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with
 fsync on), makes one unsigned generic webhook, warms up, then sends ``N`` distinct leads
-(10,000 by default) as fast as the gateway takes them (:mod:`bench.httpload`, 32 keep-alive connections, closed loop) and
-waits until every consumer group has caught up, read from Kafka itself: the processor's
+(10,000 by default) as fast as the gateway takes them (:mod:`bench.httpload`, 32
+keep-alive connections, closed loop) and waits until every consumer group has caught up, read from Kafka itself: the processor's
 group on the raw topic, the notifier's, analytics' and the archiver's on the outcome topic
 (committed offsets against end offsets; and the outcome topic holds an outcome for every
 lead the raw topic received). Over that run (first send -> every group's lag 0) each
