@@ -2,19 +2,19 @@
 everything (issue 14's table).
 
 ``python -m bench cost [--leads N]`` starts a stack of its own (``bench-cost``: every
-service as ``make up`` runs it, with ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with
-fsync on), makes one unsigned generic webhook, warms up, then sends ``N`` distinct leads
-(10,000 by default) as fast as the gateway takes them (:mod:`bench.httpload`, 32
-keep-alive connections, closed loop) and waits until every consumer group has caught up, read from Kafka itself: the processor's
-group on the raw topic, the notifier's, analytics' and the archiver's on the outcome topic
-(committed offsets against end offsets; and the outcome topic holds an outcome for every
-lead the raw topic received). Over that run (first send -> every group's lag 0) each
-process's CPU is read from /proc (:mod:`bench.cpu`): the gateway's supervisor and
-workers, Postgres's postmaster and backends, Kafka, the S3 server, each consumer, and
-any other service the stack runs.
-Bounded: a run that does not catch up within its deadline prints what it has, marked.
-Beside each process: its CPU at rest (5 s before the burst, nothing sent), which the
-per-lead figure includes for as long as the run lasts.
+service as ``make up`` runs it, with ``LEADWIRE_IP_RATE_PER_MINUTE=0``, Postgres with fsync
+on), makes one unsigned generic webhook, warms up, then sends ``N`` distinct leads (10,000
+by default) as fast as the gateway takes them (:mod:`bench.httpload`, 32 keep-alive
+connections, closed loop) and waits until every consumer group has caught up, read from
+Kafka itself: the processor's group on the raw topic, the notifier's, analytics' and the
+archiver's on the outcome topic (committed offsets against end offsets; and the outcome
+topic holds an outcome for every lead the raw topic received). Over that run (first send ->
+every group's lag 0) each process's CPU is read from /proc (:mod:`bench.cpu`): the
+gateway's supervisor and workers, Postgres's postmaster and backends, Kafka, the S3 server,
+each consumer, and any other service the stack runs. Bounded: a run that does not catch up
+within its deadline prints what it has, marked. Beside each process: its CPU at rest (5 s
+before the burst, nothing sent), which the per-lead figure includes for as long as the run
+lasts.
 """
 
 from __future__ import annotations
