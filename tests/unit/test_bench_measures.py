@@ -5,6 +5,7 @@ closed and open loops, and the tables and charts made from the rows."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 import threading
@@ -165,3 +166,73 @@ def test_the_processors_batches_are_read_from_its_counters() -> None:
     assert "| lookup ms per batch | 2.0 ms |" in text
     assert "| commit ms per batch | 1.5 ms |" in text
     assert "| in transactions | 50.0 % |" in text
+
+
+def test_the_cost_run_reads_lags_only_after_the_last_answer_and_only_of_groups_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bench cost's own lag readings cost the broker requests that land in Kafka's row:
+    none while leads are still being sent, and a group that caught up is not asked again."""
+    from bench import cost
+    from bench.lag import Reading
+
+    asked: list[tuple[bool, tuple[str, ...]]] = []
+    sent = asyncio.Event()
+    behind = {"processor": 0, "notifier": 2, "analytics": 1, "archiver": 3}
+
+    class Reader:
+        def __init__(self, settings: Any) -> None:
+            pass
+
+        async def __aenter__(self) -> Reader:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+        async def read(self, services: Any = None) -> Reading:
+            wanted = tuple(behind if services is None else services)
+            asked.append((sent.is_set(), wanted))
+            ends = {topic: (5 if sent.is_set() else 0) for topic in set(cost.CONSUMED.values())}
+            reading = Reading(ends=ends)
+            for service in wanted:
+                reading.lags[service] = behind[service] if sent.is_set() else 0
+                behind[service] = max(behind[service] - 1, 0)
+            return reading
+
+    class Meter:
+        elapsed_s = 1.0
+
+        def __init__(self, pids: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> dict[str, float]:
+            return {}
+
+    async def send(plan: Plan) -> Any:
+        await asyncio.sleep(4 * cost.POLL_S)
+        sent.set()
+        return object()
+
+    class Stack:
+        settings = object()
+        ports = {"ingest": 1}
+
+        def pids(self) -> dict[str, int]:
+            return {}
+
+    monkeypatch.setattr(cost, "LagReader", Reader)
+    monkeypatch.setattr(cost, "CpuMeter", Meter)
+    monkeypatch.setattr(cost, "load", send)
+    run = asyncio.run(cost._burst(Stack(), [b"lead"] * 5, 30))  # type: ignore[arg-type]
+
+    assert run.complete and set(run.caught_up_s) == set(cost.CONSUMED)
+    first, *during = asked
+    assert first == (False, tuple(behind))  # the baseline, before anything is sent
+    assert during and all(after_send for after_send, _ in during)
+    for (_, earlier), (_, later) in itertools.pairwise(during):
+        assert set(later) < set(earlier)  # the groups caught up dropped out
+    assert during[-1][1] == ("archiver",)
