@@ -27,6 +27,7 @@ import orjson
 from bench.loadgen import Target
 from bench.ports import free_ports
 from infra import Stack, list_processes
+from infra.launch import gateway_workers
 from infra.processes import pid_alive
 from infra.stack import start_process
 from shared.settings import CommonSettings
@@ -124,8 +125,9 @@ class LaunchedStack:
 
     @property
     def gateway_workers(self) -> int:
-        """The running stack's gateway processes (``LEADWIRE_INGEST_WORKERS``)."""
-        return int(self.env.get("LEADWIRE_INGEST_WORKERS") or 1)
+        """The running stack's gateway processes (``LEADWIRE_INGEST_WORKERS``; the
+        launcher's own choice when its stack.env does not say)."""
+        return int(self.env.get("LEADWIRE_INGEST_WORKERS") or gateway_workers())
 
     def launcher_env(self) -> dict[str, str]:
         env = {**_base_env(), **self.overrides}
